@@ -1,0 +1,5 @@
+#!/bin/sh
+# Regenerates the autotools files from configure.ac and Makefile.am.
+set -eu
+cd "$(dirname "$0")"
+autoreconf --install --force

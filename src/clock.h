@@ -1,0 +1,15 @@
+/* clock.h: monotonic and wall-clock time in milliseconds, and ISO-8601 stamps. */
+#ifndef COUPONSD_CLOCK_H
+#define COUPONSD_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int64_t clock_mono_ms(void);
+int64_t clock_mono_us(void);
+int64_t clock_real_ms(void);
+
+/* Writes "2026-01-01T00:00:00.000Z" for a wall-clock time in ms; buf needs 25 bytes. */
+void clock_format_iso(int64_t real_ms, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,70 @@
+/* kafka_conf.c: librdkafka configuration built from couponsd's config. */
+#include "kafka_conf.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <syslog.h>
+
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+	char err[512];
+
+	if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+		log_error("kafka property %s=%s: %s", name, value, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Called from librdkafka's threads; log_msg() writes one whole line with one write(). */
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	log_level_t ours = level <= LOG_ERR       ? LOG_LEVEL_ERROR
+	                   : level <= LOG_WARNING ? LOG_LEVEL_WARN
+	                   : level <= LOG_INFO    ? LOG_LEVEL_INFO
+	                                          : LOG_LEVEL_DEBUG;
+
+	log_msg(ours, "librdkafka %s: %s", fac, buf);
+}
+
+void kafka_conf_set_logger(rd_kafka_conf_t *conf)
+{
+	rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+}
+
+static int apply_passthrough(rd_kafka_conf_t *conf, const config_property_t *props, int count)
+{
+	for (int i = 0; i < count; i++) {
+		if (kafka_conf_set(conf, props[i].name, props[i].value) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap, int partition)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char client_id[64];
+
+	snprintf(client_id, sizeof(client_id), "couponsd-consumer-%d", partition);
+	kafka_conf_set_logger(conf);
+	/*
+	 * Offsets are stored by hand only once a message's outcome is durable
+	 * (at-least-once); auto commit then commits only what was stored.
+	 * queued.min.messages is raised because librdkafka 2.0.2 otherwise
+	 * stalls about a second per fetch round with one consumer and a deep
+	 * backlog.
+	 */
+	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
+	    kafka_conf_set(conf, "group.id", cfg->kafka_group_id) != 0 ||
+	    kafka_conf_set(conf, "client.id", client_id) != 0 ||
+	    kafka_conf_set(conf, "enable.auto.offset.store", "false") != 0 ||
+	    kafka_conf_set(conf, "auto.offset.reset", "earliest") != 0 ||
+	    kafka_conf_set(conf, "queued.min.messages", "1000000") != 0 ||
+	    apply_passthrough(conf, cfg->kafka_consumer, cfg->kafka_consumer_count) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}

@@ -1,0 +1,176 @@
+"""test_reload.py: a reload is a generation change that never drops a request and never splits a partition."""
+import http.client
+import re
+import signal
+import threading
+import time
+
+from harness import Daemon, wait_for
+from tap import Tap
+
+
+class Load:
+    """A bounded loop of fresh-connection GET /healthz requests from two threads."""
+
+    def __init__(self, port, seconds=30):
+        self.port, self.deadline = port, time.monotonic() + seconds
+        self.ok = self.failed = 0
+        self.errors = []
+        self.stopping = False
+        self.threads = [threading.Thread(target=self.loop) for _ in range(2)]
+        for th in self.threads:
+            th.start()
+
+    def loop(self):
+        while not self.stopping and time.monotonic() < self.deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(resp.status)
+            except OSError as e:
+                self.failed += 1
+                self.errors.append(repr(e))
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.stopping = True
+        for th in self.threads:
+            th.join()
+
+
+def test_broken_file_keeps_running(t):
+    with Daemon() as d:
+        d.start()
+        before = sorted(d.http_workers())
+        good = open(d.config_path).read()
+        d.write_config(good + "http:\n  workers: lots\n")
+        n = len(d.notes)
+        d.signal(signal.SIGHUP)
+        t.ok(d.wait_note("refused", 10, n), "SIGHUP with a broken file: the reload is refused")
+        t.ok(re.search(r"reload refused: .*couponsd\.yaml:\d+:\d+: ", d.log()), "every error is logged with file:line:column",
+             d.log()[-1500:])
+        t.eq(sorted(d.http_workers()), before, "the running workers are untouched")
+        t.eq(d.get("/healthz")[0], 200, "and still serving")
+        rc, out, err = d.ctl("reload")
+        t.eq(rc, 1, "-s reload with the broken file exits 1")
+        t.ok(re.search(r"couponsd\.yaml:\d+:\d+: ", err), "and prints the error with file:line:column", err)
+        d.write_config(good.replace("workers: 2", "workers: 3"))
+        rc, out, err = d.ctl("reload")
+        t.eq(rc, 0, "a good file after a bad one reloads (-s reload exits 0)")
+        now = d.http_workers()
+        t.ok(wait_for(lambda: len(d.http_workers()) == 3 and not set(d.http_workers()) & set(before), 10),
+             "a new generation of 3 workers replaced the old 2", (before, now))
+
+
+def test_workers_change_under_load(t):
+    with Daemon() as d:
+        d.start()
+        load = Load(d.port)
+        time.sleep(0.5)
+        d.set("http", "workers", 3)
+        n = len(d.notes)
+        d.signal(signal.SIGHUP)
+        reloaded = d.wait_note("STATUS=reloaded", 15, n)
+        t.ok(reloaded, "SIGHUP with http.workers: 3 reloads")
+        time.sleep(1.5)  # let the old generation drain while requests keep coming
+        load.stop()
+        t.ok(wait_for(lambda: len(d.http_workers()) == 3, 10), "three http workers afterwards")
+        t.ok(load.ok > 50, f"the load loop ran ({load.ok} requests)")
+        t.eq(load.failed, 0, "zero failed requests across the reload")
+        if load.errors:
+            t.diag(load.errors[:10])
+
+
+def test_restart_only_key_is_reported(t):
+    with Daemon() as d:
+        d.start()
+        old_port = d.port
+        d.set("http", "listen", [f"127.0.0.1:{old_port + 1 if old_port < 65535 else old_port - 1}"])
+        rc, out, err = d.ctl("reload")
+        t.eq(rc, 0, "a reload changing http.listen is accepted")
+        t.ok("http.listen" in out and "restart" in out, "and says http.listen needs a restart", out + err)
+        t.ok("http.listen" in d.log(), "the log says so too")
+        t.eq(d.get("/healthz")[0], 200, "still serving on the original address")
+
+
+def test_sighup_storm_coalesces(t):
+    with Daemon() as d:
+        d.start()
+        for _ in range(8):
+            d.signal(signal.SIGHUP)  # back to back: all but the first land while a reload runs
+        settled = wait_for(lambda: "reloaded" in d.notes[-1] and len(d.http_workers()) == 2
+                           and len(d.consumers()) == 2 and len(d.children()) == 5, 20)
+        t.ok(settled, "after a storm of 8 SIGHUPs the daemon settles on one full generation",
+             [d.children(), d.notes[-3:]])
+        generations = len(re.findall("reload: starting generation", d.log()))
+        t.ok(1 <= generations <= 2, f"SIGHUPs during a reload coalesce ({generations} generations for 8 signals)")
+        t.eq(d.get("/healthz")[0], 200, "serving after the storm")
+        t.ok(not [c for c in d.children() if c[2] == "Z"], "no zombie left behind")
+
+
+def test_partition_handover(t):
+    with Daemon(overrides={"kafka": {"partitions": 3}}) as d:
+        d.start()
+        before = d.consumers()
+        samples, overlap = 0, []
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kids = [title for _, title, state in d.children() if title.startswith("couponsd: consumer") and state != "Z"]
+            samples += 1
+            dup = {x for x in kids if kids.count(x) > 1}
+            if dup:
+                overlap.append(dup)
+            now = d.consumers()
+            if len(now) == 3 and not set(now.values()) & set(before.values()):
+                break
+        t.ok(len(d.consumers()) == 3 and not set(d.consumers().values()) & set(before.values()),
+             "every partition got a new consumer", (before, d.consumers()))
+        t.eq(overlap, [], f"never two consumers for one partition ({samples} samples during the reload)")
+        log = d.log()
+        for title, pid in before.items():
+            part = title.rsplit(" ", 1)[1]
+            exited = log.find(f"consumer of partition {part} (pid {pid}) exited with status 0")
+            started = log.find(f"started consumer of partition {part} as pid", exited if exited >= 0 else 0)
+            t.ok(0 <= exited < started, f"partition {part}: the old consumer exited cleanly before its successor started")
+
+
+def test_owned_partitions_change(t):
+    with Daemon(overrides={"kafka": {"partitions": 4, "owned_partitions": "0-1"}}) as d:
+        d.start()
+        d.set("kafka", "owned_partitions", "1-3")
+        rc, out, err = d.ctl("reload")
+        t.eq(rc, 0, "reload with owned_partitions 0-1 -> 1-3")
+        t.ok(wait_for(lambda: sorted(d.consumers()) == [f"couponsd: consumer partition {p}" for p in (1, 2, 3)], 10),
+             "consumers follow: partition 0 stopped, 2 and 3 started", d.consumers())
+
+
+def test_new_generation_never_ready(t):
+    with Daemon(overrides={"daemon": {"worker_timeout": "2s"}}, faults="http_crash=2") as d:
+        d.start()
+        before = sorted(d.http_workers())
+        d.set("http", "workers", 3)
+        started = time.monotonic()
+        rc, out, err = d.ctl("reload")
+        t.eq(rc, 1, "a reload whose new workers never get ready fails")
+        t.ok("did not become ready" in err, "and says why", out + err)
+        t.ok(time.monotonic() - started < 6, "within about daemon.worker_timeout")
+        t.ok(wait_for(lambda: sorted(d.http_workers()) == before, 5), "the old generation keeps serving, untouched",
+             (before, d.http_workers()))
+        t.eq(d.get("/healthz")[0], 200, "still serving")
+        d.set("http", "workers", 2)
+        rc, out, err = d.ctl("reload")
+        t.ok(rc == 0, "a later good reload still works", err)
+
+
+if __name__ == "__main__":
+    Tap().run(test_broken_file_keeps_running, test_workers_change_under_load, test_restart_only_key_is_reported,
+              test_sighup_storm_coalesces, test_partition_handover, test_owned_partitions_change,
+              test_new_generation_never_ready)

@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""test_stop.py: graceful and forced stops, reaping, death of the master, log reopening, JSON logs (SPEC.md 1)."""
+import http.client
+import json
+import os
+import re
+import signal
+import time
+
+import harness
+from tap import Tap
+
+
+def proc_stat(pid):
+    """(state, ppid, starttime) of pid from /proc, or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def alive(pids):
+    return [pid for pid in pids if harness.pid_alive(pid)]
+
+
+def keepalive_connection(d):
+    """An HTTP/1.1 connection that carried one request and stays open (idle keep-alive)."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    conn.request("GET", "/healthz")
+    resp = conn.getresponse()
+    resp.read()
+    return conn, resp.status
+
+
+def check_gone(t, d, kids, what):
+    """Everything a stopped daemon must have cleaned up."""
+    t.eq(alive(kids), [], f"{what}: no child process left")
+    t.ok(not os.path.exists(d.tree["daemon"]["pid_file"]), f"{what}: pid file removed")
+    t.ok(not os.path.exists(d.tree["daemon"]["control_socket"]), f"{what}: control socket removed")
+    clean, text = d.sanitizer_clean()
+    t.ok(clean, f"{what}: no sanitizer report", text)
+
+
+def test_stop_inputs(t):
+    """SIGTERM, SIGINT, SIGQUIT and `-s stop` each stop the daemon gracefully with exit code 0."""
+    for how in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, "-s stop"):
+        name = how if isinstance(how, str) else how.name
+        with harness.Daemon({"daemon": {"shutdown_timeout": "5s"}}, workers=2, partitions=2) as d:
+            d.start()
+            kids = [pid for pid, _, _ in d.children()]
+            t.ok(len(kids) == 5, f"{name}: kafka, 2 http workers and 2 consumers running", d.children())
+            with open(d.tree["daemon"]["pid_file"]) as f:
+                t.eq(f.read().strip(), str(d.pid), f"{name}: the pid file holds the master's pid")
+            t.ok(os.path.exists(d.tree["daemon"]["control_socket"]), f"{name}: the control socket exists")
+            start = time.monotonic()
+            if isinstance(how, str):
+                rc, out, err = d.ctl("stop")
+                t.eq(rc, 0, f"{name}: couponsd -s stop exits 0")
+            else:
+                d.signal(how)
+            rc = d.wait_exit(7)
+            elapsed = time.monotonic() - start
+            t.eq(rc, 0, f"{name}: the master exits with status 0")
+            t.ok(rc is not None and elapsed < 5, f"{name}: exit within daemon.shutdown_timeout (took {elapsed:.2f}s)")
+            check_gone(t, d, kids, name)
+            t.ok("did not finish within the deadline" not in d.log(), f"{name}: no child needed a SIGKILL",
+                 d.log()[-2000:])
+
+
+def test_graceful_keepalive(t):
+    """An idle keep-alive connection delays a worker's exit until http.read_timeout at the latest."""
+    with harness.Daemon({"daemon": {"shutdown_timeout": "10s"}, "http": {"read_timeout": "2s"}}) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        conn, status = keepalive_connection(d)
+        try:
+            t.eq(status, 200, "keep-alive: first request answered")
+            start = time.monotonic()
+            d.signal(signal.SIGTERM)
+            rc = d.wait_exit(8)
+            elapsed = time.monotonic() - start
+            t.eq(rc, 0, "keep-alive: the master exits with status 0")
+            t.ok(rc is not None and elapsed < 4, f"keep-alive: exit by read_timeout + slack (took {elapsed:.2f}s)")
+            log = d.log()
+            t.ok("did not finish within the deadline" not in log, "keep-alive: the worker left on its own",
+                 log[-2000:])
+            t.eq(log.count("drained; exiting"), 2, "keep-alive: both http workers logged 'drained; exiting'")
+            check_gone(t, d, kids, "keep-alive")
+        finally:
+            conn.close()
+
+
+def test_inflight_request_during_drain(t):
+    """A request arriving on an open connection during the drain is answered, with Connection: close."""
+    with harness.Daemon({"daemon": {"shutdown_timeout": "10s"}, "http": {"read_timeout": "30s"}}) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        conn, status = keepalive_connection(d)
+        try:
+            d.signal(signal.SIGTERM)
+            time.sleep(0.5)
+            t.ok(d.proc.poll() is None, "drain: the master waits for the open connection")
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            t.eq(resp.status, 200, "drain: a request on the open connection is still answered")
+            t.eq((resp.getheader("Connection") or "").lower(), "close", "drain: the answer says Connection: close")
+            start = time.monotonic()
+            rc = d.wait_exit(5)
+            elapsed = time.monotonic() - start
+            t.ok(rc == 0 and elapsed < 2, f"drain: exit 0 soon after the last answer (rc {rc}, {elapsed:.2f}s)")
+            check_gone(t, d, kids, "drain")
+        finally:
+            conn.close()
+
+
+def test_shutdown_deadline(t):
+    """With a long read_timeout, the master SIGKILLs the straggler at daemon.shutdown_timeout."""
+    with harness.Daemon({"daemon": {"shutdown_timeout": "2s"}, "http": {"read_timeout": "30s"}}) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        conn, status = keepalive_connection(d)
+        try:
+            start = time.monotonic()
+            d.signal(signal.SIGTERM)
+            rc = d.wait_exit(8)
+            elapsed = time.monotonic() - start
+            t.eq(rc, 0, "deadline: the master exits with status 0")
+            t.ok(rc is not None and elapsed < 4, f"deadline: exit within ~4s (took {elapsed:.2f}s)")
+            t.ok(rc is not None and elapsed >= 1.5, f"deadline: the straggler got its grace period ({elapsed:.2f}s)")
+            t.ok("did not finish within the deadline" in d.log(), "deadline: the master logged killing the straggler",
+                 d.log()[-2000:])
+            check_gone(t, d, kids, "deadline")
+        finally:
+            conn.close()
+
+
+def test_second_signal(t):
+    """A second SIGTERM or SIGINT during a graceful stop stops now."""
+    for first, second in ((signal.SIGTERM, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)):
+        what = f"{first.name} then {second.name}"
+        with harness.Daemon({"daemon": {"shutdown_timeout": "30s"}, "http": {"read_timeout": "30s"}}) as d:
+            d.start()
+            kids = [pid for pid, _, _ in d.children()]
+            conn, status = keepalive_connection(d)
+            try:
+                d.signal(first)
+                time.sleep(0.5)
+                t.ok(d.proc.poll() is None, f"{what}: still draining after the first signal")
+                start = time.monotonic()
+                d.signal(second)
+                rc = d.wait_exit(5)
+                elapsed = time.monotonic() - start
+                t.ok(rc is not None and elapsed < 2, f"{what}: exit within 2s of the second (rc {rc}, {elapsed:.2f}s)")
+                check_gone(t, d, kids, what)
+            finally:
+                conn.close()
+
+
+def wait_reaped(pid, start_time, timeout):
+    """Seconds until pid (the process that had start_time) is gone from /proc, or None; and whether it was seen Z."""
+    t0 = time.monotonic()
+    zombie_seen = False
+    while time.monotonic() - t0 < timeout:
+        st = proc_stat(pid)
+        if st is None or st[2] != start_time:
+            return time.monotonic() - t0, zombie_seen
+        zombie_seen |= st[0] == "Z"
+        time.sleep(0.01)
+    return None, zombie_seen
+
+
+def test_no_zombies(t):
+    with harness.Daemon(workers=2, partitions=1) as d:
+        d.start()
+        victim = d.http_workers()[0]
+        start_time = proc_stat(victim)[2]
+        os.kill(victim, signal.SIGKILL)
+        took, _ = wait_reaped(victim, start_time, 3)
+        t.ok(took is not None and took < 1, f"a SIGKILLed http worker is reaped within 1s (took {took})")
+
+        t.ok(harness.wait_for(lambda: len(d.http_workers()) == 2, 5), "the killed http worker was restarted",
+             d.children())
+        # Two exits at once: one SIGCHLD may stand for both, the master must reap them all.
+        victims = d.http_workers()
+        starts = {pid: proc_stat(pid)[2] for pid in victims}
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        took = [wait_reaped(pid, starts[pid], 3)[0] for pid in victims]
+        t.ok(all(x is not None and x < 1 for x in took),
+             f"two http workers killed at once are both reaped within 1s ({took})")
+        # Watch every child of the master for 1.5s (restarts included): no one is a zombie for 1s or more.
+        seen = {}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            now = time.monotonic()
+            for pid, title, state in d.children():
+                if state == "Z":
+                    seen.setdefault(pid, [now, now])[1] = now
+            time.sleep(0.02)
+        lasting = {pid: round(last - first, 2) for pid, (first, last) in seen.items() if last - first >= 1}
+        t.eq(lasting, {}, "no child of the master stays a zombie for 1s")
+        t.ok(d.proc.poll() is None, "the master survived its children's deaths")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "zombies: no sanitizer report", text)
+
+
+def test_master_killed(t):
+    with harness.Daemon(workers=2, partitions=2) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        t.eq(len(kids), 5, "kill -9 master: 5 children before")
+        d.proc.kill()
+        d.proc.wait(5)
+        left = harness.wait_for(lambda: not alive(kids), 2)
+        t.ok(left, "every child is gone within 2s of SIGKILL of the master", f"still alive: {alive(kids)}")
+
+
+def fds_on(pid, path):
+    """How many of pid's descriptors are open on path."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    n += 1
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
+def read(path, offset=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rotate_and_reopen(t, d, suffix, reopen, what):
+    """Renames the log, asks for a reopen, checks every process moved to the new file and children log there."""
+    rotated = d.log_path + suffix
+    procs = [d.pid] + [pid for pid, _, s in d.children() if s != "Z"]
+    old_http = d.http_workers()
+    old_consumers = list(d.consumers().values())
+    os.rename(d.log_path, rotated)
+    reopen()
+    t.ok(harness.wait_for(lambda: "log files reopened" in read(d.log_path), 3),
+         f"{what}: a new log file with 'log files reopened' appears at the configured path", read(rotated)[-1500:])
+    t.ok(harness.wait_for(lambda: all(fds_on(pid, rotated) == 0 for pid in procs), 3),
+         f"{what}: no process (master, http workers, consumers, kafka) still writes to the renamed file",
+         {pid: fds_on(pid, rotated) for pid in procs})
+    t.ok(all(fds_on(pid, d.log_path) >= 1 for pid in procs if harness.pid_alive(pid)),
+         f"{what}: every process has the new file open", {pid: fds_on(pid, d.log_path) for pid in procs})
+    rotated_size = os.path.getsize(rotated)
+
+    # A reload retires the children that were running at the reopen: their last lines land in the new file.
+    mark = len(d.notes)
+    d.signal(signal.SIGHUP)
+    t.ok(d.wait_note("READY=1", 10, mark), f"{what}: reload finished")
+
+    def lines_from_old():
+        new = read(d.log_path)
+        return all(f"[{pid}]: drained; exiting" in new for pid in old_http) and \
+            all(f"[{pid}]: stopped;" in new for pid in old_consumers)
+    t.ok(harness.wait_for(lines_from_old, 5),
+         f"{what}: the new file gets the last lines of the old http workers and consumers", read(d.log_path)[-3000:])
+    late = read(rotated, rotated_size)
+    t.eq(late, "", f"{what}: nothing was written to the renamed file after the reopen")
+
+
+def test_log_reopen(t):
+    with harness.Daemon(workers=2, partitions=1) as d:
+        d.start()
+        rotate_and_reopen(t, d, ".1", lambda: d.signal(signal.SIGUSR1), "SIGUSR1")
+        result = {}
+
+        def ctl_reopen():
+            result["r"] = d.ctl("reopen")
+        rotate_and_reopen(t, d, ".2", ctl_reopen, "-s reopen")
+        rc, out, err = result["r"]
+        t.eq(rc, 0, "-s reopen exits 0")
+        t.ok(d.proc.poll() is None, "reopen: the daemon is still running")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "reopen: no sanitizer report", text)
+
+
+def test_json_logs(t):
+    with harness.Daemon({"log": {"format": "json"}}, workers=2, partitions=1) as d:
+        d.start()
+        t.eq(d.get("/healthz")[0], 200, "json: /healthz answers")
+        # A refused reload logs a message quoting a value with a double quote and a backslash.
+        good = harness.to_yaml(d.tree)
+        bad = good.replace('shutdown_timeout: "10s"', 'shutdown_timeout: "5\\"x\\\\"')
+        t.ok(bad != good, "json: the broken file differs")
+        d.write_config(bad)
+        mark = len(d.notes)
+        d.signal(signal.SIGHUP)
+        t.ok(d.wait_note("READY=1", 10, mark), "json: refused reload done")
+        d.write_config(good)
+        mark = len(d.notes)
+        d.signal(signal.SIGHUP)
+        t.ok(d.wait_note("READY=1", 10, mark), "json: reload done")
+        time.sleep(0.6)  # the old generation's farewell lines
+        d.signal(signal.SIGTERM)
+        t.eq(d.wait_exit(15), 0, "json: the master exits 0")
+        lines = [line for line in d.log().split("\n") if line != ""]
+        bad, roles = [], set()
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                bad.append(line)
+                continue
+            if not (isinstance(obj, dict) and {"time", "level", "role", "pid", "msg"} <= set(obj)
+                    and isinstance(obj["pid"], int) and obj["level"] in ("debug", "info", "warn", "error")
+                    and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(obj["time"]))):
+                bad.append(line)
+                continue
+            roles.add(re.sub(r" \d+$", "", obj["role"]))
+        t.ok(len(lines) > 10, f"json: the log has lines ({len(lines)})")
+        t.eq(bad, [], "json: every line is a JSON object with time, level, role, pid and msg")
+        t.ok({"master", "http worker", "consumer", "embedded kafka"} <= roles, f"json: every role logged ({roles})")
+        t.ok(any('5"x\\' in json.loads(line)["msg"] for line in lines if line not in bad),
+             "json: a message with a double quote and a backslash survives the round trip",
+             "\n".join(x for x in lines if "refused" in x))
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "json: no sanitizer report", text)
+
+
+if __name__ == "__main__":
+    Tap().run(test_stop_inputs, test_graceful_keepalive, test_inflight_request_during_drain, test_shutdown_deadline,
+              test_second_signal, test_no_zombies, test_master_killed, test_log_reopen, test_json_logs)

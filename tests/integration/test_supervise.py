@@ -1,0 +1,126 @@
+"""test_supervise.py: the master starts the right processes, restarts dead or stuck ones, and dies cleanly."""
+import os
+import pwd
+import re
+import signal
+import time
+
+import harness
+from harness import Daemon, pid_alive, wait_for
+from tap import Tap
+
+
+def test_process_model(t):
+    with Daemon(workers=3, partitions=4) as d:
+        d.start()
+        titles = sorted(title for _, title, _ in d.children())
+        t.eq(len(d.http_workers()), 3, "http.workers: 3 gives three http workers")
+        t.eq(sorted(d.consumers()), [f"couponsd: consumer partition {p}" for p in range(4)],
+             "one consumer per partition, titled with its partition")
+        t.eq(len(d.kafka()), 1, "one embedded kafka child")
+        t.eq(len(titles), 8, "nothing else is forked")
+        with open(f"/proc/{d.pid}/cmdline", "rb") as f:
+            t.eq(f.read().split(b"\0")[0].decode(), "couponsd: master", "the master's title")
+        status, body, headers = d.get("/healthz")
+        t.ok(status == 200 and body == '{"status":"ok"}', "/healthz answers 200", body)
+        t.eq(headers.get("Content-Type"), "application/json; charset=utf-8", "JSON content type")
+        status, body, _ = d.get("/no/such/route")
+        t.ok(status == 404 and '"error":"NOT_FOUND"' in body, "unknown route: 404 with an error body", body)
+
+
+def test_owned_partitions(t):
+    with Daemon(overrides={"kafka": {"partitions": 8, "owned_partitions": "2-3,6"}}) as d:
+        d.start()
+        t.eq(sorted(d.consumers()), [f"couponsd: consumer partition {p}" for p in (2, 3, 6)],
+             "owned_partitions 2-3,6 starts exactly those consumers")
+
+
+def replaced(d, before_pids, title, count):
+    """Waits until `count` processes titled `title` are up and none of them is in before_pids."""
+    def check():
+        now = d.titled(title)
+        return now if len(now) == count and not set(now) & set(before_pids) else None
+    return wait_for(check, 2.0)
+
+
+def test_sigkill_each_kind(t):
+    with Daemon() as d:
+        d.start()
+        victim = d.http_workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        after = wait_for(lambda: victim not in d.http_workers() and len(d.http_workers()) == 2 and d.http_workers(), 2.0)
+        t.ok(after and victim not in after, "SIGKILLed http worker replaced within 2 s", d.log()[-2000:])
+        cons = d.consumers()
+        victim = cons["couponsd: consumer partition 1"]
+        os.kill(victim, signal.SIGKILL)
+        t.ok(wait_for(lambda: d.consumers().get("couponsd: consumer partition 1") not in (None, victim), 2.0),
+             "SIGKILLed consumer of partition 1 replaced within 2 s")
+        t.eq(d.consumers().get("couponsd: consumer partition 0"), cons["couponsd: consumer partition 0"],
+             "the other partition's consumer is untouched")
+        t.ok(re.search(r"consumer of partition 1 \(pid %d\) was killed by signal 9" % victim, d.log()),
+             "the master logs the signal that killed it")
+        kafka = d.kafka()[0]
+        os.kill(kafka, signal.SIGKILL)
+        t.ok(replaced(d, [kafka], "couponsd: embedded kafka", 1), "SIGKILLed embedded kafka replaced within 2 s")
+        t.ok(d.wait_note("STATUS=reloaded", 10), "workers move to the new embedded cluster", d.log()[-2000:])
+        t.eq(d.get("/healthz")[0], 200, "still serving afterwards")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report", text)
+
+
+def restart_delays(log, name):
+    return [int(ms) for ms in re.findall(r"(?:restarting %s in|%s is crash-looping \(\d+ restarts\); next start in) (\d+) ms" % (re.escape(name), re.escape(name)), log)]
+
+
+def test_crash_loop_backs_off(t):
+    with Daemon(faults="http_crash=0") as d:
+        d.start(wait=False)
+        time.sleep(4.0)
+        delays = restart_delays(d.log(), "http worker 0 (generation 1)")
+        t.ok(len(delays) >= 4, f"a crashing worker is restarted ({len(delays)} times in 4 s)", d.log()[-2000:])
+        t.ok(len(delays) <= 7, "but not in a busy loop", delays)
+        t.eq(delays[:4], [100, 200, 400, 800], "the delay doubles from 100 ms")
+        t.ok(d.proc.poll() is None, "the master survives its child's crash loop")
+        t.ok(wait_for(lambda: len(d.http_workers()) == 1, 2), "the healthy worker keeps running")
+        t.eq(d.get("/healthz")[0], 200, "and keeps serving")
+
+
+def test_hung_worker_is_killed(t):
+    with Daemon(overrides={"daemon": {"worker_timeout": "1s"}}, faults="http_hang=1") as d:
+        d.start()
+        first = set(d.http_workers())
+        t.ok(wait_for(lambda: "has not ticked" in d.log(), 5), "a worker whose loop hangs is noticed", d.log()[-2000:])
+        t.ok(wait_for(lambda: len(set(d.http_workers()) - first) >= 1 and len(d.http_workers()) == 2, 3),
+             "and replaced by a new process")
+
+
+def test_master_sigkill_takes_workers(t):
+    with Daemon() as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        d.proc.kill()
+        d.proc.wait()
+        gone = wait_for(lambda: not any(pid_alive(p) for p in kids), 2.0)
+        t.ok(gone, "every worker is gone within 2 s of the master's SIGKILL",
+             [p for p in kids if pid_alive(p)])
+
+
+def test_privilege_drop(t):
+    if os.geteuid() != 0:
+        t.ok(True, "# SKIP privilege drop needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    with Daemon(overrides={"daemon": {"user": "nobody", "group": "nogroup"}}) as d:
+        os.chmod(d.config_path, 0o644)
+        d.start()
+        uids = set()
+        for pid, _, _ in d.children() + [(d.pid, "", "")]:
+            with open(f"/proc/{pid}/status") as f:
+                uids.add(next(line.split()[1] for line in f if line.startswith("Uid:")))
+        t.eq(uids, {str(nobody.pw_uid)}, "master and workers run as daemon.user after binding")
+        t.eq(d.get("/healthz")[0], 200, "and serve on the socket bound as root")
+
+
+if __name__ == "__main__":
+    Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
+              test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_privilege_drop)
