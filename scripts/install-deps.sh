@@ -9,6 +9,7 @@ build-essential autoconf automake libtool pkg-config
 librdkafka-dev libevent-dev libjansson-dev libhiredis-dev libpq-dev libyaml-dev
 redis-server postgresql postgresql-contrib
 python3 curl procps ca-certificates
+clang-format cppcheck
 "
 
 missing=""

@@ -26,6 +26,16 @@ pass=$(count PASS); fail=$(count FAIL); err=$(count ERROR); xpass=$(count XPASS)
 passed=${pass:-0}
 failed=$(( ${fail:-0} + ${err:-0} + ${xpass:-0} ))
 
+# lint: clang-format leaves the sources unchanged and cppcheck finds nothing.
+if make lint >lint.log 2>&1; then
+	echo "PASS: make lint"
+	passed=$((passed + 1))
+else
+	cat lint.log
+	echo "FAIL: make lint"
+	failed=$((failed + 1))
+fi
+
 # distcheck: the tarball builds, installs and passes `make check` out of tree.
 echo "make distcheck ..."
 if make -j2 distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror --enable-fault-injection" >distcheck.log 2>&1; then

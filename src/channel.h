@@ -8,9 +8,11 @@
 #define CHANNEL_DATA_MAX 1024
 
 typedef enum {
-	CHANNEL_READY = 1, /* child -> master: serving; data may carry a payload (embedded Kafka: bootstrap list) */
-	CHANNEL_STOP,      /* master -> child: finish in-flight work and exit 0 */
-	CHANNEL_REOPEN,    /* master -> child: reopen the log file */
+	CHANNEL_READY =
+	    1, /* child -> master: serving; data may carry a payload (embedded Kafka: bootstrap list) */
+	CHANNEL_STOP,   /* master -> child: finish in-flight work and exit 0 */
+	CHANNEL_REOPEN, /* master -> child: reopen the log file */
+	CHANNEL_LOG,    /* master -> child: new log settings (see log_settings_encode) */
 } channel_type_t;
 
 typedef struct {

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -160,19 +161,24 @@ static void consumer_destroy(consumer_t *c)
 
 int consumer_worker_main(worker_t *w)
 {
-	consumer_t c;
+	consumer_t *c = calloc(1, sizeof(*c));
 	int rc = 1;
 
-	memset(&c, 0, sizeof(c));
-	c.w = w;
-	c.wake[0] = c.wake[1] = -1;
-	w->ctx = &c;
+	if (c == NULL) {
+		log_error("out of memory");
+		return 1;
+	}
+	c->w = w;
+	c->wake[0] = c->wake[1] = -1;
+	w->ctx = c;
 	w->on_stop = consumer_on_stop;
-	if (consumer_create(&c) == 0 && wakeups_start(&c) == 0 && worker_ready(w, NULL) == 0) {
+	if (consumer_create(c) == 0 && wakeups_start(c) == 0 && worker_ready(w, NULL) == 0) {
 		log_info("assigned %s[%d] (group %s)", w->args.cfg->kafka_topic, w->args.index,
 		         w->args.cfg->kafka_group_id);
 		rc = worker_run(w);
 	}
-	consumer_destroy(&c);
+	consumer_destroy(c);
+	free(c);
+	w->ctx = NULL;
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -160,25 +161,35 @@ static void arm_hang_fault(http_worker_t *hw)
 		evtimer_add(hw->hang_ev, &tv);
 }
 
+static void http_destroy(http_worker_t *hw)
+{
+	if (hw->drain_ev != NULL)
+		event_free(hw->drain_ev);
+	if (hw->hang_ev != NULL)
+		event_free(hw->hang_ev);
+	if (hw->http != NULL)
+		evhttp_free(hw->http);
+	ptrset_free(&hw->conns);
+	free(hw);
+}
+
 int http_worker_main(worker_t *w)
 {
-	http_worker_t hw;
+	http_worker_t *hw = calloc(1, sizeof(*hw));
 	int rc = 1;
 
-	memset(&hw, 0, sizeof(hw));
-	hw.w = w;
-	w->ctx = &hw;
+	if (hw == NULL) {
+		log_error("out of memory");
+		return 1;
+	}
+	hw->w = w;
+	w->ctx = hw;
 	w->on_stop = http_on_stop;
-	if (http_setup(&hw) == 0 && worker_ready(w, NULL) == 0) {
-		arm_hang_fault(&hw);
+	if (http_setup(hw) == 0 && worker_ready(w, NULL) == 0) {
+		arm_hang_fault(hw);
 		rc = worker_run(w);
 	}
-	if (hw.drain_ev != NULL)
-		event_free(hw.drain_ev);
-	if (hw.hang_ev != NULL)
-		event_free(hw.hang_ev);
-	if (hw.http != NULL)
-		evhttp_free(hw.http);
-	ptrset_free(&hw.conns);
+	http_destroy(hw);
+	w->ctx = NULL;
 	return rc;
 }

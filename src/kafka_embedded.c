@@ -75,7 +75,6 @@ int kafka_embedded_main(worker_t *w)
 	int rc = 1;
 
 	memset(&ke, 0, sizeof(ke));
-	w->ctx = &ke;
 	if (cluster_start(&ke, w->args.cfg) == 0) {
 		bootstraps = rd_kafka_mock_cluster_bootstraps(ke.cluster);
 		log_info("embedded kafka up: %d brokers at %s, %d partitions per topic",

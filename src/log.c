@@ -72,15 +72,15 @@ static void release_sink(void)
 	log_state.sink = SINK_STDERR;
 }
 
-int log_configure(const config_t *cfg)
+static int log_apply(log_level_t level, log_format_t format, const char *file)
 {
-	log_state.level = cfg->log_level;
-	log_state.format = cfg->log_format;
-	if (strcmp(cfg->log_file, "stderr") == 0) {
+	log_state.level = level;
+	log_state.format = format;
+	if (strcmp(file, "stderr") == 0) {
 		release_sink();
 		return 0;
 	}
-	if (strcmp(cfg->log_file, "syslog") == 0) {
+	if (strcmp(file, "syslog") == 0) {
 		release_sink();
 		openlog("couponsd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		log_state.sink = SINK_SYSLOG;
@@ -88,11 +88,33 @@ int log_configure(const config_t *cfg)
 	}
 	if (log_state.sink != SINK_FILE)
 		release_sink();
-	if (install_file(cfg->log_file) < 0)
+	if (install_file(file) < 0)
 		return -1;
 	log_state.sink = SINK_FILE;
-	snprintf(log_state.path, sizeof(log_state.path), "%s", cfg->log_file);
+	snprintf(log_state.path, sizeof(log_state.path), "%s", file);
 	return 0;
+}
+
+int log_configure(const config_t *cfg)
+{
+	return log_apply(cfg->log_level, cfg->log_format, cfg->log_file);
+}
+
+int log_settings_encode(const config_t *cfg, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%d %d %s", (int)cfg->log_level, (int)cfg->log_format, cfg->log_file);
+
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int log_settings_apply(const char *text)
+{
+	int level, format, used = 0;
+
+	if (sscanf(text, "%d %d %n", &level, &format, &used) != 2 || used == 0 || level < LOG_LEVEL_DEBUG ||
+	    level > LOG_LEVEL_ERROR || format < LOG_FORMAT_TEXT || format > LOG_FORMAT_JSON)
+		return -1;
+	return log_apply((log_level_t)level, (log_format_t)format, text + used);
 }
 
 int log_reopen(void)

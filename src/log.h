@@ -12,6 +12,13 @@
 void log_set_role(const char *role);
 int log_configure(const config_t *cfg);
 int log_reopen(void);
+
+/*
+ * The log settings as one line, so the master can hand them to a child that
+ * outlives a reload (the embedded Kafka child is never re-forked).
+ */
+int log_settings_encode(const config_t *cfg, char *buf, size_t size);
+int log_settings_apply(const char *text);
 void log_close(void);
 
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -44,9 +44,9 @@ typedef struct child {
 	int64_t started_ms;
 	int64_t backoff_ms;
 	int restarts;
-	int64_t kill_at_ms;   /* while draining: SIGKILL if still alive then */
-	int retired;          /* remove the slot once its process is gone */
-	int respawn_on_exit;  /* a consumer handing its partition to a successor */
+	int64_t kill_at_ms;  /* while draining: SIGKILL if still alive then */
+	int retired;         /* remove the slot once its process is gone */
+	int respawn_on_exit; /* a consumer handing its partition to a successor */
 } child_t;
 
 typedef struct control_waiter control_waiter_t;
@@ -56,7 +56,7 @@ struct master {
 	config_t *cfg;      /* the running configuration */
 	config_t *next_cfg; /* during a reload: the one being tried */
 	const char *config_path;
-	char *pid_path;     /* restart-only keys: captured once at start */
+	char *pid_path; /* restart-only keys: captured once at start */
 	char *control_path;
 	int pidfile_fd;
 	listeners_t listeners;
@@ -67,7 +67,7 @@ struct master {
 	unsigned generation;
 	char bootstrap[CHANNEL_DATA_MAX];
 	master_state_t state;
-	int reload_again;   /* a SIGHUP arrived during a reload: run one more */
+	int reload_again; /* a SIGHUP arrived during a reload: run one more */
 	int ready_notified;
 	int stop_forced;
 	int64_t stop_deadline_ms;

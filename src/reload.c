@@ -77,6 +77,23 @@ static void hand_over_consumers(master_t *m, int64_t deadline_ms)
 	master_spawn_consumers(m, m->cfg);
 }
 
+/* Children that survive the generation change (the embedded Kafka) learn the new log settings. */
+static void relay_log_settings(master_t *m)
+{
+	char settings[CHANNEL_DATA_MAX];
+
+	if (log_settings_encode(m->cfg, settings, sizeof(settings)) != 0) {
+		log_warn(
+		    "log.file is too long to hand to the embedded kafka child; it keeps its log settings");
+		return;
+	}
+	for (child_t *c = m->children; c != NULL; c = c->next) {
+		if (c->role == ROLE_KAFKA && c->pid > 0 &&
+		    channel_send(c->chan_fd, CHANNEL_LOG, settings) != 0)
+			log_warn("cannot hand the new log settings to pid %d", (int)c->pid);
+	}
+}
+
 static void reload_commit(master_t *m)
 {
 	int64_t deadline;
@@ -87,6 +104,7 @@ static void reload_commit(master_t *m)
 		m->next_cfg = NULL;
 		if (log_configure(m->cfg) != 0)
 			log_error("cannot apply the new log settings; keeping the previous sink");
+		relay_log_settings(m);
 	}
 	deadline = clock_mono_ms() + m->cfg->daemon_shutdown_timeout;
 	for (child_t *c = m->children, *next; c != NULL; c = next) {

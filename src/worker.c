@@ -49,6 +49,8 @@ static void on_channel(evutil_socket_t fd, short what, void *arg)
 			begin_stop(w);
 		else if (msg.type == CHANNEL_REOPEN && log_reopen() != 0)
 			log_error("cannot reopen the log file");
+		else if (msg.type == CHANNEL_LOG && log_settings_apply(msg.data) != 0)
+			log_error("cannot apply the new log settings '%s'", msg.data);
 	}
 	if (rc == 0) {
 		/* EOF: the master is gone. Nobody would restart or supervise us, so go now. */
@@ -99,6 +101,13 @@ static int signals_setup(worker_t *w)
 		if (signal(ignored[i], SIG_IGN) == SIG_ERR)
 			return -1;
 	}
+	/*
+	 * The embedded cluster must outlive every Kafka client so that consumers
+	 * can commit on the way out: it leaves only when the master says so (or
+	 * dies), not on a SIGTERM sent to the whole process group.
+	 */
+	if (w->args.role == ROLE_KAFKA)
+		return signal(SIGTERM, SIG_IGN) == SIG_ERR ? -1 : 0;
 	w->term_ev = evsignal_new(w->base, SIGTERM, on_sigterm, w);
 	return w->term_ev == NULL || event_add(w->term_ev, NULL) != 0 ? -1 : 0;
 }
@@ -192,6 +201,9 @@ int worker_main(const worker_args_t *args)
 	int rc = 1;
 
 	set_identity(args);
+	/* The master's sink is inherited; a child of a new generation may run other log settings. */
+	if (log_configure(args->cfg) != 0)
+		log_error("cannot apply this generation's log settings; keeping the inherited ones");
 	if (crash_fault_armed(args)) {
 		log_error("fault injection: crashing on start");
 		return 3;

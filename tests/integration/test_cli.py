@@ -75,6 +75,21 @@ def test_check_errors(t):
         t.ok(len(lines) >= 2 and all(re.match(re.escape(path) + r":\d+:\d+: \S", line) for line in lines),
              "every error line is FILE:LINE:COLUMN: message", err)
 
+        # More kinds of error, each at its own line:column.
+        path3 = os.path.join(d, "more.yaml")
+        write(path3, 'bogus:\n'
+                     '  x: 1\n'
+                     'http:\n'
+                     '  workers: 2\n'
+                     '  workers: 0\n'
+                     '  max_body: 4q\n')
+        rc, out, err = harness.run_cli("-t", "-c", path3)
+        t.eq(rc, 1, "-t on a file with more errors exits 1")
+        for where, word, what in (("1:1", "bogus", "unknown section"), ("5:3", "workers", "duplicate key"),
+                                  ("6:13", "max_body", "bad size")):
+            t.ok(any(line.startswith(f"{path3}:{where}:") and word in line for line in err.splitlines()),
+                 f"{what} reported at FILE:{where}", err)
+
         # A YAML syntax error: an over-indented key; libyaml stops at its ':' (line 3, column 16).
         path2 = os.path.join(d, "syntax.yaml")
         write(path2, 'http:\n  workers: 2\n   read_timeout: 5s\n')
@@ -130,6 +145,12 @@ def test_list_keys(t):
     t.ok(body and not bad, "--markdown: every row has as many cells as the header", "\n".join(bad[:5]))
     md_keys = [split_md_row(r)[0].strip("`") for r in body if not bad]
     t.eq(md_keys, listed, "--markdown lists the same keys, in the same order, as --list-keys")
+
+
+def test_help(t):
+    for opt in ("-h", "--help"):
+        rc, out, err = harness.run_cli(opt)
+        t.ok(rc == 0 and "usage" in out.lower(), f"{opt} prints the usage on stdout and exits 0", f"rc {rc}\n{out}{err}")
 
 
 def test_bad_options(t):
@@ -197,4 +218,4 @@ def test_reload_broken_file(t):
 
 if __name__ == "__main__":
     Tap().run(test_version, test_check_example, test_check_errors, test_check_missing, test_list_keys,
-              test_bad_options, test_no_daemon, test_reload_broken_file)
+              test_help, test_bad_options, test_no_daemon, test_reload_broken_file)

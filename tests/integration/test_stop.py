@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import harness
@@ -218,6 +219,36 @@ def test_master_killed(t):
         left = harness.wait_for(lambda: not alive(kids), 2)
         t.ok(left, "every child is gone within 2s of SIGKILL of the master", f"still alive: {alive(kids)}")
 
+        # What a crash leaves behind (pid file, control socket) does not keep a new master from starting.
+        with open(d.stderr_path, "ab") as err:
+            again = subprocess.Popen([harness.BIN, "-c", d.config_path], stdin=subprocess.DEVNULL, stdout=err,
+                                     stderr=err, env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"})
+        try:
+            def serving():
+                try:
+                    return d.get("/healthz", timeout=1)[0] == 200
+                except OSError:
+                    return False
+            t.ok(harness.wait_for(serving, 15, 0.1), "a new master starts over the crashed one's leftovers",
+                 d.log()[-2000:])
+            with open(d.tree["daemon"]["pid_file"]) as f:
+                t.eq(f.read().strip(), str(again.pid), "the new master rewrote the pid file")
+            again_kids = [pid for pid, _, _ in harness.proc_children(again.pid)]
+            again.send_signal(signal.SIGTERM)
+            try:
+                rc = again.wait(15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            t.eq(rc, 0, "the new master stops with status 0")
+            t.eq(alive(again_kids), [], "the new master left no child")
+        finally:
+            if again.poll() is None:
+                kids = [pid for pid, _, _ in harness.proc_children(again.pid)]
+                again.kill()
+                again.wait()
+                for pid in alive(kids):
+                    os.kill(pid, signal.SIGKILL)
+
 
 def fds_on(pid, path):
     """How many of pid's descriptors are open on path."""
@@ -334,6 +365,105 @@ def test_json_logs(t):
         t.ok(clean, "json: no sanitizer report", text)
 
 
+def test_stop_during_startup(t):
+    """A stop that arrives while the workers are still starting (before READY=1) is graceful too."""
+    with harness.Daemon(workers=2, partitions=2) as d:
+        d.start(wait=False)
+        t.ok(d.wait_note("STATUS=starting workers", 10), "startup: the master announced it is starting workers",
+             d.notes)
+        kids = [pid for pid, _, _ in d.children()]
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(10)
+        t.eq(rc, 0, "startup: SIGTERM before READY=1 exits 0")
+        time.sleep(0.1)
+        t.eq(alive(kids + [pid for pid, _, _ in harness.proc_children(d.pid)]), [],
+             "startup: no child process left")
+        t.ok(not os.path.exists(d.tree["daemon"]["pid_file"]), "startup: pid file removed")
+        t.ok(not os.path.exists(d.tree["daemon"]["control_socket"]), "startup: control socket removed")
+
+
+def wait_generation_switched(d, old_http, timeout=10):
+    return harness.wait_for(lambda: len(d.http_workers()) == 2 and not set(d.http_workers()) & set(old_http),
+                            timeout)
+
+
+def test_sigterm_to_every_process(t):
+    """systemd's default KillMode=control-group sends SIGTERM to every process at once: still a clean stop."""
+    with harness.Daemon({"daemon": {"shutdown_timeout": "5s"}}, workers=2, partitions=2) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        start = time.monotonic()
+        for pid in [d.pid] + kids:
+            os.kill(pid, signal.SIGTERM)
+        rc = d.wait_exit(7)
+        elapsed = time.monotonic() - start
+        t.eq(rc, 0, "cgroup SIGTERM: the master exits with status 0")
+        t.ok(rc is not None and elapsed < 5, f"cgroup SIGTERM: exit within shutdown_timeout ({elapsed:.2f}s)")
+        log = d.log()
+        t.ok(log.count("exited with status 0") == len(kids), "cgroup SIGTERM: every child exited with status 0",
+             log[-3000:])
+        t.ok("killed by signal" not in log and "did not finish" not in log, "cgroup SIGTERM: no child was killed",
+             log[-3000:])
+        t.eq(alive(kids), [], "cgroup SIGTERM: no child process left")
+
+
+# Log settings are reloadable: every process, including ones forked before the master switches and the
+# embedded kafka that is never re-forked, must follow them.
+def test_log_format_follows_reload(t):
+    """log.format switched text -> json by a reload: once the old generation is gone, every line is JSON."""
+    with harness.Daemon(workers=2, partitions=1) as d:
+        d.start()
+        old_http = d.http_workers()
+        d.set("log", "format", "json")
+        mark = len(d.notes)
+        d.signal(signal.SIGHUP)
+        t.ok(d.wait_note("READY=1", 10, mark), "format reload: reload done")
+        t.ok(wait_generation_switched(d, old_http), "format reload: the old http workers are gone", d.children())
+        time.sleep(0.3)
+        offset = os.path.getsize(d.log_path)
+        new_http = d.http_workers()
+        d.signal(signal.SIGTERM)
+        t.eq(d.wait_exit(15), 0, "format reload: the master exits 0")
+        lines = [line for line in read(d.log_path, offset).split("\n") if line]
+        bad = []
+        for line in lines:
+            try:
+                json.loads(line)
+            except ValueError:
+                bad.append(line)
+        t.ok(lines, "format reload: lines were logged after the reload")
+        t.eq(bad, [], "format reload: every line logged after the reload is JSON")
+        pids = {json.loads(x)["pid"] for x in lines if x not in bad}
+        t.ok(set(new_http) <= pids, f"format reload: the new http workers {new_http} logged JSON lines", lines)
+
+
+def test_log_file_follows_reload(t):
+    """log.file changed by a reload: every process moves to the new file, and SIGUSR1 reopens the new path."""
+    with harness.Daemon(workers=2, partitions=1) as d:
+        d.start()
+        old_http = d.http_workers()
+        first = d.log_path
+        second = os.path.join(d.dir, "second.log")
+        d.set("log", "file", second)
+        mark = len(d.notes)
+        d.signal(signal.SIGHUP)
+        t.ok(d.wait_note("READY=1", 10, mark), "file reload: reload done")
+        t.ok(wait_generation_switched(d, old_http), "file reload: the old http workers are gone", d.children())
+        procs = {pid: f"{title} (pid {pid})" for pid, title, s in d.children() if s != "Z"}
+        procs[d.pid] = f"master (pid {d.pid})"
+        t.eq({procs[p]: fds_on(p, first) for p in procs if fds_on(p, first)}, {},
+             "file reload: no process still writes to the previous log.file")
+        os.rename(second, second + ".1")
+        d.signal(signal.SIGUSR1)
+        t.ok(harness.wait_for(lambda: "log files reopened" in read(second), 3),
+             "file reload: SIGUSR1 recreates the new log.file")
+        time.sleep(0.3)
+        t.eq({procs[p]: fds_on(p, second) for p in procs if fds_on(p, second) == 0}, {},
+             "file reload: after SIGUSR1 every process has the new log.file open")
+
+
 if __name__ == "__main__":
     Tap().run(test_stop_inputs, test_graceful_keepalive, test_inflight_request_during_drain, test_shutdown_deadline,
-              test_second_signal, test_no_zombies, test_master_killed, test_log_reopen, test_json_logs)
+              test_second_signal, test_no_zombies, test_master_killed, test_log_reopen, test_json_logs,
+              test_stop_during_startup, test_sigterm_to_every_process, test_log_format_follows_reload,
+              test_log_file_follows_reload)
