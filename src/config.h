@@ -71,6 +71,7 @@ typedef struct config {
 
 	char *postgres_conninfo;
 	int postgres_auto_migrate;
+	int64_t postgres_timeout;
 
 	int issue_batch_size;
 	int64_t issue_result_ttl;

@@ -3,12 +3,14 @@
 
 #include "clock.h"
 #include "fault.h"
+#include "http_api.h"
 #include "log.h"
 #include "ptrset.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +29,42 @@ typedef struct {
 	int draining;
 	struct event *drain_ev;
 	struct event *hang_ev;
+	http_ctx_t api;
+	int api_ready;
+	int accept_paused; /* at http.max_connections: new clients wait in the kernel's backlog */
 } http_worker_t;
+
+/*
+ * http.max_connections: at the limit the worker stops accepting (connections
+ * wait in the listen backlog or go to another worker) and resumes below it.
+ * Counted are the connections that carried a request; one that never sends
+ * one is closed at http.read_timeout anyway.
+ */
+static void set_accepting(http_worker_t *hw, int on)
+{
+	if (hw->draining || hw->accept_paused == !on)
+		return;
+	for (int i = 0; i < hw->bound_count; i++) {
+		struct evconnlistener *l = evhttp_bound_socket_get_listener(hw->bound[i]);
+
+		if (on ? evconnlistener_enable(l) : evconnlistener_disable(l))
+			log_warn("cannot %s accepting", on ? "resume" : "pause");
+	}
+	hw->accept_paused = !on;
+	if (!on)
+		log_warn("http.max_connections (%d) reached; not accepting until a connection closes",
+		         hw->w->args.cfg->http_max_connections);
+}
 
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	http_worker_t *hw = arg;
 
 	ptrset_remove(&hw->conns, conn);
+	if (hw->api_ready)
+		sse_connection_closed(hw->api.sse, conn);
+	if (hw->accept_paused && (int)hw->conns.count < hw->w->args.cfg->http_max_connections)
+		set_accepting(hw, 1);
 }
 
 static void track_connection(http_worker_t *hw, struct evhttp_request *req)
@@ -45,42 +76,16 @@ static void track_connection(http_worker_t *hw, struct evhttp_request *req)
 		return;
 	if (ptrset_add(&hw->conns, conn) == 1)
 		evhttp_connection_set_closecb(conn, on_conn_close, hw);
-}
-
-static void reply_json(http_worker_t *hw, struct evhttp_request *req, int code, const char *reason,
-                       const char *body)
-{
-	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-
-	evhttp_add_header(headers, "Content-Type", "application/json; charset=utf-8");
-	/* While draining, tell keep-alive clients to reconnect: a new worker is listening. */
-	if (hw->draining)
-		evhttp_add_header(headers, "Connection", "close");
-	if (evbuffer_add(out, body, strlen(body)) != 0) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	evhttp_send_reply(req, code, reason, NULL);
+	if ((int)hw->conns.count >= hw->w->args.cfg->http_max_connections)
+		set_accepting(hw, 0);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	http_worker_t *hw = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
 	track_connection(hw, req);
-	if (path != NULL && strcmp(path, "/healthz") == 0) {
-		if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-		    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-			reply_json(hw, req, 405, "Method Not Allowed",
-			           "{\"error\":\"METHOD_NOT_ALLOWED\",\"message\":\"use GET\"}");
-			return;
-		}
-		reply_json(hw, req, 200, "OK", "{\"status\":\"ok\"}");
-		return;
-	}
-	reply_json(hw, req, 404, "Not Found", "{\"error\":\"NOT_FOUND\",\"message\":\"no such route\"}");
+	http_api_dispatch(&hw->api, req);
 }
 
 static int http_setup(http_worker_t *hw)
@@ -88,13 +93,24 @@ static int http_setup(http_worker_t *hw)
 	const config_t *cfg = hw->w->args.cfg;
 	struct timeval tv = {cfg->http_read_timeout / 1000, (cfg->http_read_timeout % 1000) * 1000};
 
+	hw->api_ready = 1; /* set first: a half-built API is torn down by http_api_fini() too */
+	if (http_api_init(&hw->api, hw->w->base, cfg, hw->w->args.kafka_bootstrap) != 0) {
+		log_error("cannot set up the HTTP API's clients");
+		return -1;
+	}
 	hw->http = evhttp_new(hw->w->base);
 	if (hw->http == NULL)
 		return -1;
 	evhttp_set_timeout_tv(hw->http, &tv);
-	evhttp_set_max_body_size(hw->http, cfg->http_max_body);
-	evhttp_set_max_headers_size(hw->http, 8192);
-	evhttp_set_allowed_methods(hw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+	/*
+	 * libevent answers what exceeds its own limits with an HTML page, so its
+	 * limits are hard caps above ours: http.max_body and the header limit are
+	 * enforced in http_api_dispatch(), with SPEC's JSON errors (413, 431).
+	 */
+	evhttp_set_max_body_size(hw->http, cfg->http_max_body + HTTP_HARD_CAP_SLACK);
+	evhttp_set_max_headers_size(hw->http, HTTP_HARD_CAP_SLACK);
+	/* Every method reaches the router, which answers 405 in JSON (libevent would say 501 in HTML). */
+	evhttp_set_allowed_methods(hw->http, 0xffff);
 	evhttp_set_gencb(hw->http, on_request, hw);
 	for (int i = 0; i < hw->w->args.listeners->count; i++) {
 		hw->bound[i] = evhttp_accept_socket_with_handle(hw->http, hw->w->args.listeners->fds[i]);
@@ -134,6 +150,8 @@ static void http_on_stop(worker_t *w)
 		evhttp_del_accept_socket(hw->http, hw->bound[i]);
 	hw->bound_count = 0;
 	hw->draining = 1;
+	hw->api.draining = 1;
+	sse_close_all(hw->api.sse);
 	hw->last_activity = clock_mono_ms();
 	hw->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain_tick, hw);
 	if (hw->drain_ev == NULL || event_add(hw->drain_ev, &tick) != 0) {
@@ -167,6 +185,10 @@ static void http_destroy(http_worker_t *hw)
 		event_free(hw->drain_ev);
 	if (hw->hang_ev != NULL)
 		event_free(hw->hang_ev);
+	/* The API first: its pending callbacks answer requests that evhttp still owns. */
+	if (hw->api_ready)
+		http_api_fini(&hw->api);
+	hw->api_ready = 0;
 	if (hw->http != NULL)
 		evhttp_free(hw->http);
 	ptrset_free(&hw->conns);

@@ -33,7 +33,7 @@ void kafka_conf_set_logger(rd_kafka_conf_t *conf)
 	rd_kafka_conf_set_log_cb(conf, on_kafka_log);
 }
 
-static int apply_passthrough(rd_kafka_conf_t *conf, const config_property_t *props, int count)
+int kafka_conf_apply(rd_kafka_conf_t *conf, const config_property_t *props, int count)
 {
 	for (int i = 0; i < count; i++) {
 		if (kafka_conf_set(conf, props[i].name, props[i].value) != 0)
@@ -62,7 +62,7 @@ rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap,
 	    kafka_conf_set(conf, "enable.auto.offset.store", "false") != 0 ||
 	    kafka_conf_set(conf, "auto.offset.reset", "earliest") != 0 ||
 	    kafka_conf_set(conf, "queued.min.messages", "1000000") != 0 ||
-	    apply_passthrough(conf, cfg->kafka_consumer, cfg->kafka_consumer_count) != 0) {
+	    kafka_conf_apply(conf, cfg->kafka_consumer, cfg->kafka_consumer_count) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

@@ -16,6 +16,9 @@ rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap,
 /* Sets one property, logging librdkafka's reason when it refuses. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value);
 
+/* Applies kafka.producer or kafka.consumer verbatim, after couponsd's own settings. */
+int kafka_conf_apply(rd_kafka_conf_t *conf, const config_property_t *props, int count);
+
 /* Routes librdkafka's own log lines into couponsd's log. */
 void kafka_conf_set_logger(rd_kafka_conf_t *conf);
 

@@ -1,0 +1,167 @@
+/* event.c: the issue event on the Kafka topic and the request status, and their JSON. */
+#include "event.h"
+
+#include "clock.h"
+#include "ids.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *state_names[] = {"PENDING", "ISSUED", "REJECTED"};
+static const char *reason_names[] = {NULL, "SOLD_OUT", "ALREADY_ISSUED", "COUPON_NOT_FOUND", "NOT_OPEN"};
+
+const char *status_state_name(request_state_t state)
+{
+	return state_names[state];
+}
+
+const char *status_reason_name(reject_reason_t reason)
+{
+	return reason_names[reason];
+}
+
+int status_state_parse(const char *text, request_state_t *out)
+{
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(text, state_names[i]) == 0) {
+			*out = (request_state_t)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int status_reason_parse(const char *text, reject_reason_t *out)
+{
+	for (int i = 1; i < 5; i++) {
+		if (strcmp(text, reason_names[i]) == 0) {
+			*out = (reject_reason_t)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int time_parse_iso(const char *text, int64_t *ms)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, s, frac = 0, n = 0;
+	time_t secs;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19)
+		return -1;
+	text += n;
+	if (text[0] == '.') {
+		if (!isdigit((unsigned char)text[1]) || !isdigit((unsigned char)text[2]) ||
+		    !isdigit((unsigned char)text[3]))
+			return -1;
+		frac = (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
+		text += 4;
+	}
+	if (strcmp(text, "Z") != 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = s;
+	secs = timegm(&tm);
+	if (secs == (time_t)-1)
+		return -1;
+	*ms = (int64_t)secs * 1000 + frac;
+	return 0;
+}
+
+int event_encode(const issue_event_t *ev, char *buf, size_t size)
+{
+	char at[32];
+	int n;
+
+	clock_format_iso(ev->accepted_ms, at, sizeof(at));
+	n = snprintf(buf, size, "{\"v\":%d,\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"acceptedAt\":\"%s\"}",
+	             EVENT_VERSION, ev->request_id, (long long)ev->coupon_id, (long long)ev->user_id, at);
+	return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+/* A JSON integer member that must be a positive 64-bit id. */
+static int decode_id(json_t *root, const char *name, int64_t *out)
+{
+	json_t *v = json_object_get(root, name);
+
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return -1;
+	*out = (int64_t)json_integer_value(v);
+	return 0;
+}
+
+static int fail(char *err, size_t errsize, const char *msg)
+{
+	snprintf(err, errsize, "%s", msg);
+	return -1;
+}
+
+static int decode_fields(json_t *root, issue_event_t *ev, char *err, size_t errsize)
+{
+	json_t *v = json_object_get(root, "v"), *rid = json_object_get(root, "requestId");
+	json_t *at = json_object_get(root, "acceptedAt");
+
+	if (!json_is_integer(v) || json_integer_value(v) != EVENT_VERSION)
+		return fail(err, errsize, "unsupported or missing version \"v\"");
+	if (!json_is_string(rid) || !uuid_valid(json_string_value(rid), json_string_length(rid)))
+		return fail(err, errsize, "requestId is not a UUID");
+	if (decode_id(root, "couponId", &ev->coupon_id) != 0)
+		return fail(err, errsize, "couponId is not a positive 64-bit integer");
+	if (decode_id(root, "userId", &ev->user_id) != 0)
+		return fail(err, errsize, "userId is not a positive 64-bit integer");
+	if (!json_is_string(at) || time_parse_iso(json_string_value(at), &ev->accepted_ms) != 0)
+		return fail(err, errsize, "acceptedAt is not an ISO-8601 UTC time");
+	for (size_t i = 0; i <= UUID_TEXT_LEN; i++)
+		ev->request_id[i] = (char)tolower((unsigned char)json_string_value(rid)[i]);
+	return 0;
+}
+
+int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize)
+{
+	json_error_t jerr;
+	json_t *root;
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	if (buf == NULL || len == 0)
+		return fail(err, errsize, "empty message");
+	/* REJECT_DUPLICATES: {"userId":1,"userId":2} must not mean whichever a parser keeps. */
+	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		snprintf(err, errsize, "invalid JSON: %s", jerr.text);
+		return -1;
+	}
+	rc = json_is_object(root) ? decode_fields(root, ev, err, errsize) : fail(err, errsize, "not a JSON object");
+	json_decref(root);
+	return rc;
+}
+
+char *status_to_json(const request_status_t *st)
+{
+	char accepted[32], decided[32];
+	json_t *o;
+	char *text;
+
+	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
+	clock_format_iso(st->decided_ms, decided, sizeof(decided));
+	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o}", "requestId", st->event.request_id, "couponId",
+	              (json_int_t)st->event.coupon_id, "userId", (json_int_t)st->event.user_id, "status",
+	              state_names[st->state], "reason",
+	              st->reason == REASON_NONE ? json_null() : json_string(reason_names[st->reason]), "acceptedAt",
+	              accepted, "decidedAt", st->decided_ms > 0 ? json_string(decided) : json_null());
+	if (o == NULL)
+		return NULL;
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return text;
+}

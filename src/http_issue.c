@@ -1,0 +1,275 @@
+/* http_issue.c: POST /api/coupons/{id}/issue: gates at the edge, then a 202 only once Kafka has the event. */
+#include "http_api.h"
+
+#include "clock.h"
+#include "keys.h"
+#include "log.h"
+
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The per-(coupon, user) claim. It is taken for a short time first and only
+ * made to last (issue.result_ttl) once Kafka confirmed the event: a worker
+ * that dies between the claim and the produce must not lock the user out.
+ * Returns nil when this request took the claim, else the requestId holding it.
+ */
+static redis_script_t claim_script = {
+    "local prev = redis.call('GET', KEYS[1])\n"
+    "if prev then return prev end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return false\n",
+    ""};
+
+/* Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still this request's. */
+static redis_script_t settle_script = {
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
+    ""};
+
+/* PENDING unless a consumer already wrote the outcome (it can be that fast). */
+static redis_script_t pending_script = {
+    "if redis.call('HSETNX', KEYS[1], 'status', 'PENDING') == 1 then\n"
+    "  redis.call('HSET', KEYS[1], 'couponId', ARGV[1], 'userId', ARGV[2], 'acceptedAt', ARGV[3],\n"
+    "             'reason', '', 'decidedAt', '')\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "end\n"
+    "return 1\n",
+    ""};
+
+typedef struct {
+	http_ctx_t *ctx;
+	struct evhttp_request *req;
+	issue_event_t ev;
+	char user_key[KEYS_MAX];
+	int claimed;   /* this request holds the per-user claim in Redis */
+	int confirmations; /* Redis replies still awaited before the 202 */
+} issue_t;
+
+static void issue_free(issue_t *is)
+{
+	free(is);
+}
+
+static void reply_accepted(issue_t *is)
+{
+	char url[64];
+
+	snprintf(url, sizeof(url), "/api/requests/%s", is->ev.request_id);
+	evhttp_add_header(evhttp_request_get_output_headers(is->req), "Location", url);
+	http_reply_json(is->ctx, is->req, 202,
+	                json_pack("{s:s, s:s, s:I, s:I, s:s}", "requestId", is->ev.request_id, "status", "PENDING",
+	                          "couponId", (json_int_t)is->ev.coupon_id, "userId", (json_int_t)is->ev.user_id,
+	                          "statusUrl", url));
+	issue_free(is);
+}
+
+static void on_confirmed(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+
+	if (--is->confirmations == 0)
+		reply_accepted(is);
+}
+
+static void ignore_reply(redisReply *reply, void *arg)
+{
+}
+
+/* Sets the claim's lifetime (ms), 0 to drop it; fn gets the reply (may be NULL when Redis is gone). */
+static int settle_claim(issue_t *is, long long ttl_ms, redis_reply_fn fn, void *arg)
+{
+	char ttl[24];
+	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+
+	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms);
+	return redis_async_eval(is->ctx->redis, &settle_script, fn, arg, 1, 3, argv);
+}
+
+static int write_pending(issue_t *is)
+{
+	char key[KEYS_MAX], coupon[24], user[24], at[32], ttl[24];
+	const char *argv[] = {key, coupon, user, at, ttl};
+	const config_t *cfg = is->ctx->cfg;
+
+	keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key));
+	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
+	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
+	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->issue_result_ttl / 1000));
+	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
+}
+
+/* The event is durably in Kafka: record PENDING and make the claim last, then answer 202. */
+static void on_delivered(produce_result_t result, void *arg)
+{
+	issue_t *is = arg;
+
+	if (result != PRODUCE_OK) {
+		if (is->claimed)
+			settle_claim(is, 0, ignore_reply, NULL); /* let the user try again */
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE",
+		                 "the request could not be queued durably in time; try again");
+		issue_free(is);
+		return;
+	}
+	is->confirmations = 1;
+	if (write_pending(is) == 0)
+		is->confirmations++;
+	if (is->claimed && settle_claim(is, is->ctx->cfg->issue_result_ttl, on_confirmed, is) == 0)
+		is->confirmations++;
+	on_confirmed(NULL, is); /* drops the initial 1; answers now if Redis took nothing */
+}
+
+static void produce(issue_t *is)
+{
+	char value[256], key[24];
+	int len = event_encode(&is->ev, value, sizeof(value));
+	produce_result_t r;
+
+	snprintf(key, sizeof(key), "%lld", (long long)is->ev.coupon_id);
+	r = len < 0 ? PRODUCE_FAILED
+	            : producer_send(is->ctx->producer, is->ctx->cfg->kafka_topic, key, value, (size_t)len,
+	                            on_delivered, is);
+	if (r == PRODUCE_OK)
+		return;
+	if (is->claimed)
+		settle_claim(is, 0, ignore_reply, NULL);
+	http_set_retry_after(is->req, 1);
+	if (r == PRODUCE_FULL)
+		http_reply_error(is->ctx, is->req, 429, "OVERLOADED", "too many requests are waiting for Kafka");
+	else
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the request could not be queued");
+	issue_free(is);
+}
+
+static void on_existing_status(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+	const char *status = reply != NULL && reply->type == REDIS_REPLY_STRING ? reply->str : "PENDING";
+
+	http_reply_json(is->ctx, is->req, 409,
+	                json_pack("{s:s, s:s, s:s, s:s}", "error", "ALREADY_REQUESTED", "message",
+	                          "this user already has a request for this coupon", "requestId",
+	                          is->ev.request_id, "status", status));
+	issue_free(is);
+}
+
+static void already_requested(issue_t *is, const char *request_id)
+{
+	char key[KEYS_MAX];
+	const char *argv[] = {"HGET", key, "status"};
+
+	snprintf(is->ev.request_id, sizeof(is->ev.request_id), "%s", request_id);
+	keys_status(is->ctx->cfg->redis_key_prefix, request_id, key, sizeof(key));
+	if (redis_async_argv(is->ctx->redis, on_existing_status, is, 3, argv, NULL) != 0)
+		on_existing_status(NULL, is);
+}
+
+static void on_claim(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+		already_requested(is, reply->str);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_NIL)
+		is->claimed = 1;
+	else
+		log_warn("redis claim for user %lld: %s; accepting without the edge dedupe (the consumer still "
+		         "enforces one per user)",
+		         (long long)is->ev.user_id, reply != NULL ? reply->str : "no reply");
+	produce(is);
+}
+
+/*
+ * Redis is a fast gate, not the truth: when it cannot be asked, the request
+ * still goes to Kafka, and the consumer's PostgreSQL constraint keeps one
+ * coupon per user. Availability wins over the nicer 409 in that case.
+ */
+static void claim(issue_t *is)
+{
+	const config_t *cfg = is->ctx->cfg;
+	char ttl[24];
+	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->kafka_produce_timeout + 5000));
+	keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key));
+	if (redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
+		on_claim(NULL, is);
+}
+
+static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
+{
+	int64_t now = clock_real_ms();
+
+	if (c == NULL) {
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the database cannot be reached");
+	} else if (!c->exists) {
+		http_reply_error(is->ctx, is->req, 404, "COUPON_NOT_FOUND", "no coupon %lld", (long long)c->id);
+	} else if ((c->starts_ms != 0 && now < c->starts_ms) || (c->ends_ms != 0 && now >= c->ends_ms)) {
+		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now", (long long)c->id);
+	} else if (coupon_cache_sold_out(c)) {
+		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out", (long long)c->id);
+	} else {
+		return 0;
+	}
+	return -1;
+}
+
+static void on_coupon(const coupon_info_t *c, void *arg)
+{
+	issue_t *is = arg;
+
+	if (reject_by_coupon(is, c) != 0) {
+		issue_free(is);
+		return;
+	}
+	if (uuid_generate(is->ev.request_id) != 0) {
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "no randomness for a request id");
+		issue_free(is);
+		return;
+	}
+	is->ev.accepted_ms = clock_real_ms();
+	claim(is);
+}
+
+void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m)
+{
+	struct evkeyvalq query;
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	char msg[128], *body;
+	size_t len;
+	int64_t user_id;
+	issue_t *is;
+	int rc;
+
+	/* Parsing "" when there is no query is what initialises the list. */
+	if (evhttp_parse_query_str(q != NULL ? q : "", &query) != 0) {
+		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT", "the query string cannot be parsed");
+		return;
+	}
+	body = http_body(req, &len);
+	rc = router_user_id(evhttp_find_header(&query, "userId"), body, len, &user_id, msg, sizeof(msg));
+	evhttp_clear_headers(&query);
+	free(body);
+	if (rc != 0) {
+		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT", "%s", msg);
+		return;
+	}
+	if ((is = calloc(1, sizeof(*is))) == NULL) {
+		http_reply_error(ctx, req, 503, "UNAVAILABLE", "out of memory");
+		return;
+	}
+	is->ctx = ctx;
+	is->req = req;
+	is->ev.coupon_id = m->coupon_id;
+	is->ev.user_id = user_id;
+	coupon_cache_get(ctx->coupons, m->coupon_id, on_coupon, is);
+}
