@@ -1,11 +1,17 @@
 /* consumer_worker.c: the consumer worker process, one per owned partition of the issue topic. */
 #include "consumer_worker.h"
 
+#include "clock.h"
+#include "fault.h"
+#include "gate.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "results.h"
+#include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,43 +19,501 @@
 /* The safety-net poll for when a queue wake-up is missed (librdkafka writes the pipe only on
  * empty->non-empty). */
 #define POLL_SAFETY_MS 100
+/* Gate/store rounds in one attempt; more means the stock key keeps vanishing: back off instead. */
+#define MAX_ROUNDS 4
+/* How long start-up waits for the committed offset, to notice messages lost while nobody consumed. */
+#define COMMITTED_LOOKUP_MS 2000
+/*
+ * A predecessor's PostgreSQL session can outlive its process by a few
+ * milliseconds (the server notices the closed socket asynchronously): for
+ * this long after start, a taken ownership lock is asked again instead of
+ * being refused at once.
+ */
+#define OWNERSHIP_GRACE_MS 3000
+#define OWNERSHIP_RETRY_MS 200
+/* rejected_requests older than issue.result_ttl are deleted this often, 10000 rows a statement. */
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_MAX_STATEMENTS 10
+
+/* One message of the batch and everything learned about it so far; each stage resumes where it stopped. */
+typedef struct {
+	rd_kafka_message_t *msg;
+	request_status_t status; /* the event and, once decided, the decision */
+	char error[160];         /* non-empty: undecodable, it goes to the dead-letter topic */
+	gate_outcome_t gate;
+	int decided;
+	int release; /* a reservation still to be given back */
+	int written; /* the status is in Redis */
+	delivery_t delivery;
+} item_t;
+
+typedef struct {
+	int64_t batches, issued, dead_letters, compensations, gaps, lost;
+	int64_t rejected[REASON_NOT_OPEN + 1];
+} consumer_stats_t;
 
 typedef struct {
 	worker_t *w;
+	const config_t *cfg;
+	int partition;
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue;
 	int wake[2];
-	struct event *wake_ev;
-	struct event *poll_ev;
-	int64_t messages_seen;
+	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev;
+	gate_t *gate;
+	store_t *store;
+	results_t *results;
+	item_t *items;        /* the batch, in log order */
+	int count;            /* 0: no batch in progress */
+	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
+	int nsync;
+	int64_t retry_ms;    /* current back-off; 0 after a success */
+	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
+	int64_t grace_until_ms;
+	int fault_checked;
+	consumer_stats_t stats;
+	/* scratch for the module calls, batch_size long */
+	gate_request_t *gate_reqs;
+	store_item_t *store_items;
+	const issue_event_t **events;
+	const request_status_t **statuses;
+	int *map;
+	unsigned char *done;
 } consumer_t;
 
-static void handle_message(consumer_t *c, rd_kafka_message_t *m)
+static void batch_run(consumer_t *c);
+
+static int item_valid(const item_t *it)
 {
-	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		return;
-	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_warn("consume: %s", rd_kafka_message_errstr(m));
-		return;
-	}
-	/*
-	 * Deciding issue events is the pipeline's job (next stage of the
-	 * build); until then the offset is deliberately not stored, so no
-	 * event is ever marked done without a decision.
-	 */
-	c->messages_seen++;
-	log_debug("partition %d offset %lld: received, not decided (offset not stored)", (int)m->partition,
-	          (long long)m->offset);
+	return it->error[0] == '\0';
 }
 
-static void drain_queue(consumer_t *c)
+/* Messages must arrive offset after offset; a jump means the log lost them before we read them. */
+static void check_offset(consumer_t *c, int64_t offset)
+{
+	if (c->next_offset >= 0 && offset > c->next_offset) {
+		c->stats.gaps++;
+		c->stats.lost += offset - c->next_offset;
+		log_error(
+		    "%s[%d]: offsets %lld..%lld were never delivered: %lld messages lost (retention or a "
+		    "truncated log); their requests will never be decided",
+		    c->cfg->kafka_topic, c->partition, (long long)c->next_offset, (long long)offset - 1,
+		    (long long)(offset - c->next_offset));
+	}
+	c->next_offset = offset + 1;
+}
+
+static void batch_add(consumer_t *c, rd_kafka_message_t *m)
+{
+	item_t *it = &c->items[c->count++];
+
+	memset(it, 0, sizeof(*it));
+	it->msg = m;
+	check_offset(c, m->offset);
+	if (event_decode(m->payload, m->len, &it->status.event, it->error, sizeof(it->error)) == 0)
+		return;
+	if (it->error[0] == '\0')
+		snprintf(it->error, sizeof(it->error), "invalid event");
+	log_warn("%s[%d] offset %lld: %s; sending it to %s", c->cfg->kafka_topic, c->partition,
+	         (long long)m->offset, it->error, c->cfg->kafka_dlq_topic);
+}
+
+static void batch_clear(consumer_t *c)
+{
+	for (int i = 0; i < c->count; i++)
+		rd_kafka_message_destroy(c->items[i].msg);
+	c->count = 0;
+	c->nsync = 0;
+}
+
+static int has_undecided(const consumer_t *c)
+{
+	for (int i = 0; i < c->count; i++) {
+		if (item_valid(&c->items[i]) && !c->items[i].decided)
+			return 1;
+	}
+	return 0;
+}
+
+static int has_release(const consumer_t *c)
+{
+	for (int i = 0; i < c->count; i++) {
+		if (c->items[i].release)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Test builds: die between the Redis reservations and the PostgreSQL commit
+ * (after the first gate round that reserved stock), once per Redis database.
+ */
+static void fault_after_gate(consumer_t *c, int reserved)
+{
+	if (c->fault_checked || !reserved)
+		return;
+	c->fault_checked = 1;
+	if (fault_value("consumer_kill_after_gate") != c->partition)
+		return;
+	if (gate_claim_once(c->gate, "consumer_kill_after_gate") == 1) {
+		log_error("fault injection: killed after the redis gate, before the postgresql commit");
+		_exit(9);
+	}
+}
+
+static int gate_round(consumer_t *c)
+{
+	int n = 0, rc, reserved = 0;
+
+	for (int i = 0; i < c->count; i++) {
+		item_t *it = &c->items[i];
+
+		if (item_valid(it) && !it->decided && it->gate == GATE_PENDING) {
+			c->gate_reqs[n] = (gate_request_t){&it->status.event, GATE_PENDING};
+			c->map[n++] = i;
+		}
+	}
+	if (n == 0)
+		return 0;
+	rc = gate_reserve(c->gate, c->gate_reqs, n);
+	/* Answers read before a failure are real reservations: keep them. */
+	for (int k = 0; k < n; k++) {
+		c->items[c->map[k]].gate = c->gate_reqs[k].outcome;
+		reserved |= c->gate_reqs[k].outcome == GATE_RESERVED;
+	}
+	if (rc == 0)
+		fault_after_gate(c, reserved);
+	return rc;
+}
+
+static void count_decision(consumer_t *c, const item_t *it)
+{
+	if (it->status.state == STATUS_ISSUED)
+		c->stats.issued++;
+	else
+		c->stats.rejected[it->status.reason]++;
+}
+
+/* Remembers a coupon's remaining for the convergence step; a later commit's value replaces an earlier one. */
+static void note_sync(consumer_t *c, const store_coupon_t *coupons, int n)
+{
+	if (c->nsync == 0) { /* the usual case: one commit per batch */
+		memcpy(c->sync, coupons, sizeof(*coupons) * (size_t)n);
+		c->nsync = n;
+		return;
+	}
+	for (int k = 0; k < n; k++) {
+		int j = 0;
+
+		while (j < c->nsync && c->sync[j].coupon_id != coupons[k].coupon_id)
+			j++;
+		if (j == c->nsync && c->nsync < c->cfg->issue_batch_size)
+			c->nsync++;
+		if (j < c->nsync)
+			c->sync[j] = coupons[k];
+	}
+}
+
+static void store_copy_back(consumer_t *c, int n, int committed)
+{
+	int64_t now = clock_real_ms();
+
+	for (int k = 0; k < n; k++) {
+		item_t *it = &c->items[c->map[k]];
+		const store_item_t *si = &c->store_items[k];
+
+		/* A fresh reservation may have become "earlier" after a COMMIT of unknown outcome. */
+		it->gate = si->gate;
+		if (!committed || !si->decided)
+			continue;
+		it->decided = 1;
+		it->release = si->release;
+		it->status.state = si->state;
+		it->status.reason = si->reason;
+		it->status.decided_ms = now;
+		count_decision(c, it);
+	}
+}
+
+static store_rc_t store_round(consumer_t *c)
+{
+	const store_coupon_t *coupons;
+	int n = 0, ncoupons = 0;
+	store_rc_t rc;
+
+	for (int i = 0; i < c->count; i++) {
+		item_t *it = &c->items[i];
+
+		if (item_valid(it) && !it->decided && it->gate != GATE_PENDING) {
+			c->store_items[n] = (store_item_t){.event = &it->status.event, .gate = it->gate};
+			c->map[n++] = i;
+		}
+	}
+	if (n == 0)
+		return STORE_OK;
+	rc = store_commit(c->store, c->store_items, n, &coupons, &ncoupons);
+	store_copy_back(c, n, rc == STORE_OK);
+	if (rc == STORE_OK)
+		note_sync(c, coupons, ncoupons);
+	return rc;
+}
+
+/* Compensation: give back what Redis reserved for requests PostgreSQL did not issue. */
+static int release_round(consumer_t *c)
+{
+	int n = 0, rc;
+
+	for (int i = 0; i < c->count; i++) {
+		if (c->items[i].release) {
+			c->events[n] = &c->items[i].status.event;
+			c->done[n] = 0;
+			c->map[n++] = i;
+		}
+	}
+	if (n == 0)
+		return 0;
+	rc = gate_release(c->gate, c->events, n, c->done);
+	for (int k = 0; k < n; k++) {
+		if (c->done[k]) {
+			c->items[c->map[k]].release = 0;
+			c->stats.compensations++;
+		}
+	}
+	return rc;
+}
+
+/* Only after every release: a release after the SET would count its unit twice. */
+static int sync_round(consumer_t *c)
+{
+	int64_t ids[64];
+	int remaining[64];
+
+	while (c->nsync > 0) {
+		int n = c->nsync < 64 ? c->nsync : 64;
+
+		for (int k = 0; k < n; k++) {
+			ids[k] = c->sync[c->nsync - n + k].coupon_id;
+			remaining[k] = c->sync[c->nsync - n + k].remaining;
+		}
+		if (gate_sync_stock(c->gate, ids, remaining, n) != 0)
+			return -1;
+		c->nsync -= n;
+	}
+	return 0;
+}
+
+/* Requests that met a missing stock key ask again, now that the convergence step loaded it. */
+static void requeue_no_stock(consumer_t *c)
+{
+	for (int i = 0; i < c->count; i++) {
+		if (!c->items[i].decided && c->items[i].gate == GATE_NO_STOCK)
+			c->items[i].gate = GATE_PENDING;
+	}
+}
+
+static int decide_batch(consumer_t *c)
+{
+	store_rc_t rc;
+
+	for (int round = 0; round < MAX_ROUNDS; round++) {
+		if (!has_undecided(c) && !has_release(c) && c->nsync == 0)
+			return 0;
+		/* Ownership first: nothing is written, in Redis either, by a consumer that does not own the
+		 * partition. */
+		if ((rc = store_ensure(c->store)) != STORE_OK)
+			return rc;
+		if (gate_connect(c->gate) != 0 || gate_round(c) != 0)
+			return -1;
+		if ((rc = store_round(c)) != STORE_OK)
+			return rc;
+		if (release_round(c) != 0 || sync_round(c) != 0)
+			return -1;
+		requeue_no_stock(c);
+	}
+	if (!has_undecided(c) && !has_release(c) && c->nsync == 0)
+		return 0;
+	log_warn("%s[%d]: stock keys vanished %d times in a row; backing off", c->cfg->kafka_topic,
+	         c->partition, MAX_ROUNDS);
+	return -1;
+}
+
+static int publish_redis(consumer_t *c)
+{
+	int n = 0;
+
+	for (int i = 0; i < c->count; i++) {
+		if (c->items[i].decided && !c->items[i].written) {
+			c->statuses[n] = &c->items[i].status;
+			c->map[n++] = i;
+		}
+	}
+	if (n == 0)
+		return 0;
+	if (gate_connect(c->gate) != 0 ||
+	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, n) != 0)
+		return -1;
+	for (int k = 0; k < n; k++)
+		c->items[c->map[k]].written = 1;
+	return 0;
+}
+
+/* Queues every dead letter (and, unless dead_only, every written result) not yet delivered. */
+static int produce_pending(consumer_t *c, int dead_only)
+{
+	for (int i = 0; i < c->count; i++) {
+		item_t *it = &c->items[i];
+		int rc = 0;
+
+		if (it->delivery == DELIVERY_FAILED)
+			it->delivery = DELIVERY_NONE;
+		if (it->delivery != DELIVERY_NONE)
+			continue;
+		if (!item_valid(it))
+			rc = results_dead_letter(c->results, it->msg, it->error, &it->delivery);
+		else if (!dead_only && it->written)
+			rc = results_produce(c->results, &it->status, &it->delivery);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int wait_deliveries(consumer_t *c)
+{
+	int64_t timeout = c->cfg->kafka_produce_timeout + 1000;
+
+	if (results_wait(c->results, timeout) > 0) {
+		log_warn("%s[%d]: kafka deliveries still pending after %lld ms", c->cfg->kafka_topic,
+		         c->partition, (long long)timeout);
+		return -1;
+	}
+	for (int i = 0; i < c->count; i++) {
+		if (c->items[i].delivery != DELIVERY_DONE)
+			return -1;
+	}
+	return 0;
+}
+
+static int batch_advance(consumer_t *c)
+{
+	int rc;
+
+	/* Dead letters need neither Redis nor PostgreSQL: they are on their way while the rest is decided. */
+	if (produce_pending(c, 1) != 0)
+		return -1;
+	if ((rc = decide_batch(c)) != 0)
+		return rc;
+	if (publish_redis(c) != 0 || produce_pending(c, 0) != 0)
+		return -1;
+	return wait_deliveries(c);
+}
+
+/* Every outcome is durable: only now may Kafka forget these messages (auto commit does the rest). */
+static void store_offsets(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+
+	rd_kafka_topic_partition_list_add(list, c->cfg->kafka_topic, c->partition)->offset =
+	    c->items[c->count - 1].msg->offset + 1;
+	err = rd_kafka_offsets_store(c->rk, list);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = list->elems[0].err;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_error("%s[%d]: cannot store offset %lld: %s (the batch will be replayed, harmlessly)",
+		          c->cfg->kafka_topic, c->partition, (long long)list->elems[0].offset,
+		          rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void batch_finish(consumer_t *c)
+{
+	for (int i = 0; i < c->count; i++)
+		c->stats.dead_letters += !item_valid(&c->items[i]);
+	store_offsets(c);
+	c->stats.batches++;
+	log_debug("%s[%d]: batch of %d up to offset %lld done", c->cfg->kafka_topic, c->partition, c->count,
+	          (long long)c->items[c->count - 1].msg->offset);
+	batch_clear(c);
+}
+
+static void add_timer(struct event *ev, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	if (event_add(ev, &tv) != 0)
+		log_error("cannot arm a timer");
+}
+
+static void schedule_retry(consumer_t *c)
+{
+	const config_t *cfg = c->cfg;
+
+	c->retry_ms = c->retry_ms == 0 ? cfg->issue_retry_initial : c->retry_ms * 2;
+	if (c->retry_ms > cfg->issue_retry_max)
+		c->retry_ms = cfg->issue_retry_max;
+	log_warn("%s[%d]: batch of %d from offset %lld not finished; retrying in %lld ms", cfg->kafka_topic,
+	         c->partition, c->count, (long long)c->items[0].msg->offset, (long long)c->retry_ms);
+	add_timer(c->retry_ev, c->retry_ms);
+}
+
+/* Another session owns the partition: leave, and let the master's back-off be the failover. */
+static void refuse(consumer_t *c)
+{
+	log_error("partition %d of %s is owned by another consumer (another host or process); refusing",
+	          c->partition, c->cfg->kafka_topic);
+	if (c->count > 0) {
+		results_abandon(c->results);
+		batch_clear(c);
+	}
+	worker_finish(c->w, 1);
+}
+
+static void batch_run(consumer_t *c)
+{
+	int rc = batch_advance(c);
+
+	if (rc == STORE_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
+		refuse(c);
+	} else if (rc != 0 && results_fatal(c->results)) {
+		/* Nothing more can be produced: a restarted process gets a new producer and replays the
+		 * batch. */
+		results_abandon(c->results);
+		batch_clear(c);
+		worker_finish(c->w, 1);
+	} else if (rc != 0) {
+		schedule_retry(c);
+	} else {
+		batch_finish(c);
+		c->retry_ms = 0;
+		event_active(c->next_ev, EV_TIMEOUT,
+		             0); /* more may be queued: next batch after the loop breathes */
+	}
+}
+
+static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
+{
+	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		log_warn("consume: %s", rd_kafka_message_errstr(m));
+}
+
+/* Takes up to issue.batch_size messages without blocking, then decides them. */
+static void fill_batch(consumer_t *c)
 {
 	rd_kafka_message_t *m;
 
-	while ((m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
-		handle_message(c, m);
-		rd_kafka_message_destroy(m);
+	if (c->count > 0 || c->w->stopping)
+		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
+	while (c->count < c->cfg->issue_batch_size && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			handle_error_message(c, m);
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		batch_add(c, m);
 	}
+	if (c->count > 0)
+		batch_run(c);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -58,37 +522,88 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
-	drain_queue(arg);
+	fill_batch(arg);
 }
 
-static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	drain_queue(arg);
+	fill_batch(arg);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (c->count > 0 && !c->w->stopping)
+		batch_run(c);
+}
+
+/* Start-up: refuse early when another session owns the partition, after a short grace. */
+static void on_owner_check(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+	store_rc_t rc = store_ensure(c->store);
+
+	if (rc == STORE_NOT_OWNER && clock_mono_ms() < c->grace_until_ms)
+		add_timer(c->owner_ev, OWNERSHIP_RETRY_MS);
+	else if (rc == STORE_NOT_OWNER)
+		refuse(c);
+	/* STORE_RETRY: PostgreSQL is down; the first batch connects and takes the lock before any write. */
+}
+
+/* Only on a session that already owns the partition (the store keeps no other): pruning is a write too. */
+static void on_prune(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+	int deleted = 0, total = 0;
+
+	for (int i = 0; i < PRUNE_MAX_STATEMENTS; i++) {
+		if (store_prune(c->store, &deleted) != 0)
+			break;
+		total += deleted;
+		if (deleted < 10000)
+			break;
+	}
+	if (total > 0)
+		log_info("pruned %d rejected requests older than issue.result_ttl", total);
 }
 
 static int assign_partition(consumer_t *c)
 {
-	const config_t *cfg = c->w->args.cfg;
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t err;
 
 	/* Static assignment: the master, not a group rebalance, decides who owns a partition. */
-	rd_kafka_topic_partition_list_add(parts, cfg->kafka_topic, c->w->args.index)->offset =
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition)->offset =
 	    RD_KAFKA_OFFSET_STORED;
 	err = rd_kafka_assign(c->rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_error("cannot assign %s[%d]: %s", cfg->kafka_topic, c->w->args.index,
+		log_error("cannot assign %s[%d]: %s", c->cfg->kafka_topic, c->partition,
 		          rd_kafka_err2str(err));
 		return -1;
 	}
 	return 0;
 }
 
+/* The committed offset is where the first message should be: a later one means a gap. Best effort. */
+static void lookup_committed(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition);
+	if (rd_kafka_committed(c->rk, parts, COMMITTED_LOOKUP_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    parts->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && parts->elems[0].offset >= 0)
+		c->next_offset = parts->elems[0].offset;
+	else
+		log_info("%s[%d]: no committed offset known; starting from the earliest", c->cfg->kafka_topic,
+		         c->partition);
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 static int consumer_create(consumer_t *c)
 {
-	const config_t *cfg = c->w->args.cfg;
-	rd_kafka_conf_t *conf = kafka_conf_consumer(cfg, c->w->args.kafka_bootstrap, c->w->args.index);
+	rd_kafka_conf_t *conf = kafka_conf_consumer(c->cfg, c->w->args.kafka_bootstrap, c->partition);
 	char err[512];
 
 	if (conf == NULL)
@@ -102,13 +617,16 @@ static int consumer_create(consumer_t *c)
 	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return -1;
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
-	return c->queue != NULL ? assign_partition(c) : -1;
+	if (c->queue == NULL || assign_partition(c) != 0)
+		return -1;
+	lookup_committed(c);
+	return 0;
 }
 
 /* librdkafka writes a byte to our pipe when its queue becomes non-empty: the loop never blocks on Kafka. */
 static int wakeups_start(consumer_t *c)
 {
-	struct timeval tick = {0, POLL_SAFETY_MS * 1000};
+	struct event_base *base = c->w->base;
 
 	if (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
 		log_error("pipe: %s", strerror(errno));
@@ -116,32 +634,109 @@ static int wakeups_start(consumer_t *c)
 		return -1;
 	}
 	rd_kafka_queue_io_event_enable(c->queue, c->wake[1], "1", 1);
-	c->wake_ev = event_new(c->w->base, c->wake[0], EV_READ | EV_PERSIST, on_wake, c);
-	c->poll_ev = event_new(c->w->base, -1, EV_PERSIST, on_poll_tick, c);
-	if (c->wake_ev == NULL || c->poll_ev == NULL || event_add(c->wake_ev, NULL) != 0 ||
-	    event_add(c->poll_ev, &tick) != 0)
+	c->wake_ev = event_new(base, c->wake[0], EV_READ | EV_PERSIST, on_wake, c);
+	c->poll_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
+	c->next_ev = event_new(base, -1, 0, on_tick, c);
+	c->retry_ev = event_new(base, -1, 0, on_retry, c);
+	c->owner_ev = event_new(base, -1, 0, on_owner_check, c);
+	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
+	if (c->wake_ev == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
+	    c->owner_ev == NULL || c->prune_ev == NULL || event_add(c->wake_ev, NULL) != 0)
 		return -1;
+	add_timer(c->poll_ev, POLL_SAFETY_MS);
+	add_timer(c->prune_ev, PRUNE_EVERY_MS);
 	return 0;
 }
 
-/* Commits what was stored and leaves, so that the partition's successor starts from there. */
+static void log_stats(const consumer_t *c)
+{
+	const consumer_stats_t *s = &c->stats;
+
+	log_info("stopped; %lld batches, %lld issued, rejected: %lld sold out, %lld already issued, "
+	         "%lld not found, %lld not open; %lld dead letters, %lld compensations, "
+	         "%lld offset gaps (%lld messages lost)",
+	         (long long)s->batches, (long long)s->issued, (long long)s->rejected[REASON_SOLD_OUT],
+	         (long long)s->rejected[REASON_ALREADY_ISSUED],
+	         (long long)s->rejected[REASON_COUPON_NOT_FOUND], (long long)s->rejected[REASON_NOT_OPEN],
+	         (long long)s->dead_letters, (long long)s->compensations, (long long)s->gaps,
+	         (long long)s->lost);
+	if (s->gaps > 0)
+		log_error("%lld offset gaps: %lld messages of %s[%d] were lost before they were consumed",
+		          (long long)s->gaps, (long long)s->lost, c->cfg->kafka_topic, c->partition);
+}
+
+/*
+ * Graceful stop: a batch still waiting for Redis or PostgreSQL is abandoned
+ * with its offsets unstored (its successor decides it again, harmlessly);
+ * what was stored is committed so the successor starts right there.
+ */
 static void consumer_on_stop(worker_t *w)
 {
 	consumer_t *c = w->ctx;
-	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+	rd_kafka_resp_err_t err;
 
+	if (c->count > 0) {
+		log_info("abandoning an undecided batch of %d from offset %lld; it will be delivered again",
+		         c->count, (long long)c->items[0].msg->offset);
+		results_abandon(c->results);
+		batch_clear(c);
+	}
+	err = rd_kafka_commit(c->rk, NULL, 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_error("final offset commit failed: %s", rd_kafka_err2str(err));
-	log_info("stopped; %lld messages seen", (long long)c->messages_seen);
+	log_stats(c);
 	worker_finish(w, 0);
+}
+
+static int scratch_alloc(consumer_t *c)
+{
+	size_t n = (size_t)c->cfg->issue_batch_size;
+
+	c->items = calloc(n, sizeof(*c->items));
+	c->sync = calloc(n, sizeof(*c->sync));
+	c->gate_reqs = calloc(n, sizeof(*c->gate_reqs));
+	c->store_items = calloc(n, sizeof(*c->store_items));
+	c->events = calloc(n, sizeof(*c->events));
+	c->statuses = calloc(n, sizeof(*c->statuses));
+	c->map = calloc(n, sizeof(*c->map));
+	c->done = calloc(n, 1);
+	if (c->items == NULL || c->sync == NULL || c->gate_reqs == NULL || c->store_items == NULL ||
+	    c->events == NULL || c->statuses == NULL || c->map == NULL || c->done == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void scratch_free(consumer_t *c)
+{
+	free(c->items);
+	free(c->sync);
+	free(c->gate_reqs);
+	free(c->store_items);
+	free(c->events);
+	free(c->statuses);
+	free(c->map);
+	free(c->done);
+}
+
+static void events_free(consumer_t *c)
+{
+	struct event *evs[] = {c->wake_ev, c->poll_ev, c->next_ev, c->retry_ev, c->owner_ev, c->prune_ev};
+
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+		if (evs[i] != NULL)
+			event_free(evs[i]);
+	}
 }
 
 static void consumer_destroy(consumer_t *c)
 {
-	if (c->wake_ev != NULL)
-		event_free(c->wake_ev);
-	if (c->poll_ev != NULL)
-		event_free(c->poll_ev);
+	events_free(c);
+	/* Before the batch is freed: delivery reports write into its items. */
+	results_free(c->results);
+	if (c->items != NULL)
+		batch_clear(c);
 	if (c->queue != NULL) {
 		rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
 		rd_kafka_queue_destroy(c->queue);
@@ -157,6 +752,24 @@ static void consumer_destroy(consumer_t *c)
 		if (c->wake[i] >= 0)
 			close(c->wake[i]);
 	}
+	store_free(c->store);
+	gate_free(c->gate);
+	scratch_free(c);
+}
+
+static int consumer_start(consumer_t *c)
+{
+	const worker_args_t *args = &c->w->args;
+
+	if (scratch_alloc(c) != 0 || (c->gate = gate_new(c->cfg)) == NULL ||
+	    (c->store = store_new(c->cfg, c->partition)) == NULL ||
+	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition)) == NULL)
+		return -1;
+	if (consumer_create(c) != 0 || wakeups_start(c) != 0)
+		return -1;
+	c->grace_until_ms = clock_mono_ms() + OWNERSHIP_GRACE_MS;
+	event_active(c->owner_ev, EV_TIMEOUT, 0);
+	return worker_ready(c->w, NULL);
 }
 
 int consumer_worker_main(worker_t *w)
@@ -169,12 +782,15 @@ int consumer_worker_main(worker_t *w)
 		return 1;
 	}
 	c->w = w;
+	c->cfg = w->args.cfg;
+	c->partition = w->args.index;
 	c->wake[0] = c->wake[1] = -1;
+	c->next_offset = -1;
 	w->ctx = c;
 	w->on_stop = consumer_on_stop;
-	if (consumer_create(c) == 0 && wakeups_start(c) == 0 && worker_ready(w, NULL) == 0) {
-		log_info("assigned %s[%d] (group %s)", w->args.cfg->kafka_topic, w->args.index,
-		         w->args.cfg->kafka_group_id);
+	if (consumer_start(c) == 0) {
+		log_info("assigned %s[%d] (group %s)", c->cfg->kafka_topic, c->partition,
+		         c->cfg->kafka_group_id);
 		rc = worker_run(w);
 	}
 	consumer_destroy(c);

@@ -108,7 +108,7 @@ static void on_loaded(const PGresult *res, const char *error, void *arg)
 	e->loading = 0;
 	if (error != NULL) {
 		log_warn("loading coupon %lld: %s", (long long)e->info.id, error);
-		notify(e, NULL);
+		notify(e, e->loaded_ms > 0 ? &e->info : NULL);
 		return;
 	}
 	e->info.exists = PQntuples(res) == 1;
@@ -120,7 +120,8 @@ static void on_loaded(const PGresult *res, const char *error, void *arg)
 		e->info.ends_ms = ms_field(res, 4);
 	}
 	e->loaded_ms = clock_mono_ms();
-	notify(e, &e->info);
+	if (!e->stock_pending)
+		notify(e, &e->info);
 }
 
 static void on_stock(redisReply *reply, void *arg)
@@ -134,20 +135,30 @@ static void on_stock(redisReply *reply, void *arg)
 	} else if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
 		e->info.stock_known = 0; /* flushed: the consumer rebuilds it from PostgreSQL */
 	}
+	if (!e->loading)
+		notify(e, e->loaded_ms > 0 ? &e->info : NULL);
 }
 
-static void refresh_stock(coupon_cache_t *c, entry_t *e)
+static int stock_stale(const entry_t *e)
+{
+	return e->info.exists && clock_mono_ms() - e->stock_asked_ms >= STOCK_REFRESH_MS;
+}
+
+/* Asks Redis for the stock; returns 1 when a reply is on its way. */
+static int refresh_stock(coupon_cache_t *c, entry_t *e)
 {
 	char key[KEYS_MAX];
 	const char *argv[] = {"GET", key};
-	int64_t now = clock_mono_ms();
 
-	if (e->stock_pending || now - e->stock_asked_ms < STOCK_REFRESH_MS || !e->info.exists ||
-	    keys_stock(c->cfg->redis_key_prefix, e->info.id, key, sizeof(key)) < 0)
-		return;
-	e->stock_asked_ms = now;
-	if (redis_async_argv(c->redis, on_stock, e, 2, argv, NULL) == 0)
-		e->stock_pending = 1;
+	if (e->stock_pending)
+		return 1;
+	if (!stock_stale(e) || keys_stock(c->cfg->redis_key_prefix, e->info.id, key, sizeof(key)) < 0)
+		return 0;
+	e->stock_asked_ms = clock_mono_ms();
+	if (redis_async_argv(c->redis, on_stock, e, 2, argv, NULL) != 0)
+		return 0; /* Redis down: decide without it (the consumer decides for real) */
+	e->stock_pending = 1;
+	return 1;
 }
 
 static void evict_idle(coupon_cache_t *c);
@@ -207,23 +218,33 @@ static int start_load(coupon_cache_t *c, entry_t *e)
 	return 0;
 }
 
+/*
+ * A request never decides on a stock reading older than STOCK_REFRESH_MS: a
+ * stale one is refreshed first, and every request arriving meanwhile waits
+ * for the same reply, so a burst costs one GET per coupon per 100 ms.
+ */
 void coupon_cache_get(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
 {
 	entry_t *e = entry_for(c, id);
+	int waiting;
 
 	if (e == NULL) {
 		fn(NULL, arg);
 		return;
 	}
-	refresh_stock(c, e);
-	if (fresh(e)) {
+	waiting = refresh_stock(c, e);
+	if (fresh(e) && !waiting) {
 		fn(&e->info, arg);
 		return;
 	}
-	if (add_waiter(e, fn, arg) != 0 || (!e->loading && start_load(c, e) != 0)) {
-		/* PostgreSQL unreachable: a stale entry still answers (coupons change rarely); none at all is a 503. */
-		notify(e, e->loaded_ms > 0 ? &e->info : NULL);
+	if (add_waiter(e, fn, arg) != 0) {
+		fn(e->loaded_ms > 0 ? &e->info : NULL, arg);
+		return;
 	}
+	if (!fresh(e) && !e->loading && start_load(c, e) != 0 && !e->stock_pending)
+		/* PostgreSQL unreachable: a stale entry still answers (coupons change rarely); none at all is
+		 * a 503. */
+		notify(e, e->loaded_ms > 0 ? &e->info : NULL);
 }
 
 int coupon_cache_sold_out(const coupon_info_t *info)

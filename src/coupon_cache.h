@@ -13,10 +13,10 @@ typedef struct {
 	int exists;
 	char name[256];
 	int total;
-	int remaining;   /* PostgreSQL's, as of the last load */
+	int remaining;     /* PostgreSQL's, as of the last load */
 	int64_t starts_ms; /* 0: no start */
 	int64_t ends_ms;   /* 0: no end */
-	long long stock; /* Redis stock as last seen */
+	long long stock;   /* Redis stock as last seen */
 	int stock_known;
 } coupon_info_t;
 
@@ -27,9 +27,10 @@ typedef struct coupon_cache coupon_cache_t;
 /*
  * Metadata is loaded from PostgreSQL on a miss and kept for a second (a
  * missing coupon is asked again every time), so a burst on one coupon costs one
- * query. The stock is refreshed from Redis in the background at most every
- * 100 ms: "sold out" is answered locally, without a Kafka message, once
- * Redis (or PostgreSQL) says nothing is left. Concurrent misses share one load.
+ * query. The stock is read from Redis at most every 100 ms and never used
+ * older than that: "sold out" is answered locally, without a Kafka message,
+ * once Redis (or PostgreSQL) says nothing is left. Concurrent misses and
+ * refreshes are shared by every request waiting for them.
  */
 coupon_cache_t *coupon_cache_new(const config_t *cfg, pg_async_t *pg, redis_async_t *redis);
 void coupon_cache_free(coupon_cache_t *cache);

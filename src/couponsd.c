@@ -3,6 +3,7 @@
 #include "control.h"
 #include "log.h"
 #include "master.h"
+#include "migrate.h"
 #include "proctitle.h"
 
 #include <event2/event.h>
@@ -27,6 +28,7 @@ typedef struct {
 	const char *config_path;
 	const char *signal_name;
 	int test_only;
+	int migrate;
 	int list_keys;
 	int markdown;
 } options_t;
@@ -36,6 +38,7 @@ static void usage(FILE *out)
 	fprintf(out,
 	        "usage: couponsd [-c FILE]               run in the foreground\n"
 	        "       couponsd -t [-c FILE]            test the configuration and exit\n"
+	        "       couponsd --migrate [-c FILE]     apply pending PostgreSQL migrations and exit\n"
 	        "       couponsd -s reload|stop|reopen [-c FILE]\n"
 	        "                                        ask the running master (over its control socket)\n"
 	        "       couponsd -V                      print versions and exit\n"
@@ -71,6 +74,7 @@ static int parse_options(int argc, char **argv, options_t *o)
 {
 	static const struct option longs[] = {{"list-keys", no_argument, NULL, 'L'},
 	                                      {"markdown", no_argument, NULL, 'M'},
+	                                      {"migrate", no_argument, NULL, 'm'},
 	                                      {"help", no_argument, NULL, 'h'},
 	                                      {NULL, 0, NULL, 0}};
 	int ch;
@@ -96,6 +100,9 @@ static int parse_options(int argc, char **argv, options_t *o)
 			break;
 		case 'M':
 			o->markdown = 1;
+			break;
+		case 'm':
+			o->migrate = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -135,6 +142,19 @@ static int send_command(const options_t *o)
 	return rc;
 }
 
+/* --migrate: the same migrations the daemon applies at start, for operators who turned that off. */
+static int run_migrations(const config_t *cfg)
+{
+	char err[512];
+
+	if (migrate_conninfo(cfg->postgres_conninfo, err, sizeof(err)) != 0) {
+		fprintf(stderr, "couponsd: migration failed: %s\n", err);
+		return 1;
+	}
+	printf("ok\n");
+	return 0;
+}
+
 static config_t *load_or_report(const char *path)
 {
 	config_errors_t errs = {0};
@@ -169,7 +189,10 @@ int main(int argc, char **argv)
 	if (proctitle_init(argc, argv) != 0)
 		fprintf(stderr, "couponsd: cannot set up process titles; ps will show the command line\n");
 	cfg = load_or_report(o.config_path);
-	if (cfg == NULL || o.test_only) {
+	if (cfg != NULL && o.migrate) {
+		rc = run_migrations(cfg);
+		config_free(cfg);
+	} else if (cfg == NULL || o.test_only) {
 		if (cfg != NULL)
 			printf("ok\n");
 		rc = cfg != NULL ? 0 : 1;

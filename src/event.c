@@ -84,8 +84,10 @@ int event_encode(const issue_event_t *ev, char *buf, size_t size)
 	int n;
 
 	clock_format_iso(ev->accepted_ms, at, sizeof(at));
-	n = snprintf(buf, size, "{\"v\":%d,\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"acceptedAt\":\"%s\"}",
-	             EVENT_VERSION, ev->request_id, (long long)ev->coupon_id, (long long)ev->user_id, at);
+	n = snprintf(
+	    buf, size,
+	    "{\"v\":%d,\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"acceptedAt\":\"%s\"}",
+	    EVENT_VERSION, ev->request_id, (long long)ev->coupon_id, (long long)ev->user_id, at);
 	return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
@@ -141,7 +143,8 @@ int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size
 		snprintf(err, errsize, "invalid JSON: %s", jerr.text);
 		return -1;
 	}
-	rc = json_is_object(root) ? decode_fields(root, ev, err, errsize) : fail(err, errsize, "not a JSON object");
+	rc = json_is_object(root) ? decode_fields(root, ev, err, errsize)
+	                          : fail(err, errsize, "not a JSON object");
 	json_decref(root);
 	return rc;
 }
@@ -157,8 +160,9 @@ char *status_to_json(const request_status_t *st)
 	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o}", "requestId", st->event.request_id, "couponId",
 	              (json_int_t)st->event.coupon_id, "userId", (json_int_t)st->event.user_id, "status",
 	              state_names[st->state], "reason",
-	              st->reason == REASON_NONE ? json_null() : json_string(reason_names[st->reason]), "acceptedAt",
-	              accepted, "decidedAt", st->decided_ms > 0 ? json_string(decided) : json_null());
+	              st->reason == REASON_NONE ? json_null() : json_string(reason_names[st->reason]),
+	              "acceptedAt", accepted, "decidedAt",
+	              st->decided_ms > 0 ? json_string(decided) : json_null());
 	if (o == NULL)
 		return NULL;
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -1,4 +1,4 @@
-/* gate.c: the consumer's Redis gate: reserve stock per request with compensation, and keep stock converged. */
+/* gate.c: the consumer's Redis gate: per-request stock reservation, compensation and convergence. */
 #include "gate.h"
 
 #include "keys.h"
@@ -35,10 +35,11 @@ static const char reserve_lua[] = "local seen = redis.call('GET', KEYS[2])\n"
  * gives back one unit. A missing stock key is not created by the INCR (it
  * would invent stock); the next load from PostgreSQL sets it right.
  */
-static const char release_lua[] = "if redis.call('GET', KEYS[2]) ~= '1' then return 0 end\n"
-                                  "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end\n"
-                                  "redis.call('SET', KEYS[2], '-3', 'EX', ARGV[1])\n"
-                                  "return 1\n";
+static const char release_lua[] =
+    "if redis.call('GET', KEYS[2]) ~= '1' then return 0 end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end\n"
+    "redis.call('SET', KEYS[2], '-3', 'EX', ARGV[1])\n"
+    "return 1\n";
 
 #define SHA_LEN 40
 
@@ -132,7 +133,8 @@ static int load_script(gate_t *g, const char *lua, char *sha)
 
 static int load_scripts(gate_t *g)
 {
-	return load_script(g, reserve_lua, g->reserve_sha) == 0 && load_script(g, release_lua, g->release_sha) == 0
+	return load_script(g, reserve_lua, g->reserve_sha) == 0 &&
+	               load_script(g, release_lua, g->release_sha) == 0
 	           ? 0
 	           : -1;
 }
@@ -148,7 +150,8 @@ static int simple(gate_t *g, redisReply *reply)
 static int connect_now(gate_t *g)
 {
 	const config_t *cfg = g->cfg;
-	struct timeval tv = {(time_t)(cfg->redis_timeout / 1000), (suseconds_t)(cfg->redis_timeout % 1000) * 1000};
+	struct timeval tv = {(time_t)(cfg->redis_timeout / 1000),
+	                     (suseconds_t)(cfg->redis_timeout % 1000) * 1000};
 
 	/* A host starting with '/' is a unix socket path, as redis-cli -s takes it. */
 	if (cfg->redis_host[0] == '/')
@@ -180,7 +183,8 @@ int gate_connect(gate_t *g)
 		drop_connection(g);
 		return -1;
 	}
-	log_info("connected to redis %s:%d (db %d)", g->cfg->redis_host, g->cfg->redis_port, g->cfg->redis_db);
+	log_info("connected to redis %s:%d (db %d)", g->cfg->redis_host, g->cfg->redis_port,
+	         g->cfg->redis_db);
 	return 0;
 }
 
@@ -195,7 +199,9 @@ static int append_script(gate_t *g, const char *sha, const issue_event_t *ev)
 		log_error("redis key for coupon %lld does not fit", (long long)ev->coupon_id);
 		return -1;
 	}
-	return redisAppendCommand(g->rc, "EVALSHA %s 2 %s %s %lld", sha, stock, rsv, g->ttl_s) == REDIS_OK ? 0 : -1;
+	return redisAppendCommand(g->rc, "EVALSHA %s 2 %s %s %lld", sha, stock, rsv, g->ttl_s) == REDIS_OK
+	           ? 0
+	           : -1;
 }
 
 /* Reads one pipelined reply; after an I/O error or timeout the context is dead. */
@@ -221,7 +227,8 @@ static int script_result(const redisReply *reply, long long *value, int *noscrip
 		*noscript = 1; /* Redis restarted or SCRIPT FLUSH: nothing ran */
 		return -1;
 	}
-	log_error("redis script: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply type");
+	log_error("redis script: %s",
+	          reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply type");
 	return -1;
 }
 
@@ -249,7 +256,8 @@ static int reserve_round(gate_t *g, gate_request_t *reqs, int n, int *noscript)
 	int sent = 0, rc = 0;
 
 	for (int i = 0; i < n && rc == 0; i++) {
-		if (reqs[i].outcome == GATE_PENDING && (rc = append_script(g, g->reserve_sha, reqs[i].event)) == 0)
+		if (reqs[i].outcome == GATE_PENDING &&
+		    (rc = append_script(g, g->reserve_sha, reqs[i].event)) == 0)
 			sent++;
 	}
 	for (int i = 0; i < n && sent > 0; i++) {
@@ -362,12 +370,14 @@ static int queue_fixes(gate_t *g, const int64_t *ids, const int *remaining, int 
 		if (state == 1 && value == remaining[i])
 			continue;
 		if (state == 0)
-			log_info("stock of coupon %lld loaded from PostgreSQL: %d", (long long)ids[i], remaining[i]);
+			log_info("stock of coupon %lld loaded from PostgreSQL: %d", (long long)ids[i],
+			         remaining[i]);
 		else
 			log_warn("stock of coupon %lld drifted: redis %lld, postgresql %d; setting it to %d",
 			         (long long)ids[i], value, remaining[i], remaining[i]);
 		if (keys_stock(g->cfg->redis_key_prefix, ids[i], key, sizeof(key)) < 0 ||
-		    redisAppendCommand(g->rc, state == 0 ? "SET %s %d NX" : "SET %s %d", key, remaining[i]) != REDIS_OK)
+		    redisAppendCommand(g->rc, state == 0 ? "SET %s %d NX" : "SET %s %d", key, remaining[i]) !=
+		        REDIS_OK)
 			return -1;
 		queued++;
 	}

@@ -1,4 +1,4 @@
-/* gate.h: the consumer's Redis gate: reserve stock per request with compensation, and keep stock converged. */
+/* gate.h: the consumer's Redis gate: per-request stock reservation, compensation and convergence. */
 #ifndef COUPONSD_GATE_H
 #define COUPONSD_GATE_H
 

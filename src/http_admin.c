@@ -40,7 +40,8 @@ static int authorized(http_ctx_t *ctx, struct evhttp_request *req)
 		http_reply_error(ctx, req, 404, "NOT_FOUND", "the admin API is off (admin.token is empty)");
 		return 0;
 	}
-	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || !token_matches(auth + 7, ctx->cfg->admin_token)) {
+	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 ||
+	    !token_matches(auth + 7, ctx->cfg->admin_token)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
 		http_reply_error(ctx, req, 401, "UNAUTHORIZED", "a valid bearer token is required");
 		return 0;
@@ -72,10 +73,14 @@ static int parse_body(json_t *body, create_t *c, char *msg)
 		return snprintf(msg, 128, "the body must be a JSON object"), -1;
 	if (id != NULL && !json_is_null(id) && (!json_is_integer(id) || json_integer_value(id) <= 0))
 		return snprintf(msg, 128, "couponId must be a positive 64-bit integer"), -1;
-	if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > NAME_MAX_LEN ||
+	if (!json_is_string(name) || json_string_length(name) == 0 ||
+	    json_string_length(name) > NAME_MAX_LEN ||
 	    strlen(json_string_value(name)) != json_string_length(name))
-		return snprintf(msg, 128, "name must be a non-empty string of at most %d bytes", NAME_MAX_LEN), -1;
-	if (!json_is_integer(total) || json_integer_value(total) <= 0 || json_integer_value(total) > 2147483647)
+		return snprintf(msg, 128, "name must be a non-empty string of at most %d bytes",
+		                NAME_MAX_LEN),
+		       -1;
+	if (!json_is_integer(total) || json_integer_value(total) <= 0 ||
+	    json_integer_value(total) > 2147483647)
 		return snprintf(msg, 128, "totalQuantity must be an integer from 1 to 2147483647"), -1;
 	if (optional_time(body, "startsAt", c->starts, sizeof(c->starts), &starts, msg) != 0 ||
 	    optional_time(body, "endsAt", c->ends, sizeof(c->ends), &ends, msg) != 0)
@@ -117,9 +122,10 @@ static void on_inserted(const PGresult *res, const char *error, void *arg)
 		snprintf(location, sizeof(location), "/api/coupons/%lld", (long long)id);
 		evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location", location);
 		http_reply_json(c->ctx, c->req, 201,
-		                json_pack("{s:I, s:s, s:i, s:i, s:s, s:o, s:o}", "couponId", (json_int_t)id, "name",
-		                          c->name, "totalQuantity", c->total, "remaining", c->total, "status", "OPEN",
-		                          "startsAt", c->starts[0] ? json_string(c->starts) : json_null(), "endsAt",
+		                json_pack("{s:I, s:s, s:i, s:i, s:s, s:o, s:o}", "couponId", (json_int_t)id,
+		                          "name", c->name, "totalQuantity", c->total, "remaining", c->total,
+		                          "status", "OPEN", "startsAt",
+		                          c->starts[0] ? json_string(c->starts) : json_null(), "endsAt",
 		                          c->ends[0] ? json_string(c->ends) : json_null()));
 	}
 	free(c);
@@ -127,9 +133,10 @@ static void on_inserted(const PGresult *res, const char *error, void *arg)
 
 static void insert(create_t *c)
 {
-	static const char *sql = "INSERT INTO coupons (id, name, total_quantity, remaining, starts_at, ends_at) "
-	                         "VALUES (COALESCE($1::bigint, nextval('coupons_id_seq')), $2, $3::integer, "
-	                         "$3::integer, $4::timestamptz, $5::timestamptz) RETURNING id";
+	static const char *sql =
+	    "INSERT INTO coupons (id, name, total_quantity, remaining, starts_at, ends_at) "
+	    "VALUES (COALESCE($1::bigint, nextval('coupons_id_seq')), $2, $3::integer, "
+	    "$3::integer, $4::timestamptz, $5::timestamptz) RETURNING id";
 	char id[24], total[16];
 	const char *params[] = {c->coupon_id > 0 ? id : NULL, c->name, total, c->starts[0] ? c->starts : NULL,
 	                        c->ends[0] ? c->ends : NULL};

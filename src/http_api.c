@@ -14,19 +14,32 @@
 static const char *phrase(int code)
 {
 	switch (code) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 503: return "Service Unavailable";
-	default: return "Error";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
 	}
 }
 
@@ -50,7 +63,8 @@ void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json
 	evhttp_send_reply(req, code, phrase(code), NULL);
 }
 
-void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error, const char *fmt, ...)
+void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                      const char *fmt, ...)
 {
 	char message[512];
 	va_list ap;
@@ -141,15 +155,17 @@ static void on_coupon(const coupon_info_t *c, void *arg)
 	else if (!c->exists)
 		http_reply_error(p->ctx, p->req, 404, "COUPON_NOT_FOUND", "no coupon %lld", (long long)c->id);
 	else {
-		/* Redis moves first (the gate), PostgreSQL follows each batch: the smaller one is the truth to show. */
+		/* Redis moves first (the gate), PostgreSQL follows each batch: the smaller one is the truth
+		 * to show. */
 		remaining = c->stock_known && c->stock < c->remaining ? c->stock : c->remaining;
 		if (remaining < 0)
 			remaining = 0;
 		http_reply_json(p->ctx, p->req, 200,
-		                json_pack("{s:I, s:s, s:i, s:I, s:s, s:o, s:o}", "couponId", (json_int_t)c->id, "name",
-		                          c->name, "totalQuantity", c->total, "remaining", (json_int_t)remaining, "status",
-		                          coupon_state(c, remaining), "startsAt", iso_or_null(c->starts_ms), "endsAt",
-		                          iso_or_null(c->ends_ms)));
+		                json_pack("{s:I, s:s, s:i, s:I, s:s, s:o, s:o}", "couponId",
+		                          (json_int_t)c->id, "name", c->name, "totalQuantity", c->total,
+		                          "remaining", (json_int_t)remaining, "status",
+		                          coupon_state(c, remaining), "startsAt", iso_or_null(c->starts_ms),
+		                          "endsAt", iso_or_null(c->ends_ms)));
 	}
 	free(p);
 }
@@ -175,10 +191,11 @@ static json_t *user_coupons_json(const PGresult *res, int64_t user_id)
 	json_t *list = json_array();
 
 	for (int i = 0; list != NULL && i < PQntuples(res); i++) {
-		json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s}", "couponId",
-		                                      (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "name",
-		                                      PQgetvalue(res, i, 1), "requestId", PQgetvalue(res, i, 2),
-		                                      "issuedAt", PQgetvalue(res, i, 3)));
+		json_array_append_new(list,
+		                      json_pack("{s:I, s:s, s:s, s:s}", "couponId",
+		                                (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "name",
+		                                PQgetvalue(res, i, 1), "requestId", PQgetvalue(res, i, 2),
+		                                "issuedAt", PQgetvalue(res, i, 3)));
 	}
 	return json_pack("{s:I, s:o}", "userId", (json_int_t)user_id, "coupons", list);
 }
@@ -201,7 +218,8 @@ static void handle_user_coupons(http_ctx_t *ctx, struct evhttp_request *req, con
 	static const char *sql =
 	    "SELECT ic.coupon_id, c.name, ic.request_id, "
 	    "to_char(ic.issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-	    "FROM issued_coupons ic JOIN coupons c ON c.id = ic.coupon_id WHERE ic.user_id = $1 ORDER BY ic.id";
+	    "FROM issued_coupons ic JOIN coupons c ON c.id = ic.coupon_id WHERE ic.user_id = $1 ORDER BY "
+	    "ic.id";
 	char id[24];
 	const char *params[] = {id};
 	pending_t *p = pending_new(ctx, req);
@@ -219,10 +237,14 @@ static void handle_user_coupons(http_ctx_t *ctx, struct evhttp_request *req, con
 static http_method_t method_of(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
-	case EVHTTP_REQ_GET: return METHOD_GET;
-	case EVHTTP_REQ_HEAD: return METHOD_HEAD;
-	case EVHTTP_REQ_POST: return METHOD_POST;
-	default: return METHOD_OTHER;
+	case EVHTTP_REQ_GET:
+		return METHOD_GET;
+	case EVHTTP_REQ_HEAD:
+		return METHOD_HEAD;
+	case EVHTTP_REQ_POST:
+		return METHOD_POST;
+	default:
+		return METHOD_OTHER;
 	}
 }
 
@@ -243,12 +265,14 @@ static int within_limits(http_ctx_t *ctx, struct evhttp_request *req)
 
 	if (header_bytes(req) > HTTP_MAX_HEADERS) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-		http_reply_error(ctx, req, 431, "HEADERS_TOO_LARGE", "request headers exceed %d bytes", HTTP_MAX_HEADERS);
+		http_reply_error(ctx, req, 431, "HEADERS_TOO_LARGE", "request headers exceed %d bytes",
+		                 HTTP_MAX_HEADERS);
 		return 0;
 	}
 	if ((int64_t)body > ctx->cfg->http_max_body) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-		http_reply_error(ctx, req, 413, "BODY_TOO_LARGE", "request body exceeds http.max_body (%lld bytes)",
+		http_reply_error(ctx, req, 413, "BODY_TOO_LARGE",
+		                 "request body exceeds http.max_body (%lld bytes)",
 		                 (long long)ctx->cfg->http_max_body);
 		return 0;
 	}
@@ -266,8 +290,9 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 	router_match(method_of(req), path, &m);
 	if (m.status != 0) {
 		if (m.status == 405)
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-			                  m.route == ROUTE_ISSUE || m.route == ROUTE_ADMIN_COUPONS ? "POST" : "GET, HEAD");
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(req), "Allow",
+			    m.route == ROUTE_ISSUE || m.route == ROUTE_ADMIN_COUPONS ? "POST" : "GET, HEAD");
 		http_reply_error(ctx, req, m.status, m.error, "%s", m.message);
 		return;
 	}

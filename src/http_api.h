@@ -36,8 +36,8 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req);
 
 /* Replies. Every error body is {"error":"CODE","message":"..."} plus, where SPEC says so, more members. */
 void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json_t *body);
-void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void http_set_retry_after(struct evhttp_request *req, int seconds);
 
 /* Handlers (http_issue.c, http_status.c, http_admin.c). */
@@ -45,7 +45,8 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 void http_handle_status(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m, int stream);
 void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req);
 
-/* The status of a request from Redis, or PostgreSQL once Redis forgot it. found 0: unknown; -1: unavailable. */
+/* The status of a request from Redis, or PostgreSQL once Redis forgot it. found 0: unknown; -1: unavailable.
+ */
 typedef void (*status_fn)(http_ctx_t *ctx, const request_status_t *st, int found, void *arg);
 void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg);
 

@@ -5,6 +5,7 @@
 #include "keys.h"
 #include "log.h"
 
+#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,19 +17,17 @@
  * that dies between the claim and the produce must not lock the user out.
  * Returns nil when this request took the claim, else the requestId holding it.
  */
-static redis_script_t claim_script = {
-    "local prev = redis.call('GET', KEYS[1])\n"
-    "if prev then return prev end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "return false\n",
-    ""};
+static redis_script_t claim_script = {"local prev = redis.call('GET', KEYS[1])\n"
+                                      "if prev then return prev end\n"
+                                      "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                                      "return false\n",
+                                      ""};
 
 /* Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still this request's. */
-static redis_script_t settle_script = {
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
-    ""};
+static redis_script_t settle_script = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                       "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
+                                       "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
+                                       ""};
 
 /* PENDING unless a consumer already wrote the outcome (it can be that fast). */
 static redis_script_t pending_script = {
@@ -45,7 +44,7 @@ typedef struct {
 	struct evhttp_request *req;
 	issue_event_t ev;
 	char user_key[KEYS_MAX];
-	int claimed;   /* this request holds the per-user claim in Redis */
+	int claimed;       /* this request holds the per-user claim in Redis */
 	int confirmations; /* Redis replies still awaited before the 202 */
 } issue_t;
 
@@ -61,9 +60,9 @@ static void reply_accepted(issue_t *is)
 	snprintf(url, sizeof(url), "/api/requests/%s", is->ev.request_id);
 	evhttp_add_header(evhttp_request_get_output_headers(is->req), "Location", url);
 	http_reply_json(is->ctx, is->req, 202,
-	                json_pack("{s:s, s:s, s:I, s:I, s:s}", "requestId", is->ev.request_id, "status", "PENDING",
-	                          "couponId", (json_int_t)is->ev.coupon_id, "userId", (json_int_t)is->ev.user_id,
-	                          "statusUrl", url));
+	                json_pack("{s:s, s:s, s:I, s:I, s:s}", "requestId", is->ev.request_id, "status",
+	                          "PENDING", "couponId", (json_int_t)is->ev.coupon_id, "userId",
+	                          (json_int_t)is->ev.user_id, "statusUrl", url));
 	issue_free(is);
 }
 
@@ -141,7 +140,8 @@ static void produce(issue_t *is)
 		settle_claim(is, 0, ignore_reply, NULL);
 	http_set_retry_after(is->req, 1);
 	if (r == PRODUCE_FULL)
-		http_reply_error(is->ctx, is->req, 429, "OVERLOADED", "too many requests are waiting for Kafka");
+		http_reply_error(is->ctx, is->req, 429, "OVERLOADED",
+		                 "too many requests are waiting for Kafka");
 	else
 		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the request could not be queued");
 	issue_free(is);
@@ -181,9 +181,10 @@ static void on_claim(redisReply *reply, void *arg)
 	if (reply != NULL && reply->type == REDIS_REPLY_NIL)
 		is->claimed = 1;
 	else
-		log_warn("redis claim for user %lld: %s; accepting without the edge dedupe (the consumer still "
-		         "enforces one per user)",
-		         (long long)is->ev.user_id, reply != NULL ? reply->str : "no reply");
+		log_warn(
+		    "redis claim for user %lld: %s; accepting without the edge dedupe (the consumer still "
+		    "enforces one per user)",
+		    (long long)is->ev.user_id, reply != NULL ? reply->str : "no reply");
 	produce(is);
 }
 
@@ -199,7 +200,8 @@ static void claim(issue_t *is)
 	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
 
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->kafka_produce_timeout + 5000));
-	keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key));
+	keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key,
+	          sizeof(is->user_key));
 	if (redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
 		on_claim(NULL, is);
 }
@@ -212,11 +214,14 @@ static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
 		http_set_retry_after(is->req, 1);
 		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the database cannot be reached");
 	} else if (!c->exists) {
-		http_reply_error(is->ctx, is->req, 404, "COUPON_NOT_FOUND", "no coupon %lld", (long long)c->id);
+		http_reply_error(is->ctx, is->req, 404, "COUPON_NOT_FOUND", "no coupon %lld",
+		                 (long long)c->id);
 	} else if ((c->starts_ms != 0 && now < c->starts_ms) || (c->ends_ms != 0 && now >= c->ends_ms)) {
-		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now", (long long)c->id);
+		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now",
+		                 (long long)c->id);
 	} else if (coupon_cache_sold_out(c)) {
-		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out", (long long)c->id);
+		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
+		                 (long long)c->id);
 	} else {
 		return 0;
 	}
@@ -240,24 +245,55 @@ static void on_coupon(const coupon_info_t *c, void *arg)
 	claim(is);
 }
 
+/*
+ * The raw value of one query parameter, percent-decoded with its length kept:
+ * "userId=1%00" must not read as "1". Returns 1 with *out (malloc'ed), 0 when
+ * absent, -1 when repeated, undecodable or holding a NUL byte.
+ */
+static int query_param(const char *query, const char *name, char **out)
+{
+	size_t nlen = strlen(name), dlen;
+	int found = 0;
+
+	*out = NULL;
+	for (const char *p = query; p != NULL && *p != '\0'; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		const char *end = strchr(p, '&');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		char *raw;
+
+		if (len <= nlen || strncmp(p, name, nlen) != 0 || p[nlen] != '=')
+			continue;
+		if (found++ > 0 || (raw = strndup(p + nlen + 1, len - nlen - 1)) == NULL)
+			break;
+		*out = evhttp_uridecode(raw, 1, &dlen);
+		free(raw);
+		if (*out == NULL || strlen(*out) != dlen)
+			break;
+	}
+	if (found == 1 && *out != NULL && strlen(*out) == dlen)
+		return 1;
+	free(*out);
+	*out = NULL;
+	return found == 0 ? 0 : -1;
+}
+
 void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m)
 {
-	struct evkeyvalq query;
 	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	char msg[128], *body;
-	size_t len;
+	char msg[128], *body, *user = NULL;
+	size_t len = 0;
 	int64_t user_id;
 	issue_t *is;
-	int rc;
+	int rc = query_param(q, "userId", &user);
 
-	/* Parsing "" when there is no query is what initialises the list. */
-	if (evhttp_parse_query_str(q != NULL ? q : "", &query) != 0) {
-		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT", "the query string cannot be parsed");
+	if (rc < 0) {
+		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT",
+		                 "userId must be given once, as a decimal integer");
 		return;
 	}
 	body = http_body(req, &len);
-	rc = router_user_id(evhttp_find_header(&query, "userId"), body, len, &user_id, msg, sizeof(msg));
-	evhttp_clear_headers(&query);
+	rc = router_user_id(user, body, len, &user_id, msg, sizeof(msg));
+	free(user);
 	free(body);
 	if (rc != 0) {
 		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT", "%s", msg);

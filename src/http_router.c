@@ -59,7 +59,8 @@ static void want_method(route_match_t *m, http_method_t method, int post)
 static void parse_id(route_match_t *m, const segments_t *s, int i, int64_t *out, const char *what)
 {
 	if (id_parse(s->start[i], s->len[i], out) != 0)
-		set_error(m, 400, "INVALID_ARGUMENT", "%s must be a positive 64-bit integer in decimal", what);
+		set_error(m, 400, "INVALID_ARGUMENT", "%s must be a positive 64-bit integer in decimal",
+		          what);
 }
 
 static void match_api(http_method_t method, const segments_t *s, route_match_t *m)

@@ -23,8 +23,8 @@ typedef enum { METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_OTHER } http_method_
 
 typedef struct {
 	route_id_t route;
-	int status;         /* 0 matched; else 400, 404 or 405 with error and message set */
-	const char *error;  /* "INVALID_ARGUMENT", "NOT_FOUND", "METHOD_NOT_ALLOWED" */
+	int status;        /* 0 matched; else 400, 404 or 405 with error and message set */
+	const char *error; /* "INVALID_ARGUMENT", "NOT_FOUND", "METHOD_NOT_ALLOWED" */
 	char message[128];
 	int64_t coupon_id;
 	int64_t user_id;

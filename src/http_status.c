@@ -1,4 +1,5 @@
-/* http_status.c: GET /api/requests/{id} and its event stream: Redis first, PostgreSQL for what Redis forgot. */
+/* http_status.c: GET /api/requests/{id} and its event stream: Redis first, PostgreSQL for what Redis forgot.
+ */
 #include "http_api.h"
 
 #include "keys.h"
@@ -38,13 +39,14 @@ static int parse_hash(const redisReply *reply, request_status_t *st)
 	int have_status = 0;
 
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-		if (reply->element[i]->type == REDIS_REPLY_STRING && reply->element[i + 1]->type == REDIS_REPLY_STRING)
+		if (reply->element[i]->type == REDIS_REPLY_STRING &&
+		    reply->element[i + 1]->type == REDIS_REPLY_STRING)
 			hash_field(reply->element[i]->str, reply->element[i + 1]->str, st, &have_status);
 	}
 	return have_status;
 }
 
-static void on_issued_row(const PGresult *res, const char *error, void *arg)
+static void on_decided_row(const PGresult *res, const char *error, void *arg)
 {
 	lookup_t *lk = arg;
 	request_status_t st;
@@ -55,10 +57,13 @@ static void on_issued_row(const PGresult *res, const char *error, void *arg)
 		log_warn("request %s from PostgreSQL: %s", lk->request_id, error);
 		lk->fn(lk->ctx, NULL, -1, lk->arg);
 	} else if (PQntuples(res) == 0) {
-		/* Not issued, and Redis does not know it: unknown, or rejected long ago (or Redis lost it). */
+		/* Not decided, and Redis does not know it: unknown (or Redis is down and it is still
+		 * pending). */
 		lk->fn(lk->ctx, NULL, lk->redis_failed ? -1 : 0, lk->arg);
 	} else {
-		st.state = STATUS_ISSUED;
+		st.state = PQgetisnull(res, 0, 4) ? STATUS_ISSUED : STATUS_REJECTED;
+		if (st.state == STATUS_REJECTED)
+			status_reason_parse(PQgetvalue(res, 0, 4), &st.reason);
 		st.event.coupon_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		st.event.user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		st.decided_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
@@ -68,14 +73,19 @@ static void on_issued_row(const PGresult *res, const char *error, void *arg)
 	free(lk);
 }
 
+/* Decisions outlive Redis in PostgreSQL: issued rows, and rejections for issue.result_ttl. */
 static void from_postgres(lookup_t *lk)
 {
-	static const char *sql = "SELECT coupon_id, user_id, (extract(epoch FROM issued_at) * 1000)::bigint, "
-	                         "(extract(epoch FROM accepted_at) * 1000)::bigint "
-	                         "FROM issued_coupons WHERE request_id = $1::uuid";
+	static const char *sql =
+	    "SELECT coupon_id, user_id, (extract(epoch FROM issued_at) * 1000)::bigint, "
+	    "(extract(epoch FROM accepted_at) * 1000)::bigint, NULL::text FROM issued_coupons WHERE "
+	    "request_id = $1::uuid "
+	    "UNION ALL SELECT coupon_id, user_id, (extract(epoch FROM decided_at) * 1000)::bigint, "
+	    "(extract(epoch FROM accepted_at) * 1000)::bigint, reason FROM rejected_requests "
+	    "WHERE request_id = $1::uuid LIMIT 1";
 	const char *params[] = {lk->request_id};
 
-	if (pg_async_query(lk->ctx->pg, sql, 1, params, on_issued_row, lk) != 0) {
+	if (pg_async_query(lk->ctx->pg, sql, 1, params, on_decided_row, lk) != 0) {
 		lk->fn(lk->ctx, NULL, -1, lk->arg);
 		free(lk);
 	}

@@ -15,8 +15,9 @@ int keys_stock(const char *prefix, int64_t coupon_id, char *buf, size_t size)
 
 int keys_user(const char *prefix, int64_t coupon_id, int64_t user_id, char *buf, size_t size)
 {
-	return fits(snprintf(buf, size, "%s{%lld}:user:%lld", prefix, (long long)coupon_id, (long long)user_id),
-	            size);
+	return fits(
+	    snprintf(buf, size, "%s{%lld}:user:%lld", prefix, (long long)coupon_id, (long long)user_id),
+	    size);
 }
 
 int keys_reservation(const char *prefix, int64_t coupon_id, const char *request_id, char *buf, size_t size)

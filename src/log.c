@@ -168,6 +168,19 @@ static size_t format_line(char *line, size_t size, log_level_t level, const char
 	return n < size ? n : size - 1;
 }
 
+/* One event, one line: libpq and librdkafka messages may carry newlines (and a trailing one). */
+static void flatten(char *msg)
+{
+	size_t n = strlen(msg);
+
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	for (char *p = msg; *p != '\0'; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+	}
+}
+
 void log_msg(log_level_t level, const char *fmt, ...)
 {
 	static const int syslog_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
@@ -181,6 +194,7 @@ void log_msg(log_level_t level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	flatten(msg);
 	if (log_state.sink == SINK_SYSLOG) {
 		syslog(syslog_prio[level], "%s: %s", log_state.role, msg);
 	} else {

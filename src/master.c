@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "migrate.h"
 #include "pidfile.h"
 #include "proctitle.h"
 #include "sdnotify.h"
@@ -288,8 +289,23 @@ static int open_resources(master_t *m)
 	return privdrop_apply(&m->priv, cfg->daemon_user);
 }
 
+/*
+ * The schema first, before any child exists. libpq's handle is closed again
+ * before the first fork. PostgreSQL may be down now: then each consumer
+ * applies the migrations once it connects.
+ */
+static void migrate_at_start(const config_t *cfg)
+{
+	char err[512];
+
+	if (cfg->postgres_auto_migrate && migrate_conninfo(cfg->postgres_conninfo, err, sizeof(err)) != 0)
+		log_warn("migrations not applied at start: %s (each consumer applies them when it connects)",
+		         err);
+}
+
 static int start_children(master_t *m)
 {
+	migrate_at_start(m->cfg);
 	m->state = MASTER_STARTING;
 	m->generation = 1;
 	if (strcmp(m->cfg->kafka_brokers, "embedded") == 0) {

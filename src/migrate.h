@@ -1,4 +1,4 @@
-/* migrate.h: versioned PostgreSQL schema migrations, embedded at build time, applied under an advisory lock. */
+/* migrate.h: versioned PostgreSQL schema migrations, embedded at build time, applied under a lock. */
 #ifndef COUPONSD_MIGRATE_H
 #define COUPONSD_MIGRATE_H
 

@@ -114,7 +114,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	pg_async_t *pg = arg;
 
-	reset(pg, pg->connected ? "query timed out (postgres.timeout)" : "connect timed out (postgres.timeout)");
+	reset(pg,
+	      pg->connected ? "query timed out (postgres.timeout)" : "connect timed out (postgres.timeout)");
 }
 
 static void on_reconnect(evutil_socket_t fd, short what, void *arg)
@@ -217,8 +218,8 @@ static void pump(pg_async_t *pg)
 			watch(pg, EV_READ);
 		return;
 	}
-	if (PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0) ==
-	    0) {
+	if (PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL,
+	                      0) == 0) {
 		reset(pg, PQerrorMessage(pg->conn));
 		return;
 	}

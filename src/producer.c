@@ -38,7 +38,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		return;
 	d->p->in_flight--;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+		log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+		         rd_kafka_err2str(m->err));
 	d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, d->arg);
 	free(d);
 }
@@ -93,26 +94,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	serve(arg);
 }
 
+/* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
 static rd_kafka_conf_t *producer_conf(producer_t *p, const config_t *cfg, const char *bootstrap)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char timeout[32];
+	rd_kafka_conf_t *conf = kafka_conf_producer(cfg, bootstrap, "couponsd-http");
 
-	snprintf(timeout, sizeof(timeout), "%lld", (long long)cfg->kafka_produce_timeout);
-	kafka_conf_set_logger(conf);
+	if (conf == NULL)
+		return NULL;
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_stats_cb(conf, on_stats);
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	/* SPEC section 3: durable (acks=all, idempotent) and partitioned as the Java client does. */
-	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
-	    kafka_conf_set(conf, "client.id", "couponsd-http") != 0 || kafka_conf_set(conf, "acks", "all") != 0 ||
-	    kafka_conf_set(conf, "enable.idempotence", "true") != 0 ||
-	    kafka_conf_set(conf, "partitioner", "murmur2_random") != 0 ||
-	    kafka_conf_set(conf, "message.timeout.ms", timeout) != 0 ||
-	    kafka_conf_set(conf, "linger.ms", "2") != 0 ||
-	    kafka_conf_set(conf, "statistics.interval.ms", "1000") != 0 ||
-	    kafka_conf_apply(conf, cfg->kafka_producer, cfg->kafka_producer_count) != 0) {
+	if (kafka_conf_set(conf, "statistics.interval.ms", "1000") != 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
@@ -158,8 +151,8 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 	return p;
 }
 
-produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value, size_t len,
-                               produce_fn fn, void *arg)
+produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value,
+                               size_t len, produce_fn fn, void *arg)
 {
 	delivery_t *d = malloc(sizeof(*d));
 	rd_kafka_resp_err_t err;
@@ -169,9 +162,10 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 	d->p = p;
 	d->fn = fn;
 	d->arg = arg;
-	err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-	                        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	                        RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+	err =
+	    rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+	                      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	                      RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		free(d);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -207,7 +201,8 @@ void producer_free(producer_t *p, int timeout_ms)
 	}
 	if (p->rk != NULL) {
 		if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			log_warn("kafka producer: %d messages still undelivered at exit", rd_kafka_outq_len(p->rk));
+			log_warn("kafka producer: %d messages still undelivered at exit",
+			         rd_kafka_outq_len(p->rk));
 		rd_kafka_destroy(p->rk);
 	}
 	for (int i = 0; i < 2; i++) {

@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 typedef enum {
-	PRODUCE_OK = 0,    /* delivery report received: durably in Kafka (acks=all) */
-	PRODUCE_FULL,      /* librdkafka's local queue is full: 429 */
-	PRODUCE_FAILED,    /* no delivery within kafka.produce_timeout, or a permanent error: 503 */
+	PRODUCE_OK = 0, /* delivery report received: durably in Kafka (acks=all) */
+	PRODUCE_FULL,   /* librdkafka's local queue is full: 429 */
+	PRODUCE_FAILED, /* no delivery within kafka.produce_timeout, or a permanent error: 503 */
 } produce_result_t;
 
 typedef void (*produce_fn)(produce_result_t result, void *arg);
@@ -23,9 +23,10 @@ typedef struct producer producer_t;
  */
 producer_t *producer_new(struct event_base *base, const config_t *cfg, const char *bootstrap);
 
-/* Queues one message; fn runs once with the outcome. On PRODUCE_FULL or PRODUCE_FAILED here, fn is not called. */
-produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value, size_t len,
-                               produce_fn fn, void *arg);
+/* Queues one message; fn runs once with the outcome. On PRODUCE_FULL or PRODUCE_FAILED here, fn is not
+ * called. */
+produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value,
+                               size_t len, produce_fn fn, void *arg);
 
 /* Whether at least one broker connection is up (from librdkafka's statistics). */
 int producer_ready(const producer_t *p);

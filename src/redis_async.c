@@ -183,12 +183,13 @@ static int copy_args(redis_cmd_t *cmd, int argc, const char **argv)
 	return 0;
 }
 
-int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys, int argc,
-                     const char **argv)
+int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
+                     int argc, const char **argv)
 {
 	redis_cmd_t *cmd;
 
-	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg)) == NULL)
+	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL ||
+	    (cmd = cmd_new(ra, fn, arg)) == NULL)
 		return -1;
 	snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", nkeys);
 	cmd->argc = argc + 3;
@@ -244,8 +245,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 	evtimer_del(ra->connect_timeout_ev);
 	if (status != REDIS_OK) {
-		log_warn("redis %s: cannot connect to %s:%d: %s", ra->name, ra->cfg->redis_host, ra->cfg->redis_port,
-		         ac->errstr);
+		log_warn("redis %s: cannot connect to %s:%d: %s", ra->name, ra->cfg->redis_host,
+		         ra->cfg->redis_port, ac->errstr);
 		ra->ac = NULL; /* hiredis frees a context that failed to connect */
 		schedule_reconnect(ra);
 		return;

@@ -34,8 +34,8 @@ int redis_async_connected(const redis_async_t *ra);
 /* Returns -1 without calling fn when not connected or out of memory. */
 int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv,
                      const size_t *lens);
-int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys, int argc,
-                     const char **argv);
+int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
+                     int argc, const char **argv);
 
 /* Turns this connection into a subscriber of channel, renewed after every reconnect. */
 void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn, void *arg);

@@ -1,5 +1,58 @@
-/* results.h: placeholder while the consumer pipeline is being written. */
+/* results.h: publishing decisions (Redis status, pub/sub, the results topic) and dead letters. */
 #ifndef COUPONSD_RESULTS_H
 #define COUPONSD_RESULTS_H
+
+#include "config.h"
+#include "event.h"
+
+#include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+
+/*
+ * Delivery state of one message this module produced. The producer's
+ * delivery report writes it, from the consumer's own thread (inside
+ * results_wait), so it needs no lock.
+ */
+typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } delivery_t;
+
+typedef struct results results_t;
+
+/* The consumer's producer (kafka_conf_producer) for the results and dead-letter topics; NULL on error. */
+results_t *results_new(const config_t *cfg, const char *bootstrap, int partition);
+
+/* Abandons whatever is in flight (see results_abandon) and destroys the producer. */
+void results_free(results_t *r);
+
+/*
+ * For each status: the hash at keys_status() (status, reason, couponId,
+ * userId, acceptedAt, decidedAt) with EXPIRE issue.result_ttl, and PUBLISH
+ * of the status JSON on keys_results_channel(). Pipelined. 0 or -1; after an
+ * I/O error rc->err is set and the caller reconnects.
+ */
+int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
+                        int n);
+
+/* Queues the status JSON to kafka.results_topic, key = the coupon id. 0, or -1 (*delivery untouched). */
+int results_produce(results_t *r, const request_status_t *st, delivery_t *delivery);
+
+/*
+ * Queues a message that could not be decoded to kafka.dlq_topic unchanged
+ * (key, value and headers), plus the headers error, source-topic,
+ * source-partition and source-offset. 0 or -1.
+ */
+int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, delivery_t *delivery);
+
+/* Serves delivery reports until nothing is in flight or timeout_ms passed; returns what is still in flight.
+ */
+int results_wait(results_t *r, int64_t timeout_ms);
+
+/*
+ * Whether the idempotent producer hit a fatal error (after logging it): it
+ * then accepts nothing more, and only a new process (a new producer) helps.
+ */
+int results_fatal(results_t *r);
+
+/* Purges every queued or in-flight message and stops writing delivery states (before they are freed). */
+void results_abandon(results_t *r);
 
 #endif

@@ -57,7 +57,8 @@ void sse_connection_closed(sse_t *sse, struct evhttp_connection *conn)
 {
 	if (!ptrset_remove(&sse->conns, conn))
 		return;
-	/* Rare (a client leaving mid-stream), so a scan is fine; the request is freed by libevent after this. */
+	/* Rare (a client leaving mid-stream), so a scan is fine; the request is freed by libevent after this.
+	 */
 	for (int i = 0; i < BUCKETS; i++) {
 		for (stream_t *s = sse->buckets[i]; s != NULL; s = s->next) {
 			if (s->conn == conn) {
@@ -115,7 +116,8 @@ int sse_parse_status(const char *text, size_t len, request_status_t *st)
 	int rc = -1;
 
 	memset(st, 0, sizeof(*st));
-	if (rid != NULL && uuid_valid(rid, strlen(rid)) && state != NULL && status_state_parse(state, &st->state) == 0 &&
+	if (rid != NULL && uuid_valid(rid, strlen(rid)) && state != NULL &&
+	    status_state_parse(state, &st->state) == 0 &&
 	    (reason == NULL || status_reason_parse(reason, &st->reason) == 0)) {
 		memcpy(st->event.request_id, rid, UUID_TEXT_LEN + 1);
 		st->event.coupon_id = (int64_t)json_integer_value(json_object_get(o, "couponId"));

@@ -21,11 +21,12 @@ static const char lock_sql[] = "SELECT id, remaining, floor(extract(epoch FROM s
                                " FROM coupons WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 
 /* The rows that make a request a replay (same request id) or a duplicate (same coupon and user). */
-static const char existing_sql[] = "SELECT request_id::text, coupon_id, user_id FROM issued_coupons"
-                                   " WHERE request_id = ANY($1::uuid[])"
-                                   " UNION SELECT i.request_id::text, i.coupon_id, i.user_id FROM issued_coupons i"
-                                   " JOIN unnest($2::bigint[], $3::bigint[]) AS p(c, u)"
-                                   " ON i.coupon_id = p.c AND i.user_id = p.u";
+static const char existing_sql[] =
+    "SELECT request_id::text, coupon_id, user_id FROM issued_coupons"
+    " WHERE request_id = ANY($1::uuid[])"
+    " UNION SELECT i.request_id::text, i.coupon_id, i.user_id FROM issued_coupons i"
+    " JOIN unnest($2::bigint[], $3::bigint[]) AS p(c, u)"
+    " ON i.coupon_id = p.c AND i.user_id = p.u";
 
 /* ORDER BY n keeps Kafka log order, so row ids follow first-come-first-served too. */
 static const char insert_sql[] = "INSERT INTO issued_coupons (request_id, coupon_id, user_id, accepted_at)"
@@ -36,6 +37,18 @@ static const char insert_sql[] = "INSERT INTO issued_coupons (request_id, coupon
 static const char update_sql[] = "UPDATE coupons SET remaining = coupons.remaining - d.k"
                                  " FROM unnest($1::bigint[], $2::int[]) AS d(id, k) WHERE coupons.id = d.id"
                                  " RETURNING coupons.id, coupons.remaining";
+
+/* Every rejection too, so a REJECTED status can be rebuilt when Redis forgot it; the first decision stays. */
+static const char reject_sql[] =
+    "INSERT INTO rejected_requests (request_id, coupon_id, user_id, reason, accepted_at,"
+    " kafka_partition) SELECT r, c, u, w, a, $6::int FROM unnest($1::uuid[],"
+    " $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[]) AS t(r, c, u, w, a)"
+    " ON CONFLICT (request_id) DO NOTHING";
+
+/* Bounded, so one run never outlasts statement_timeout however much piled up. */
+static const char prune_sql[] = "DELETE FROM rejected_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
+                                " rejected_requests WHERE kafka_partition = $1::int AND decided_at < now() -"
+                                " $2::bigint * interval '1 millisecond' LIMIT 10000))";
 
 typedef struct {
 	char *data;
@@ -68,19 +81,19 @@ struct store {
 	int partition;
 	int32_t lock_key;
 	PGconn *conn;
-	int cap;                         /* items the arrays below hold */
-	coupon_row_t *coupons;           /* locked rows, sorted by id */
+	int cap;               /* items the arrays below hold */
+	coupon_row_t *coupons; /* locked rows, sorted by id */
 	int ncoupons;
 	char (*existing)[UUID_TEXT_LEN + 1]; /* request ids already in issued_coupons, sorted */
 	int nexisting;
-	pair_t *holders;                 /* (coupon, user) already in issued_coupons, sorted */
+	pair_t *holders; /* (coupon, user) already in issued_coupons, sorted */
 	int nholders;
-	int *primary;                    /* per item: the first item with the same request id */
-	int *pair_leader;                /* per item: the first item with the same (coupon, user) */
-	unsigned char *pair_taken;       /* per leader: an item of the pair is being inserted */
-	unsigned char *planned;          /* per item: chosen for INSERT */
+	int *primary;              /* per item: the first item with the same request id */
+	int *pair_leader;          /* per item: the first item with the same (coupon, user) */
+	unsigned char *pair_taken; /* per leader: an item of the pair is being inserted */
+	unsigned char *planned;    /* per item: chosen for INSERT */
 	store_coupon_t *out;
-	buf_t arg[4];
+	buf_t arg[5];
 };
 
 static void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -146,12 +159,26 @@ int32_t store_lock_key(const char *topic)
 	return h <= INT32_MAX ? (int32_t)h : (int32_t)(h - 2147483648u) - INT32_MAX - 1;
 }
 
-PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name)
+/* NOTICEs ("relation already exists, skipping") are chatter, not something an operator must act on. */
+static void on_notice(void *arg, const char *message)
+{
+	log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
+                         size_t errsize)
 {
 	char connect_s[24], user_ms[24], idle_s[24];
 	/* Ours first, then conninfo (expand_dbname): whatever the operator wrote wins. */
-	const char *keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle",
-	                      "keepalives_interval", "keepalives_count", "application_name", "dbname", NULL};
+	const char *keys[] = {"connect_timeout",
+	                      "tcp_user_timeout",
+	                      "keepalives",
+	                      "keepalives_idle",
+	                      "keepalives_interval",
+	                      "keepalives_count",
+	                      "application_name",
+	                      "dbname",
+	                      NULL};
 	const char *values[] = {connect_s, user_ms, "1", idle_s, "1", "3", application_name, conninfo, NULL};
 	PGconn *conn;
 
@@ -160,14 +187,17 @@ PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *a
 	snprintf(idle_s, sizeof(idle_s), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
 	conn = PQconnectdbParams(keys, values, 1);
 	if (conn == NULL) {
-		log_error("postgresql: out of memory");
+		snprintf(err, errsize, "out of memory");
 		return NULL;
 	}
 	if (PQstatus(conn) != CONNECTION_OK) {
-		log_warn("postgresql: %s", PQerrorMessage(conn));
+		const char *msg = PQerrorMessage(conn);
+
+		snprintf(err, errsize, "%.*s", (int)strcspn(msg, "\n"), msg);
 		PQfinish(conn);
 		return NULL;
 	}
+	PQsetNoticeProcessor(conn, on_notice, NULL);
 	return conn;
 }
 
@@ -205,7 +235,7 @@ void store_free(store_t *s)
 	free(s->pair_taken);
 	free(s->planned);
 	free(s->out);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		free(s->arg[i].data);
 	free(s);
 }
@@ -241,15 +271,17 @@ static int run_simple(store_t *s, const char *sql, ExecStatusType expect)
 static int session_setup(store_t *s)
 {
 	char sql[64];
-	const char *names[] = {"couponsd_lock", "couponsd_existing", "couponsd_insert", "couponsd_update"};
-	const char *texts[] = {lock_sql, existing_sql, insert_sql, update_sql};
+	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_insert",
+	                       "couponsd_update", "couponsd_reject",   "couponsd_prune"};
+	const char *texts[] = {lock_sql, existing_sql, insert_sql, update_sql, reject_sql, prune_sql};
 
 	/* A statement stuck on a lock or a sick server must not stall the partition unnoticed. */
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)s->cfg->postgres_timeout);
 	if (run_simple(s, sql, PGRES_COMMAND_OK) != 0)
 		return -1;
-	for (int i = 0; i < 4; i++) {
-		PGresult *res = run(s, names[i], PQprepare(s->conn, names[i], texts[i], 0, NULL), PGRES_COMMAND_OK);
+	for (int i = 0; i < 6; i++) {
+		PGresult *res =
+		    run(s, names[i], PQprepare(s->conn, names[i], texts[i], 0, NULL), PGRES_COMMAND_OK);
 
 		if (res == NULL)
 			return -1;
@@ -268,8 +300,8 @@ static store_rc_t take_lock(store_t *s)
 	snprintf(k1, sizeof(k1), "%d", (int)s->lock_key);
 	snprintf(k2, sizeof(k2), "%d", s->partition);
 	res = run(s, "pg_try_advisory_lock",
-	          PQexecParams(s->conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", 2, NULL, params, NULL,
-	                       NULL, 0),
+	          PQexecParams(s->conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", 2, NULL, params,
+	                       NULL, NULL, 0),
 	          PGRES_TUPLES_OK);
 	if (res == NULL)
 		return STORE_RETRY;
@@ -284,6 +316,7 @@ static store_rc_t take_lock(store_t *s)
 
 store_rc_t store_ensure(store_t *s)
 {
+	const config_t *cfg = s->cfg;
 	char app[64], err[512];
 	store_rc_t rc;
 
@@ -292,10 +325,12 @@ store_rc_t store_ensure(store_t *s)
 	/* The ownership lock died with the old session: nothing is written before it is taken again. */
 	disconnect(s);
 	snprintf(app, sizeof(app), "couponsd consumer %d", s->partition);
-	s->conn = store_pg_connect(s->cfg->postgres_conninfo, s->cfg->postgres_timeout, app);
-	if (s->conn == NULL)
+	s->conn = store_pg_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
+	if (s->conn == NULL) {
+		log_warn("postgresql: %s", err);
 		return STORE_RETRY;
-	if (s->cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {
+	}
+	if (cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {
 		log_warn("migrations: %s", err);
 		disconnect(s);
 		return STORE_RETRY;
@@ -325,7 +360,8 @@ static int reserve_arrays(store_t *s, int n)
 {
 	if (n <= s->cap)
 		return 0;
-	if (grow(&s->coupons, sizeof(*s->coupons), n) != 0 || grow(&s->existing, sizeof(*s->existing), 2 * n) != 0 ||
+	if (grow(&s->coupons, sizeof(*s->coupons), n) != 0 ||
+	    grow(&s->existing, sizeof(*s->existing), 2 * n) != 0 ||
 	    grow(&s->holders, sizeof(*s->holders), 2 * n) != 0 || grow(&s->primary, sizeof(int), n) != 0 ||
 	    grow(&s->pair_leader, sizeof(int), n) != 0 || grow(&s->pair_taken, 1, n) != 0 ||
 	    grow(&s->planned, 1, n) != 0 || grow(&s->out, sizeof(*s->out), n) != 0) {
@@ -379,11 +415,12 @@ static int group_items(store_t *s, const store_item_t *items, int n)
 	qsort(pairs, (size_t)n, sizeof(*pairs), cmp_pair);
 	for (int i = 0; i < n; i++) {
 		int same_rid = i > 0 && strcmp(rids[i].request_id, rids[i - 1].request_id) == 0;
-		int same_pair = i > 0 && cmp_pair(&(pair_t){pairs[i].coupon_id, pairs[i].user_id, 0},
-		                                  &(pair_t){pairs[i - 1].coupon_id, pairs[i - 1].user_id, 0}) == 0;
+		int same_pair = i > 0 && pairs[i].coupon_id == pairs[i - 1].coupon_id &&
+		                pairs[i].user_id == pairs[i - 1].user_id;
 
 		s->primary[rids[i].index] = same_rid ? s->primary[rids[i - 1].index] : rids[i].index;
-		s->pair_leader[pairs[i].index] = same_pair ? s->pair_leader[pairs[i - 1].index] : pairs[i].index;
+		s->pair_leader[pairs[i].index] =
+		    same_pair ? s->pair_leader[pairs[i - 1].index] : pairs[i].index;
 	}
 	free(rids);
 	free(pairs);
@@ -478,7 +515,8 @@ static int load_existing(store_t *s, const store_item_t *items, int n)
 
 static int request_exists(const store_t *s, const char *request_id)
 {
-	return bsearch(request_id, s->existing, (size_t)s->nexisting, sizeof(*s->existing), cmp_existing) != NULL;
+	return bsearch(request_id, s->existing, (size_t)s->nexisting, sizeof(*s->existing), cmp_existing) !=
+	       NULL;
 }
 
 static int user_holds(const store_t *s, const issue_event_t *ev)
@@ -528,7 +566,8 @@ static void decide_reserved(store_t *s, store_item_t *items, int i, coupon_row_t
 		c->room--;
 		s->planned[i] = 1;
 		s->pair_taken[s->pair_leader[i]] = 1;
-		set_decision(&items[i], STATUS_ISSUED, REASON_NONE, 0); /* confirmed by INSERT ... RETURNING */
+		set_decision(&items[i], STATUS_ISSUED, REASON_NONE,
+		             0); /* confirmed by INSERT ... RETURNING */
 	}
 }
 
@@ -551,7 +590,8 @@ static void decide_one(store_t *s, store_item_t *items, int i)
 	else if (it->gate == GATE_SOLD_OUT)
 		set_decision(it, STATUS_REJECTED, REASON_SOLD_OUT, 0);
 	else if (it->gate == GATE_RELEASED_EARLIER)
-		set_decision(it, STATUS_REJECTED, user_holds(s, it->event) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);
+		set_decision(it, STATUS_REJECTED,
+		             user_holds(s, it->event) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);
 	else if (reserved)
 		decide_reserved(s, items, i, c);
 	/* GATE_NO_STOCK stays undecided: the stock is loaded from PostgreSQL and the gate asked again. */
@@ -623,7 +663,7 @@ static int insert_rows(store_t *s, const store_item_t *items, int n)
 	inserted = PQntuples(res);
 	PQclear(res);
 	if (inserted != planned) {
-		log_warn("postgresql: %d of %d issued rows conflicted with a concurrent writer; retrying the batch",
+		log_warn("postgresql: %d of %d issued rows met a concurrent writer; retrying",
 		         planned - inserted, planned);
 		return -1;
 	}
@@ -671,12 +711,61 @@ static int update_remaining(store_t *s)
 	return 0;
 }
 
+static int reject_params(store_t *s, const store_item_t *items, int n, int *rejected)
+{
+	char at[32];
+
+	*rejected = 0;
+	for (int a = 0; a < 5; a++)
+		buf_reset(&s->arg[a]);
+	for (int i = 0; i < n; i++) {
+		if (!items[i].decided || items[i].state != STATUS_REJECTED || s->primary[i] != i)
+			continue;
+		clock_format_iso(items[i].event->accepted_ms, at, sizeof(at));
+		buf_element(&s->arg[0], items[i].event->request_id);
+		buf_int(&s->arg[1], (long long)items[i].event->coupon_id);
+		buf_int(&s->arg[2], (long long)items[i].event->user_id);
+		buf_element(&s->arg[3], status_reason_name(items[i].reason));
+		buf_element(&s->arg[4], at);
+		(*rejected)++;
+	}
+	for (int a = 0; a < 5; a++)
+		buf_printf(&s->arg[a], "}");
+	for (int a = 0; a < 5; a++) {
+		if (s->arg[a].failed)
+			return -1;
+	}
+	return 0;
+}
+
+static int insert_rejections(store_t *s, const store_item_t *items, int n)
+{
+	char partition[16];
+	const char *params[6];
+	PGresult *res;
+	int rejected;
+
+	if (reject_params(s, items, n, &rejected) != 0)
+		return -1;
+	if (rejected == 0)
+		return 0;
+	snprintf(partition, sizeof(partition), "%d", s->partition);
+	for (int a = 0; a < 5; a++)
+		params[a] = s->arg[a].data;
+	params[5] = partition;
+	res = run(s, "insert rejected", PQexecPrepared(s->conn, "couponsd_reject", 6, params, NULL, NULL, 0),
+	          PGRES_COMMAND_OK);
+	PQclear(res);
+	return res != NULL ? 0 : -1;
+}
+
 /* After a failed statement: roll back (or forget a dead session, and with it the lock). */
 static store_rc_t abandon(store_t *s, store_item_t *items, int n)
 {
 	for (int i = 0; i < n; i++)
 		items[i].decided = items[i].release = 0;
-	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK && run_simple(s, "ROLLBACK", PGRES_COMMAND_OK) == 0)
+	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK &&
+	    run_simple(s, "ROLLBACK", PGRES_COMMAND_OK) == 0)
 		return STORE_RETRY;
 	disconnect(s);
 	return STORE_RETRY;
@@ -721,10 +810,33 @@ store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coup
 	if (lock_coupons(s, items, n) != 0 || load_existing(s, items, n) != 0)
 		return abandon(s, items, n);
 	decide(s, items, n);
-	if (insert_rows(s, items, n) != 0 || update_remaining(s) != 0)
+	if (insert_rows(s, items, n) != 0 || update_remaining(s) != 0 || insert_rejections(s, items, n) != 0)
 		return abandon(s, items, n);
 	if (run_simple(s, "COMMIT", PGRES_COMMAND_OK) != 0)
 		return commit_failed(s, items, n);
 	collect_coupons(s, coupons, ncoupons);
 	return STORE_OK;
+}
+
+int store_prune(store_t *s, int *deleted)
+{
+	char partition[16], ttl[24];
+	const char *params[] = {partition, ttl};
+	PGresult *res;
+
+	*deleted = 0;
+	if (s->conn == NULL)
+		return -1;
+	snprintf(partition, sizeof(partition), "%d", s->partition);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)s->cfg->issue_result_ttl);
+	res = run(s, "prune rejected", PQexecPrepared(s->conn, "couponsd_prune", 2, params, NULL, NULL, 0),
+	          PGRES_COMMAND_OK);
+	if (res == NULL) {
+		if (PQstatus(s->conn) != CONNECTION_OK)
+			disconnect(s);
+		return -1;
+	}
+	*deleted = atoi(PQcmdTuples(res));
+	PQclear(res);
+	return 0;
 }

@@ -22,7 +22,7 @@ typedef enum {
  */
 typedef struct {
 	const issue_event_t *event;
-	gate_outcome_t gate;    /* in; a fresh reservation becomes RESERVED_EARLIER when a COMMIT's fate is unknown */
+	gate_outcome_t gate;    /* in (RESERVED becomes RESERVED_EARLIER after a COMMIT of unknown outcome) */
 	int decided;            /* out: 1 when decided by this commit */
 	request_state_t state;  /* out: ISSUED or REJECTED */
 	reject_reason_t reason; /* out */
@@ -40,9 +40,10 @@ typedef struct store store_t;
 /*
  * Connects with timeouts that keep a dead server from hanging the caller
  * (connect_timeout, tcp_user_timeout, keepalives; each overridable in
- * conninfo). Returns NULL after logging.
+ * conninfo). Returns NULL with the reason in err.
  */
-PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name);
+PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
+                         size_t errsize);
 
 /* The ownership lock key k1 of a topic (k2 is the partition): FNV-1a of the topic name, as int4. */
 int32_t store_lock_key(const char *topic);
@@ -60,10 +61,17 @@ store_rc_t store_ensure(store_t *s);
 
 /*
  * One transaction for the items (in Kafka log order; gate outcome known):
- * locks their coupon rows, decides each, inserts the issued rows and
- * decrements remaining. On STORE_OK, *coupons lists every existing coupon of
+ * locks their coupon rows, decides each, inserts the issued rows,
+ * decrements remaining and records the rejections. On STORE_OK, *coupons lists every existing coupon of
  * the items with its remaining after the commit (valid until the next call).
  */
-store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coupon_t **coupons, int *ncoupons);
+store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coupon_t **coupons,
+                        int *ncoupons);
+
+/*
+ * Deletes up to 10000 of this partition's rejected_requests rows older than
+ * issue.result_ttl (call after store_ensure). 0 with *deleted, or -1.
+ */
+int store_prune(store_t *s, int *deleted);
 
 #endif

@@ -6,7 +6,8 @@
 
 #define UUID_TEXT_LEN 36
 
-/* Writes a new lowercase UUID and a NUL into out (37 bytes). Returns 0, or -1 if the kernel gave no randomness. */
+/* Writes a new lowercase UUID and a NUL into out (37 bytes). Returns 0, or -1 if the kernel gave no
+ * randomness. */
 int uuid_generate(char out[UUID_TEXT_LEN + 1]);
 
 /* Whether text (len bytes) is a canonical UUID: 8-4-4-4-12 hex digits, any case. */

@@ -1,7 +1,9 @@
 """harness.py: starts the real couponsd binary in a scratch directory and observes it from outside."""
+import datetime
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -90,7 +92,12 @@ def wait_for(cond, timeout, step=0.05):
 class Daemon:
     """One couponsd master with its own scratch directory, config file, log and notify socket."""
 
-    def __init__(self, overrides=None, faults=None, workers=2, partitions=2):
+    def __init__(self, overrides=None, faults=None, workers=2, partitions=2, redis=None, postgres=None,
+                 postgres_conninfo=None, redis_prefix=None, admin_token=None):
+        """redis: a servers.Redis (True: this file's shared one); the daemon gets its own key prefix
+        (redis_prefix, default unique). postgres: a servers.Postgres (True: the shared one); the daemon gets a
+        fresh database of its own, unless postgres_conninfo names one (e.g. shared by two daemons).
+        admin_token sets admin.token. overrides are applied last and win."""
         self.dir = tempfile.mkdtemp(prefix="couponsd-test-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -108,6 +115,7 @@ class Daemon:
             "http": {"listen": [f"127.0.0.1:{self.port}"], "workers": workers, "read_timeout": "5s"},
             "kafka": {"brokers": "embedded", "partitions": partitions},
         }
+        self._attach_services(redis, postgres, postgres_conninfo, redis_prefix, admin_token)
         for section, keys in (overrides or {}).items():
             self.tree.setdefault(section, {}).update(keys)
         self.faults = faults
@@ -115,6 +123,32 @@ class Daemon:
         self.notes = []
         self.notify_sock = None
         self.write_config()
+
+    def _attach_services(self, redis, postgres, postgres_conninfo, redis_prefix, admin_token):
+        self.redis, self.pg, self.dbname, self.redis_prefix = None, None, None, redis_prefix
+        self.admin_token = admin_token
+        if admin_token is not None:
+            self.tree["admin"] = {"token": admin_token}
+        if redis is None and postgres is None and postgres_conninfo is None:
+            return
+        import servers  # only the tests that use real services load it
+        if redis is True:
+            redis = servers.shared_redis()
+        if postgres is True:
+            postgres = servers.shared_postgres()
+        self.redis, self.pg, self.dbname = redis, postgres, None
+        self.redis_prefix = redis_prefix
+        if redis is not None:
+            self.redis_prefix = redis_prefix or servers.unique_name("t") + ":"
+            self.tree["redis"] = {"host": redis.host, "port": redis.port, "key_prefix": self.redis_prefix,
+                                  "timeout": "1s"}
+        if postgres_conninfo is None and postgres is not None:
+            self.dbname = servers.unique_name("couponsd_")
+            postgres_conninfo = postgres.create_db(self.dbname)
+        if postgres_conninfo is not None:
+            m = re.search(r"dbname=(\S+)", postgres_conninfo)
+            self.dbname = m.group(1) if m else self.dbname
+            self.tree["postgres"] = {"conninfo": postgres_conninfo}
 
     # ---- configuration ----
     def write_config(self, text=None):
@@ -253,7 +287,371 @@ class Daemon:
         finally:
             conn.close()
 
+    # ---- the HTTP API ----
+    def request(self, method, path, body=None, headers=None, timeout=10, port=None):
+        """One request on a fresh connection: (status, body text, headers). body may be a dict/list (sent as
+        JSON), str or bytes. The headers are an http.client.HTTPMessage: h.get("location") ignores case."""
+        return http_request(port or self.port, method, path, body, headers, timeout)
+
+    def post(self, path, body=None, headers=None, timeout=10):
+        return self.request("POST", path, body, headers, timeout)
+
+    def json(self, method, path, body=None, headers=None, timeout=10, port=None):
+        """Like request(), with the body parsed as JSON (None when it is not JSON)."""
+        status, text, hdrs = self.request(method, path, body, headers, timeout, port)
+        return status, parse_json(text), hdrs
+
+    def get_json(self, path, timeout=10):
+        return self.json("GET", path, timeout=timeout)
+
+    def issue(self, coupon_id, user_id, json_body=False, port=None, timeout=10):
+        """POST /api/coupons/{c}/issue?userId=U (or with the body {"userId": U}): (status, json, headers)."""
+        if json_body:
+            return self.json("POST", f"/api/coupons/{coupon_id}/issue", {"userId": user_id}, port=port,
+                             timeout=timeout)
+        return self.json("POST", f"/api/coupons/{coupon_id}/issue?userId={user_id}", port=port, timeout=timeout)
+
+    def request_status(self, request_id):
+        return self.get_json(f"/api/requests/{request_id}")
+
+    def wait_final(self, request_id, timeout=20, step=0.05):
+        """Polls GET /api/requests/{id} until it is ISSUED or REJECTED; returns the last body seen (or None)."""
+        deadline, last = time.monotonic() + timeout, None
+        while True:
+            try:
+                status, body, _ = self.request_status(request_id)
+                if status == 200 and isinstance(body, dict):
+                    last = body
+                    if body.get("status") in ("ISSUED", "REJECTED"):
+                        return body
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                return last
+            time.sleep(step)
+
+    def sse(self, path, timeout=10, port=None):
+        """Reads a Server-Sent Events stream: a list of (event, data) until the server ends the stream.
+        The list also has .status, .headers, .comments (comment lines seen) and .ended (False: timed out)."""
+        return sse_read(port or self.port, path, timeout)
+
+    def admin_create(self, name, quantity, coupon_id=None, starts_at=None, ends_at=None, token=None, extra=None):
+        """POST /api/admin/coupons with the daemon's bearer token (or token): (status, json, headers).
+        starts_at / ends_at: a datetime, seconds from now (int/float) or a string sent as is."""
+        body = {"name": name, "totalQuantity": quantity}
+        if coupon_id is not None:
+            body["couponId"] = coupon_id
+        if starts_at is not None:
+            body["startsAt"] = iso_time(starts_at)
+        if ends_at is not None:
+            body["endsAt"] = iso_time(ends_at)
+        body.update(extra or {})
+        token = self.admin_token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.json("POST", "/api/admin/coupons", body, headers)
+
+    def create_coupon(self, quantity, name=None, **kw):
+        """admin_create that must succeed; returns the new coupon id."""
+        status, body, _ = self.admin_create(name or f"coupon of {quantity}", quantity, **kw)
+        if status != 201 or not isinstance(body, dict) or not isinstance(body.get("couponId"), int):
+            raise RuntimeError(f"admin create failed: {status} {body}")
+        return body["couponId"]
+
+    def raw(self, data, timeout=10):
+        """Sends bytes as they are on a fresh connection; returns (status or None, headers text, body bytes)."""
+        return raw_request(self.port, data, timeout)
+
+    # ---- what the daemon keeps in Redis and PostgreSQL ----
+    def sql(self, query):
+        """Rows of a query on this daemon's database (lists of strings)."""
+        return self.pg.psql(self.dbname, query)
+
+    def sql_scalar(self, query):
+        rows = self.sql(query)
+        return rows[0][0] if rows and rows[0] else None
+
+    def stock_key(self, coupon_id):
+        return f"{self.redis_prefix}{{{coupon_id}}}:stock"
+
+    def redis_stock(self, coupon_id):
+        v = self.redis.get(self.stock_key(coupon_id))
+        return int(v) if v is not None and v.lstrip("-").isdigit() else v
+
+    # ---- the embedded Kafka ----
+    def kafka_bootstrap(self, timeout=15):
+        """The embedded cluster's bootstrap list, from the line the daemon logs when it is up."""
+        def find():
+            found = re.findall(r"embedded kafka up: \d+ brokers at (\S+?),? \d+ partitions", self.log())
+            return found[-1] if found else None
+        return wait_for(find, timeout)
+
 
 def run_cli(*args, timeout=30):
     r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
+
+
+# ---- HTTP, SSE and Kafka helpers shared by the API tests ------------------------------------------------
+
+def parse_json(text):
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def _encode_body(body, headers):
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    return body, headers
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=10, host="127.0.0.1"):
+    body, headers = _encode_body(body, headers)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace"), resp.headers
+    finally:
+        conn.close()
+
+
+def raw_request(port, data, timeout=10):
+    """Writes data as is and reads the answer until the server closes or the body (Content-Length) is in.
+    Returns (status or None, header text, body bytes); a reset after a partial write still reads the answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    buf = b""
+    try:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # the server may answer (413) and close before it has read all we send
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if sep and m and len(rest) >= int(m.group(1)):
+                break
+    finally:
+        sock.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return (int(m.group(1)) if m else None), head.decode(errors="replace"), body
+
+
+class SseEvents(list):
+    status = None
+    headers = None
+    ended = False
+    comments = 0
+
+
+def sse_read(port, path, timeout=10, host="127.0.0.1"):
+    """GET path as text/event-stream; parses events until the stream ends or timeout passes."""
+    events = SseEvents()
+    deadline = time.monotonic() + timeout
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept": "text/event-stream"})
+        resp = conn.getresponse()
+        events.status, events.headers = resp.status, resp.headers
+        if resp.status != 200:
+            resp.read()
+            events.ended = True
+            return events
+        name, data = None, []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return events
+            conn.sock.settimeout(left)
+            try:
+                line = resp.readline()
+            except (socket.timeout, TimeoutError):
+                return events
+            except (OSError, http.client.HTTPException):
+                events.ended = True
+                return events
+            if not line:
+                events.ended = True
+                return events
+            line = line.decode(errors="replace").rstrip("\r\n")
+            if line == "":
+                if data or name:
+                    events.append((name or "message", "\n".join(data)))
+                name, data = None, []
+            elif line.startswith(":"):
+                events.comments += 1
+            else:
+                field, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    name = value
+                elif field == "data":
+                    data.append(value)
+    finally:
+        conn.close()
+
+
+def iso_time(t):
+    """A datetime, or seconds from now, as the API's ISO-8601 UTC text (2026-01-01T00:00:00.000Z)."""
+    if isinstance(t, (int, float)):
+        t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=t)
+    if isinstance(t, datetime.datetime):
+        t = t.astimezone(datetime.timezone.utc)
+        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t
+
+
+def murmur2(data):
+    """The Java Kafka client's murmur2 (librdkafka's murmur2 and murmur2_random partitioners use it)."""
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail, rem = data[4 * n4:], len(data) % 4
+    if rem == 3:
+        h ^= tail[2] << 16
+    if rem >= 2:
+        h ^= tail[1] << 8
+    if rem >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def kafka_partition(key, partitions):
+    """The partition couponsd's producer (murmur2_random, key = coupon id in decimal) picks for key."""
+    return (murmur2(str(key).encode()) & 0x7FFFFFFF) % partitions
+
+
+def kproduce_bin():
+    """tests/tools/kproduce of the build the daemon under test comes from (built on demand)."""
+    path = os.environ.get("KPRODUCE_BIN")
+    if path:
+        return path
+    builddir = os.path.dirname(os.path.dirname(os.path.abspath(BIN)))
+    path = os.path.join(builddir, "tests", "tools", "kproduce")
+    if not os.access(path, os.X_OK):
+        subprocess.run(["make", "-C", builddir, "tests/tools/kproduce"], capture_output=True, timeout=300)
+    return path
+
+
+def kafka_produce(bootstrap, topic, value, key=None, partition=None, headers=None, count=1, timeout=30):
+    """Produces value (str or bytes) count times; returns [(partition, offset)] or raises."""
+    argv = [kproduce_bin(), "-b", bootstrap, "-t", topic, "-n", str(count), "-f", "-"]
+    if key is not None:
+        argv += ["-k", str(key)]
+    if partition is not None:
+        argv += ["-p", str(partition)]
+    for name, v in (headers or {}).items():
+        argv += ["-H", f"{name}={v}"]
+    data = value.encode() if isinstance(value, str) else value
+    r = subprocess.run(argv, input=data, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"kproduce failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}")
+    return [tuple(map(int, line.split())) for line in r.stdout.decode().split("\n") if line.strip()]
+
+
+def kafka_consume(bootstrap, topic, partition=None, max_messages=None, timeout_ms=15000):
+    """Every message of the topic (or one partition) from the beginning to its current end, as dicts:
+    partition, offset, key, value (bytes are exact via .encode("latin-1") of the str), headers (dict)."""
+    argv = [kproduce_bin(), "-C", "-b", bootstrap, "-t", topic, "-w", str(timeout_ms)]
+    if partition is not None:
+        argv += ["-p", str(partition)]
+    if max_messages:
+        argv += ["-m", str(max_messages)]
+    r = subprocess.run(argv, capture_output=True, timeout=timeout_ms / 1000 + 30)
+    out = []
+    for line in r.stdout.decode().split("\n"):
+        if line.strip():
+            msg = json.loads(line)
+            msg["headers"] = {k: v for k, v in msg["headers"]}
+            out.append(msg)
+    return out
+
+
+def issue_burst(ports, coupon_id, user_ids, threads=48, timeout=90):
+    """Fires POST /api/coupons/{c}/issue?userId=U for every user at once from a thread pool, spreading the
+    requests over ports (one or several daemons). Returns [(user, status or the exception's repr, json)] in
+    user order; never waits longer than timeout in all."""
+    import concurrent.futures
+    ports = ports if isinstance(ports, (list, tuple)) else [ports]
+    deadline = time.monotonic() + timeout
+
+    def one(i_user):
+        i, user = i_user
+        if time.monotonic() > deadline:
+            return user, "skipped: out of time", None
+        try:
+            status, text, _ = http_request(ports[i % len(ports)], "POST",
+                                           f"/api/coupons/{coupon_id}/issue?userId={user}", timeout=15)
+            return user, status, parse_json(text)
+        except Exception as e:  # noqa: BLE001 - a failed request is a result to count
+            return user, repr(e), None
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, enumerate(user_ids)))
+
+
+def wait_all_final(ports, request_ids, timeout=60, threads=16):
+    """Polls GET /api/requests/{id} for every id until each is ISSUED or REJECTED, or timeout passes in all.
+    Returns {requestId: last status body (or None)}."""
+    import concurrent.futures
+    ports = ports if isinstance(ports, (list, tuple)) else [ports]
+    deadline = time.monotonic() + timeout
+    todo, done = list(request_ids), {}
+    while todo and time.monotonic() < deadline:
+        def one(i_rid):
+            i, rid = i_rid
+            try:
+                status, text, _ = http_request(ports[i % len(ports)], "GET", f"/api/requests/{rid}", timeout=10)
+                return rid, parse_json(text) if status == 200 else None
+            except Exception:  # noqa: BLE001
+                return rid, None
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(one, enumerate(todo)))
+        todo = []
+        for rid, body in results:
+            done[rid] = body
+            if not (isinstance(body, dict) and body.get("status") in ("ISSUED", "REJECTED")):
+                todo.append(rid)
+        if todo:
+            time.sleep(0.2)
+    return done
+
+
+def expect(t, got, want, description, diag=None):
+    """t.eq with extra diagnostics printed when it fails."""
+    return t.ok(got == want, description, f"got:  {got!r}\nwant: {want!r}" + (f"\n{diag}" if diag else ""))
+
+
+class Budget:
+    """A test file's time budget: a wait takes the smaller of its own timeout and what is left, so a daemon
+    that never answers makes the file fail within its bound instead of running past it."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+
+    def left(self, timeout, floor=0.5):
+        return max(floor, min(timeout, self.deadline - time.monotonic()))

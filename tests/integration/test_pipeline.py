@@ -1,0 +1,304 @@
+"""test_pipeline.py: the issuance pipeline end to end (SPEC section 4: no oversell, one per user, first come first
+served, convergence), plus SSE, the dead-letter topic and replays, against real Redis and PostgreSQL."""
+import json
+import re
+import time
+import traceback
+import uuid
+
+from harness import (Budget, Daemon, expect, iso_time, issue_burst, kafka_consume, kafka_partition, kafka_produce,
+                     wait_all_final, wait_for)
+from tap import Tap
+
+TOKEN = "pipeline-token"
+PARTITIONS = 4
+FINAL = ("ISSUED", "REJECTED")
+TOUCHED = []  # every coupon this file sent requests for: checked for convergence at the end
+BUDGET = Budget(60)  # the whole file stays under 90 s even when the pipeline never decides
+
+
+def pipeline_daemon():
+    return Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=2, partitions=PARTITIONS)
+
+
+def rid_of(body):
+    return (body or {}).get("requestId")
+
+
+def check_pg(t, d, c, total, what):
+    """Invariants 1 and 2 in PostgreSQL for coupon c, plus remaining as the API shows it."""
+    issued = int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}"))
+    users = int(d.sql_scalar(f"SELECT count(DISTINCT user_id) FROM issued_coupons WHERE coupon_id = {c}"))
+    remaining = int(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"))
+    t.ok(issued <= total, f"{what}: issued rows ({issued}) <= total_quantity ({total})")
+    t.eq(remaining + issued, total, f"{what}: remaining + issued rows = total_quantity")
+    t.eq(users, issued, f"{what}: no (coupon, user) twice in issued_coupons")
+    return issued, remaining
+
+
+def check_redis_converged(t, d, c, what):
+    remaining = int(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"))
+    ok = wait_for(lambda: d.redis_stock(c) == remaining, BUDGET.left(10))
+    t.ok(ok, f"{what}: Redis stock ({d.redis_stock(c)!r}) equals PostgreSQL remaining ({remaining})",
+         d.stock_key(c))
+
+
+# ---- the seed's test guide: issue, the same user twice, stock 0 ----------------------------------------
+
+def part_guide(t, d):
+    c = d.create_coupon(100, name="신규가입 할인쿠폰")
+    TOUCHED.append(c)
+    st, cp, _ = d.get_json(f"/api/coupons/{c}")
+    t.eq((st, cp.get("remaining")), (200, 100), "guide: GET /api/coupons/{id} shows the stock of 100")
+    rids = []
+    for user in (1, 2, 3):
+        st, body, _ = d.issue(c, user)
+        t.eq(st, 202, f"guide: user {user} asks for the coupon: 202")
+        rids.append(rid_of(body))
+    finals = wait_all_final(d.port, [r for r in rids if r], timeout=BUDGET.left(10))
+    t.eq([(finals.get(r) or {}).get("status") for r in rids], ["ISSUED"] * 3, "guide: users 1, 2 and 3 are ISSUED")
+    st, body, _ = d.issue(c, 1)
+    t.eq((st, (body or {}).get("error")), (409, "ALREADY_REQUESTED"), "guide: user 1 again: 409 ALREADY_REQUESTED")
+    rows = d.sql(f"SELECT user_id FROM issued_coupons WHERE coupon_id = {c} ORDER BY user_id")
+    t.eq(rows, [["1"], ["2"], ["3"]], "guide: issued_coupons holds users 1, 2, 3 once each")
+    t.eq(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"), "97", "guide: remaining 97 in PostgreSQL")
+
+    one = d.create_coupon(1, name="stock zero")
+    TOUCHED.append(one)
+    st, body, _ = d.issue(one, 10)
+    t.eq((d.wait_final(rid_of(body), BUDGET.left(10)) or {}).get("status") if st == 202 else st, "ISSUED",
+         "stock 0: the single coupon goes to the first user")
+    st, body, _ = d.issue(one, 11)
+    if st == 202:
+        final = d.wait_final(rid_of(body), BUDGET.left(10)) or {}
+        outcome = (final.get("status"), final.get("reason"))
+    else:
+        outcome = (st, (body or {}).get("error"))
+    t.ok(outcome in ((409, "SOLD_OUT"), ("REJECTED", "SOLD_OUT")),
+         "stock 0: the next user gets 409 SOLD_OUT (or 202 then REJECTED SOLD_OUT)", outcome)
+    check_pg(t, d, one, 1, "stock 0")
+
+
+# ---- flash sale -----------------------------------------------------------------------------------------
+
+def flash_sale(t, d, stock, users, first_user, what, threads=48):
+    """Fires users distinct users at a coupon of stock; checks every answer, every decision, PostgreSQL,
+    Redis and the Kafka log order. Returns the coupon id."""
+    c = d.create_coupon(stock, name=what)
+    TOUCHED.append(c)
+    user_ids = list(range(first_user, first_user + users))
+    started = time.monotonic()
+    answers = issue_burst(d.port, c, user_ids, threads=threads, timeout=BUDGET.left(40))
+    took = time.monotonic() - started
+    statuses = {}
+    for _, st, _ in answers:
+        statuses[st] = statuses.get(st, 0) + 1
+    t.diag(f"{what}: {users} requests in {took:.1f}s ({users / took:.0f}/s): {statuses}")
+    t.eq(sum(n for st, n in statuses.items() if st in (202, 409)), users, f"{what}: every request answered 202 or 409",
+         )
+    fast = [b for _, st, b in answers if st == 409]
+    t.ok(all((b or {}).get("error") == "SOLD_OUT" for b in fast), f"{what}: every 409 is SOLD_OUT ({len(fast)})",
+         [b for b in fast if (b or {}).get("error") != "SOLD_OUT"][:5])
+    accepted = {rid_of(b): u for u, st, b in answers if st == 202}
+    finals = wait_all_final(d.port, list(accepted), timeout=BUDGET.left(30, 2))
+    undecided = [r for r, f in finals.items() if (f or {}).get("status") not in FINAL]
+    t.eq(undecided[:5], [], f"{what}: every 202 ({len(accepted)}) reached a final status")
+    issued = {r for r, f in finals.items() if (f or {}).get("status") == "ISSUED"}
+    rejected = [(f or {}).get("reason") for f in finals.values() if (f or {}).get("status") == "REJECTED"]
+    t.eq(len(issued), stock, f"{what}: exactly {stock} ISSUED")
+    t.ok(all(r == "SOLD_OUT" for r in rejected), f"{what}: every REJECTED is SOLD_OUT ({len(rejected)})",
+         sorted(set(map(str, rejected))))
+    n, remaining = check_pg(t, d, c, stock, what)
+    t.eq((n, remaining), (stock, 0), f"{what}: PostgreSQL has {stock} rows and remaining 0")
+    pg_rids = {r[0] for r in d.sql(f"SELECT request_id FROM issued_coupons WHERE coupon_id = {c}")}
+    t.ok(pg_rids == issued, f"{what}: the ISSUED requests are exactly PostgreSQL's rows",
+         f"{len(pg_rids - issued)} rows not ISSUED in the API, {len(issued - pg_rids)} ISSUED without a row")
+    check_redis_converged(t, d, c, what)
+    check_log_order(t, d, c, issued, stock, what)
+    return c
+
+
+def check_log_order(t, d, c, issued, stock, what):
+    """Invariant 4: the issued requests are the first `stock` events of the coupon in the Kafka log."""
+    bootstrap = d.kafka_bootstrap()
+    part = kafka_partition(c, PARTITIONS)
+    events = []
+    for m in kafka_consume(bootstrap, "coupon-issue", partition=part):
+        try:
+            ev = json.loads(m["value"])
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and ev.get("couponId") == c:
+            events.append((m["offset"], ev.get("requestId")))
+    events.sort()
+    t.ok(events, f"{what}: the coupon's events are on partition {part} (murmur2 of the key)", len(events))
+    first = {r for _, r in events[:stock]}
+    t.ok(first == issued, f"{what}: the ISSUED requests are the first {stock} in Kafka log order (FCFS)",
+         f"{len(first - issued)} of the first {stock} not issued, {len(issued - first)} issued later")
+
+
+def part_flash_sale(t, d):
+    flash_sale(t, d, 100, 2000, 100000, "flash sale (100 coupons, 2000 users)")
+
+
+def part_last_coupon(t, d):
+    flash_sale(t, d, 1, 200, 200000, "last coupon (1 coupon, 200 users)", threads=32)
+
+
+def part_fcfs_sequential(t, d):
+    c = d.create_coupon(5, name="fcfs")
+    TOUCHED.append(c)
+    outcomes = []
+    for user in range(300000, 300020):
+        st, body, _ = d.issue(c, user)
+        outcomes.append((user, st, body))
+    finals = wait_all_final(d.port, [rid_of(b) for _, st, b in outcomes if st == 202], timeout=BUDGET.left(10))
+    decided = {}
+    for user, st, body in outcomes:
+        if st == 202:
+            decided[user] = (finals.get(rid_of(body)) or {}).get("status")
+        else:
+            decided[user] = (body or {}).get("error")
+    issued = [u for u, s in decided.items() if s == "ISSUED"]
+    expect(t, issued, list(range(300000, 300005)), "FCFS: with stock 5 the first 5 of 20 sequential users are ISSUED",
+         decided)
+    t.ok(all(s in ("REJECTED", "SOLD_OUT") for u, s in decided.items() if u >= 300005),
+         "FCFS: the other 15 are REJECTED or refused SOLD_OUT", decided)
+    check_pg(t, d, c, 5, "FCFS")
+
+
+# ---- SSE ---------------------------------------------------------------------------------------------
+
+def part_sse(t, d):
+    c = d.create_coupon(3, name="sse")
+    TOUCHED.append(c)
+    st, body, _ = d.issue(c, 500)
+    rid = rid_of(body)
+    t.eq(st, 202, "SSE: a request is accepted")
+    ev = d.sse(f"/api/requests/{rid}/events", timeout=BUDGET.left(15))
+    t.eq(ev.status, 200, "SSE: GET /api/requests/{id}/events: 200")
+    t.ok((ev.headers.get("Content-Type") or "").startswith("text/event-stream"), "SSE: Content-Type text/event-stream",
+         dict(ev.headers or {}))
+    t.ok(ev and all(name == "status" for name, _ in ev), "SSE: every event is `event: status`", ev)
+    datas = [json.loads(data) if data.startswith("{") else {} for _, data in ev]
+    t.ok(datas and datas[0].get("requestId") == rid and datas[0].get("status") in ("PENDING", "ISSUED"),
+         "SSE: the first event is the status JSON, sent at once", datas[:1])
+    t.eq((datas[-1].get("status") if datas else None), "ISSUED", "SSE: the last event is the final status, ISSUED")
+    t.ok(ev.ended, "SSE: the stream ends after the final status (no polling needed)")
+    t.ok(datas and set(datas[-1]) >= {"requestId", "couponId", "userId", "status", "reason", "acceptedAt", "decidedAt"},
+         "SSE: the event carries the same JSON as GET /api/requests/{id}", datas[-1:])
+    again = d.sse(f"/api/requests/{rid}/events", timeout=BUDGET.left(10))
+    t.ok(len(again) == 1 and again.ended and '"ISSUED"' in again[0][1],
+         "SSE on a decided request: one final event and the stream ends", again)
+    unknown = d.sse(f"/api/requests/{uuid.uuid4()}/events", timeout=5)
+    t.eq(unknown.status, 404, "SSE for an unknown request: 404")
+
+
+# ---- the dead-letter topic and replays ----------------------------------------------------------------
+
+def part_dlq(t, d):
+    bootstrap = d.kafka_bootstrap()
+    t.ok(bootstrap, "the daemon logged the embedded Kafka's bootstrap address", d.log()[-500:])
+    c = d.create_coupon(10, name="dlq")
+    TOUCHED.append(c)
+    part = kafka_partition(c, PARTITIONS)
+    bad = [b"this is not json", b'{"v":1,"requestId":"nope","couponId":1,"userId":2}',
+           b'{"v":1,"requestId":"%s","couponId":-3,"userId":7,"acceptedAt":"2026-01-01T00:00:00.000Z"}'
+           % str(uuid.uuid4()).encode(), b"\xff\xfe\x00binary", b""]
+    sent = []
+    for value in bad:
+        (p, off), = kafka_produce(bootstrap, "coupon-issue", value, key=c)
+        sent.append((value, p, off))
+    t.eq({p for _, p, _ in sent}, {part}, f"malformed messages keyed by the coupon land on its partition {part}")
+    st, body, _ = d.issue(c, 600)
+    t.eq(st, 202, "a valid request after the malformed ones is accepted")
+    final = d.wait_final(rid_of(body), BUDGET.left(10)) or {}
+    t.eq(final.get("status"), "ISSUED", "and decided: malformed messages never block the partition")
+    dlq = wait_for(lambda: (lambda ms: ms if len(ms) >= len(bad) else None)(
+        kafka_consume(bootstrap, "coupon-issue-dlq")), BUDGET.left(10)) or kafka_consume(bootstrap, "coupon-issue-dlq")
+    for value, p, off in sent:
+        found = [m for m in dlq if (m["value"] or "").encode("latin-1") == value]
+        m = found[0] if found else {"headers": {}}
+        t.ok(found, f"DLQ: {value[:30]!r} is in coupon-issue-dlq, unchanged", [x["value"] for x in dlq][:8])
+        h = m["headers"]
+        t.ok(h.get("error"), "DLQ: with an error header naming the problem", h)
+        t.eq((h.get("source-partition"), h.get("source-offset")), (str(p), str(off)),
+             "DLQ: with source-partition and source-offset headers")
+        t.eq(m.get("key"), str(c), "DLQ: the key is kept")
+    t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}"), "1",
+         "nothing but the valid request reached issued_coupons")
+    event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": 987654321, "userId": 5, "acceptedAt": iso_time(0)}
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=987654321)
+    got = d.wait_final(event["requestId"], BUDGET.left(10)) or {}
+    t.eq((got.get("status"), got.get("reason")), ("REJECTED", "COUPON_NOT_FOUND"),
+         "a valid event for a coupon that does not exist: REJECTED COUPON_NOT_FOUND (not the DLQ)")
+
+
+def part_replay(t, d):
+    bootstrap = d.kafka_bootstrap()
+    c = d.create_coupon(10, name="replay")
+    TOUCHED.append(c)
+    event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 700, "acceptedAt": iso_time(0)}
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=c, count=2)
+    t.eq((d.wait_final(event["requestId"], BUDGET.left(10)) or {}).get("status"), "ISSUED",
+         "an event produced twice (same requestId) is ISSUED")
+    marker(t, d, c, 701)  # decided after both copies (same partition, log order)
+    rows = d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE request_id = '{event['requestId']}'")
+    t.eq(rows, "1", "replay: one issued row for the requestId")
+    check_pg(t, d, c, 10, "replay")
+    t.eq(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"), "8",
+         "replay: remaining 10 - 2 (event + marker)")
+    t.eq(d.redis_stock(c), 8, "replay: Redis stock decremented once for the event")
+
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=c)  # long after it was decided
+    other = dict(event, requestId=str(uuid.uuid4()))  # same user, new requestId
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(other), key=c)
+    got = d.wait_final(other["requestId"], BUDGET.left(10)) or {}
+    t.eq((got.get("status"), got.get("reason")), ("REJECTED", "ALREADY_ISSUED"),
+         "a second requestId for the same (coupon, user): REJECTED ALREADY_ISSUED")
+    marker(t, d, c, 702)
+    t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c} AND user_id = 700"), "1",
+         "replay after the decision: still one row for the user")
+    t.eq(d.redis_stock(c), 7, "replay after the decision: Redis stock moved only for the new marker")
+    check_pg(t, d, c, 10, "replay after the decision")
+    t.eq((d.request_status(event["requestId"])[1] or {}).get("status"), "ISSUED",
+         "the replayed request still says ISSUED")
+
+
+def marker(t, d, c, user):
+    st, body, _ = d.issue(c, user)
+    t.ok(st == 202 and (d.wait_final(rid_of(body), BUDGET.left(10)) or {}).get("status") == "ISSUED",
+         f"marker request of user {user} decided ISSUED", (st, body))
+
+
+def part_convergence(t, d):
+    dup = d.sql("SELECT coupon_id, user_id FROM issued_coupons GROUP BY 1, 2 HAVING count(*) > 1")
+    t.eq(dup, [], "one per user across every coupon of the file")
+    bad = d.sql("SELECT c.id FROM coupons c LEFT JOIN issued_coupons i ON i.coupon_id = c.id "
+                "GROUP BY c.id HAVING c.remaining + count(i.id) <> c.total_quantity")
+    t.eq(bad, [], "remaining + issued = total_quantity for every coupon")
+    for c in TOUCHED:
+        remaining = int(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"))
+        t.eq(d.redis_stock(c), remaining, f"coupon {c}: Redis stock equals PostgreSQL remaining once traffic stopped")
+
+
+def test_pipeline(t):
+    parts = (part_guide, part_flash_sale, part_last_coupon, part_fcfs_sequential, part_sse, part_dlq, part_replay,
+             part_convergence)
+    with pipeline_daemon() as d:
+        d.start()
+        workers = sorted(d.http_workers())
+        for part in parts:
+            started = time.monotonic()
+            try:
+                part(t, d)
+            except Exception:  # noqa: BLE001
+                t.ok(False, f"{part.__name__} raised", traceback.format_exc())
+            t.diag(f"{part.__name__}: {time.monotonic() - started:.1f}s")
+        t.eq(sorted(d.http_workers()), workers, "no http worker was restarted during the file")
+        t.ok(not re.search(r"killed by signal|exited with status [1-9]", d.log()), "no child died",
+             "\n".join(re.findall(r".*(?:killed by signal|exited with status [1-9]).*", d.log()))[:2000])
+
+
+if __name__ == "__main__":
+    Tap().run(test_pipeline)
