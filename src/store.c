@@ -45,6 +45,10 @@ static const char reject_sql[] =
     " $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[]) AS t(r, c, u, w, a)"
     " ON CONFLICT (request_id) DO NOTHING";
 
+/* A request decided REJECTED before keeps that decision when it is replayed (the first decision is final). */
+static const char rejected_sql[] = "SELECT request_id::text, reason FROM rejected_requests"
+                                   " WHERE request_id = ANY($1::uuid[])";
+
 /* Bounded, so one run never outlasts statement_timeout however much piled up. */
 static const char prune_sql[] = "DELETE FROM rejected_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
                                 " rejected_requests WHERE kafka_partition = $1::int AND decided_at < now() -"
@@ -76,6 +80,12 @@ typedef struct {
 	int index;
 } rid_t;
 
+/* A request already in rejected_requests, and why (request_id first: cmp_existing compares it). */
+typedef struct {
+	char request_id[UUID_TEXT_LEN + 1];
+	reject_reason_t reason;
+} prior_t;
+
 struct store {
 	const config_t *cfg;
 	int partition;
@@ -88,6 +98,8 @@ struct store {
 	int nexisting;
 	pair_t *holders; /* (coupon, user) already in issued_coupons, sorted */
 	int nholders;
+	prior_t *rejected; /* request ids already in rejected_requests, sorted */
+	int nrejected;
 	int *primary;              /* per item: the first item with the same request id */
 	int *pair_leader;          /* per item: the first item with the same (coupon, user) */
 	unsigned char *pair_taken; /* per leader: an item of the pair is being inserted */
@@ -229,6 +241,7 @@ void store_free(store_t *s)
 	disconnect(s);
 	free(s->coupons);
 	free(s->existing);
+	free(s->rejected);
 	free(s->holders);
 	free(s->primary);
 	free(s->pair_leader);
@@ -271,15 +284,16 @@ static int run_simple(store_t *s, const char *sql, ExecStatusType expect)
 static int session_setup(store_t *s)
 {
 	char sql[64];
-	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_insert",
-	                       "couponsd_update", "couponsd_reject",   "couponsd_prune"};
-	const char *texts[] = {lock_sql, existing_sql, insert_sql, update_sql, reject_sql, prune_sql};
+	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_insert",  "couponsd_update",
+	                       "couponsd_reject", "couponsd_prune",    "couponsd_rejected"};
+	const char *texts[] = {lock_sql,   existing_sql, insert_sql,  update_sql,
+	                       reject_sql, prune_sql,    rejected_sql};
 
 	/* A statement stuck on a lock or a sick server must not stall the partition unnoticed. */
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)s->cfg->postgres_timeout);
 	if (run_simple(s, sql, PGRES_COMMAND_OK) != 0)
 		return -1;
-	for (int i = 0; i < 6; i++) {
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
 		    run(s, names[i], PQprepare(s->conn, names[i], texts[i], 0, NULL), PGRES_COMMAND_OK);
 
@@ -362,7 +376,8 @@ static int reserve_arrays(store_t *s, int n)
 		return 0;
 	if (grow(&s->coupons, sizeof(*s->coupons), n) != 0 ||
 	    grow(&s->existing, sizeof(*s->existing), 2 * n) != 0 ||
-	    grow(&s->holders, sizeof(*s->holders), 2 * n) != 0 || grow(&s->primary, sizeof(int), n) != 0 ||
+	    grow(&s->holders, sizeof(*s->holders), 2 * n) != 0 ||
+	    grow(&s->rejected, sizeof(*s->rejected), n) != 0 || grow(&s->primary, sizeof(int), n) != 0 ||
 	    grow(&s->pair_leader, sizeof(int), n) != 0 || grow(&s->pair_taken, 1, n) != 0 ||
 	    grow(&s->planned, 1, n) != 0 || grow(&s->out, sizeof(*s->out), n) != 0) {
 		log_error("out of memory");
@@ -513,6 +528,35 @@ static int load_existing(store_t *s, const store_item_t *items, int n)
 	return 0;
 }
 
+/* Uses $1 (the batch's request ids) as load_existing() left it in s->arg[0]. */
+static int load_rejected(store_t *s)
+{
+	const char *params[] = {s->arg[0].data};
+	PGresult *res =
+	    run(s, "find rejected", PQexecPrepared(s->conn, "couponsd_rejected", 1, params, NULL, NULL, 0),
+	        PGRES_TUPLES_OK);
+	int rows;
+
+	if (res == NULL)
+		return -1;
+	rows = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
+	for (int i = 0; i < rows; i++) {
+		snprintf(s->rejected[i].request_id, sizeof(s->rejected[i].request_id), "%s",
+		         PQgetvalue(res, i, 0));
+		if (status_reason_parse(PQgetvalue(res, i, 1), &s->rejected[i].reason) != 0)
+			s->rejected[i].reason = REASON_SOLD_OUT;
+	}
+	s->nrejected = rows;
+	PQclear(res);
+	qsort(s->rejected, (size_t)rows, sizeof(*s->rejected), cmp_existing);
+	return 0;
+}
+
+static const prior_t *prior_rejection(const store_t *s, const char *request_id)
+{
+	return bsearch(request_id, s->rejected, (size_t)s->nrejected, sizeof(*s->rejected), cmp_existing);
+}
+
 static int request_exists(const store_t *s, const char *request_id)
 {
 	return bsearch(request_id, s->existing, (size_t)s->nexisting, sizeof(*s->existing), cmp_existing) !=
@@ -576,6 +620,7 @@ static void decide_one(store_t *s, store_item_t *items, int i)
 	store_item_t *it = &items[i];
 	int reserved = it->gate == GATE_RESERVED || it->gate == GATE_RESERVED_EARLIER;
 	coupon_row_t *c;
+	const prior_t *prior;
 
 	/*
 	 * A replay. If the gate reserved afresh, Redis had forgotten the request
@@ -583,6 +628,10 @@ static void decide_one(store_t *s, store_item_t *items, int i)
 	 */
 	if (request_exists(s, it->event->request_id))
 		set_decision(it, STATUS_ISSUED, REASON_NONE, it->gate == GATE_RESERVED);
+	else if ((prior = prior_rejection(s, it->event->request_id)) != NULL)
+		/* Rejected before: say so again, and give back any reservation this replay took or left
+		 * behind. */
+		set_decision(it, STATUS_REJECTED, prior->reason, reserved);
 	else if ((c = find_coupon(s, it->event->coupon_id)) == NULL)
 		set_decision(it, STATUS_REJECTED, REASON_COUPON_NOT_FOUND, reserved);
 	else if (!coupon_open(c, it->event->accepted_ms))
@@ -807,7 +856,7 @@ store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coup
 		return STORE_RETRY;
 	if (run_simple(s, "BEGIN", PGRES_COMMAND_OK) != 0)
 		return abandon(s, items, n);
-	if (lock_coupons(s, items, n) != 0 || load_existing(s, items, n) != 0)
+	if (lock_coupons(s, items, n) != 0 || load_existing(s, items, n) != 0 || load_rejected(s) != 0)
 		return abandon(s, items, n);
 	decide(s, items, n);
 	if (insert_rows(s, items, n) != 0 || update_remaining(s) != 0 || insert_rejections(s, items, n) != 0)

@@ -265,6 +265,33 @@ def part_replay(t, d):
          "the replayed request still says ISSUED")
 
 
+def part_rejection_is_final(t, d):
+    """A request once REJECTED stays REJECTED when replayed after Redis lost its records, even if a unit is free."""
+    bootstrap = d.kafka_bootstrap()
+    c = d.create_coupon(1, name="final")
+    TOUCHED.append(c)
+    marker(t, d, c, 800)
+    late = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 801, "acceptedAt": iso_time(0)}
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(late), key=c)
+    got = d.wait_final(late["requestId"], BUDGET.left(10)) or {}
+    t.eq((got.get("status"), got.get("reason")), ("REJECTED", "SOLD_OUT"), "stock 1: the second user is SOLD_OUT")
+    # Redis forgets the request and the stock; a unit becomes free (as a compensation would free one).
+    d.redis.cli("DEL", d.stock_key(c), d.stock_key(c).replace(":stock", f":rsv:{late['requestId']}"))
+    d.sql(f"UPDATE coupons SET total_quantity = 2, remaining = 1 WHERE id = {c}")
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(late), key=c)  # the replay
+    nxt = dict(late, requestId=str(uuid.uuid4()), userId=802)
+    kafka_produce(bootstrap, "coupon-issue", json.dumps(nxt), key=c)  # behind it in the same partition
+    got = d.wait_final(nxt["requestId"], BUDGET.left(10)) or {}
+    t.eq(got.get("status"), "ISSUED", "the free unit goes to the next request in the log")
+    got = (d.request_status(late["requestId"])[1] or {})
+    t.eq((got.get("status"), got.get("reason")), ("REJECTED", "SOLD_OUT"),
+         "the replayed request keeps its first decision, REJECTED SOLD_OUT")
+    t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE request_id = '{late['requestId']}'"), "0",
+         "no issued row for the replayed rejection")
+    check_pg(t, d, c, 2, "rejection replay")
+    t.eq(d.redis_stock(c), 0, "Redis stock converged to PostgreSQL's remaining (0)")
+
+
 def marker(t, d, c, user):
     st, body, _ = d.issue(c, user)
     t.ok(st == 202 and (d.wait_final(rid_of(body), BUDGET.left(10)) or {}).get("status") == "ISSUED",
@@ -283,7 +310,7 @@ def part_convergence(t, d):
 
 
 def test_pipeline(t):
-    parts = (part_guide, part_flash_sale, part_last_coupon, part_fcfs_sequential, part_sse, part_dlq, part_replay,
+    parts = (part_guide, part_flash_sale, part_last_coupon, part_fcfs_sequential, part_sse, part_dlq, part_replay, part_rejection_is_final,
              part_convergence)
     with pipeline_daemon() as d:
         d.start()
