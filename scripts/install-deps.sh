@@ -9,7 +9,9 @@ build-essential autoconf automake libtool pkg-config
 librdkafka-dev libevent-dev libjansson-dev libhiredis-dev libpq-dev libyaml-dev
 redis-server postgresql postgresql-contrib
 python3 curl procps ca-certificates
-clang-format cppcheck
+gnuplot-nox valgrind linux-perf
+clang-format cppcheck clang libclang-rt-14-dev
+debhelper lintian rpm systemd logrotate
 "
 
 missing=""

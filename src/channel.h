@@ -13,6 +13,12 @@ typedef enum {
 	CHANNEL_STOP,   /* master -> child: finish in-flight work and exit 0 */
 	CHANNEL_REOPEN, /* master -> child: reopen the log file */
 	CHANNEL_LOG,    /* master -> child: new log settings (see log_settings_encode) */
+	/*
+	 * Test builds only (COUPONSD_FAULTS): master -> embedded kafka carries the
+	 * arguments of a `kafka ...` control command (e.g. "broker-down 2"); the
+	 * child answers with the same type, "ok" or "error: ...", in order.
+	 */
+	CHANNEL_KAFKA_FAULT,
 } channel_type_t;
 
 typedef struct {

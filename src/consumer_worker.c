@@ -1,11 +1,13 @@
 /* consumer_worker.c: the consumer worker process, one per owned partition of the issue topic. */
 #include "consumer_worker.h"
 
+#include "admission.h"
 #include "clock.h"
 #include "fault.h"
 #include "gate.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "results.h"
 #include "store.h"
 
@@ -34,6 +36,8 @@
 /* rejected_requests older than issue.result_ttl are deleted this often, 10000 rows a statement. */
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_MAX_STATEMENTS 10
+/* How often admission control's view of the partition is checked against the broker's high watermark. */
+#define ADMISSION_RESYNC_MS 1000
 
 /* One message of the batch and everything learned about it so far; each stage resumes where it stopped. */
 typedef struct {
@@ -70,6 +74,8 @@ typedef struct {
 	int64_t retry_ms;    /* current back-off; 0 after a success */
 	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
 	int64_t grace_until_ms;
+	int64_t resync_at_ms; /* next admission_resync() */
+	int64_t seen_accepted;
 	int fault_checked;
 	consumer_stats_t stats;
 	/* scratch for the module calls, batch_size long */
@@ -94,6 +100,8 @@ static void check_offset(consumer_t *c, int64_t offset)
 	if (c->next_offset >= 0 && offset > c->next_offset) {
 		c->stats.gaps++;
 		c->stats.lost += offset - c->next_offset;
+		metrics_inc(M_OFFSET_GAPS);
+		metrics_add(M_MESSAGES_LOST, (uint64_t)(offset - c->next_offset));
 		log_error(
 		    "%s[%d]: offsets %lld..%lld were never delivered: %lld messages lost (retention or a "
 		    "truncated log); their requests will never be decided",
@@ -188,10 +196,13 @@ static int gate_round(consumer_t *c)
 
 static void count_decision(consumer_t *c, const item_t *it)
 {
-	if (it->status.state == STATUS_ISSUED)
+	if (it->status.state == STATUS_ISSUED) {
 		c->stats.issued++;
-	else
+		metrics_inc(M_ISSUED);
+	} else {
 		c->stats.rejected[it->status.reason]++;
+		metrics_inc((metric_t)(M_REJECTED_SOLD_OUT + it->status.reason - REASON_SOLD_OUT));
+	}
 }
 
 /* Remembers a coupon's remaining for the convergence step; a later commit's value replaces an earlier one. */
@@ -277,6 +288,7 @@ static int release_round(consumer_t *c)
 		if (c->done[k]) {
 			c->items[c->map[k]].release = 0;
 			c->stats.compensations++;
+			metrics_inc(M_COMPENSATIONS);
 		}
 	}
 	return rc;
@@ -426,11 +438,32 @@ static void store_offsets(consumer_t *c)
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
+/*
+ * Consumer lag for /metrics: librdkafka's cached high watermark (no broker
+ * round trip) minus our position (next < 0: nothing read yet, so the low one).
+ */
+static void report_lag(consumer_t *c, int64_t next)
+{
+	int64_t low, high;
+
+	if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, c->partition, &low, &high) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (next < 0)
+		next = low > 0 ? low : 0;
+	metrics_set_lag(c->partition, high > next ? high - next : 0);
+}
+
 static void batch_finish(consumer_t *c)
 {
-	for (int i = 0; i < c->count; i++)
+	for (int i = 0; i < c->count; i++) {
 		c->stats.dead_letters += !item_valid(&c->items[i]);
+		if (!item_valid(&c->items[i]))
+			metrics_inc(M_DLQ_MESSAGES);
+	}
 	store_offsets(c);
+	report_lag(c, c->items[c->count - 1].msg->offset + 1);
+	admission_decided(c->w->args.shm, c->partition, c->items[c->count - 1].msg->offset + 1);
 	c->stats.batches++;
 	log_debug("%s[%d]: batch of %d up to offset %lld done", c->cfg->kafka_topic, c->partition, c->count,
 	          (long long)c->items[c->count - 1].msg->offset);
@@ -462,6 +495,7 @@ static void refuse(consumer_t *c)
 {
 	log_error("partition %d of %s is owned by another consumer (another host or process); refusing",
 	          c->partition, c->cfg->kafka_topic);
+	admission_owner(c->w->args.shm, c->partition, 0); /* this host cannot see its progress */
 	if (c->count > 0) {
 		results_abandon(c->results);
 		batch_clear(c);
@@ -484,6 +518,7 @@ static void batch_run(consumer_t *c)
 	} else if (rc != 0) {
 		schedule_retry(c);
 	} else {
+		admission_owner(c->w->args.shm, c->partition, 1);
 		batch_finish(c);
 		c->retry_ms = 0;
 		event_active(c->next_ev, EV_TIMEOUT,
@@ -525,9 +560,27 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	fill_batch(arg);
 }
 
+/* Admission control: the broker's log end (as the last fetch saw it) keeps the shared view honest. */
+static void admission_tick(consumer_t *c)
+{
+	int64_t low, high, now = clock_mono_ms();
+
+	if (now < c->resync_at_ms)
+		return;
+	c->resync_at_ms = now + ADMISSION_RESYNC_MS;
+	if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, c->partition, &low, &high) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		admission_resync(c->w->args.shm, c->partition, high, &c->seen_accepted);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	fill_batch(arg);
+	consumer_t *c = arg;
+
+	fill_batch(c);
+	admission_tick(c);
+	if (c->count == 0)
+		report_lag(c, c->next_offset);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -548,6 +601,8 @@ static void on_owner_check(evutil_socket_t fd, short what, void *arg)
 		add_timer(c->owner_ev, OWNERSHIP_RETRY_MS);
 	else if (rc == STORE_NOT_OWNER)
 		refuse(c);
+	else if (rc == STORE_OK)
+		admission_owner(c->w->args.shm, c->partition, 1);
 	/* STORE_RETRY: PostgreSQL is down; the first batch connects and takes the lock before any write. */
 }
 
@@ -599,6 +654,13 @@ static void lookup_committed(consumer_t *c)
 		log_info("%s[%d]: no committed offset known; starting from the earliest", c->cfg->kafka_topic,
 		         c->partition);
 	rd_kafka_topic_partition_list_destroy(parts);
+	/*
+	 * Admission control starts from where consumption starts. Without a
+	 * committed offset the previous value stands until the first batch
+	 * (or the once-a-second resync) corrects it: asking the broker for the
+	 * log start here would block start-up longer while Kafka is down.
+	 */
+	admission_start(c->w->args.shm, c->partition, c->next_offset, -1);
 }
 
 static int consumer_create(consumer_t *c)
@@ -786,6 +848,7 @@ int consumer_worker_main(worker_t *w)
 	c->partition = w->args.index;
 	c->wake[0] = c->wake[1] = -1;
 	c->next_offset = -1;
+	c->seen_accepted = -1;
 	w->ctx = c;
 	w->on_stop = consumer_on_stop;
 	if (consumer_start(c) == 0) {

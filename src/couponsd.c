@@ -120,13 +120,22 @@ static int parse_options(int argc, char **argv, options_t *o)
 	return -1;
 }
 
+static int is_control_command(const char *name)
+{
+#ifdef COUPONSD_FAULTS
+	/* Test builds only: Kafka faults for the embedded cluster (src/fault.h). */
+	if (strncmp(name, "kafka ", 6) == 0 && name[6] != '\0')
+		return 1;
+#endif
+	return strcmp(name, "reload") == 0 || strcmp(name, "stop") == 0 || strcmp(name, "reopen") == 0;
+}
+
 static int send_command(const options_t *o)
 {
 	char *path;
 	int rc;
 
-	if (strcmp(o->signal_name, "reload") != 0 && strcmp(o->signal_name, "stop") != 0 &&
-	    strcmp(o->signal_name, "reopen") != 0) {
+	if (!is_control_command(o->signal_name)) {
 		fprintf(stderr, "couponsd: -s takes reload, stop or reopen, not '%s'\n", o->signal_name);
 		return 2;
 	}

@@ -46,6 +46,27 @@ int status_reason_parse(const char *text, reject_reason_t *out)
 	return -1;
 }
 
+/* 10000-01-01T00:00:00Z in seconds since the epoch. */
+#define YEAR_10000 253402300800LL
+
+/* "YYYY-MM-DDTHH:MM:SS" with digits exactly where the pattern has them (sscanf takes signs, spaces). */
+static int iso_shape(const char *text)
+{
+	static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+
+	for (size_t i = 0; i < sizeof(pattern) - 1; i++) {
+		if (pattern[i] == 'd' ? !isdigit((unsigned char)text[i]) : text[i] != pattern[i])
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Times before 1970 are refused: no request is accepted then, and such a
+ * time (year 0, or a negative one) would not format back into something
+ * PostgreSQL takes, so one odd message would hold its partition's batch
+ * forever (found by tests/fuzz/fuzz_event).
+ */
 int time_parse_iso(const char *text, int64_t *ms)
 {
 	struct tm tm;
@@ -53,7 +74,8 @@ int time_parse_iso(const char *text, int64_t *ms)
 	time_t secs;
 
 	memset(&tm, 0, sizeof(tm));
-	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19)
+	if (!iso_shape(text) ||
+	    sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19)
 		return -1;
 	text += n;
 	if (text[0] == '.') {
@@ -72,7 +94,8 @@ int time_parse_iso(const char *text, int64_t *ms)
 	tm.tm_min = mi;
 	tm.tm_sec = s;
 	secs = timegm(&tm);
-	if (secs == (time_t)-1)
+	/* 23:59:60 on 9999-12-31 would be year 10000, which the 4-digit form cannot write back. */
+	if (secs < 0 || secs >= YEAR_10000)
 		return -1;
 	*ms = (int64_t)secs * 1000 + frac;
 	return 0;

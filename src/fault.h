@@ -17,6 +17,31 @@
  *                          It fires once per Redis database (it first sets the marker key
  *                          <prefix>fault:consumer_kill_after_gate with SET NX), so the restarted
  *                          consumer replays the batch instead of dying again.
+ *
+ * Kafka faults (embedded mode only) are not switches but a control command,
+ * `couponsd -c FILE -s 'kafka CMD'`: the master relays CMD over the channel
+ * (CHANNEL_KAFKA_FAULT) to the embedded Kafka child, which applies it with
+ * librdkafka's mock cluster API (rdkafka_mock.h) and answers ok or the error.
+ * A production build refuses `-s kafka ...` like any unknown command.
+ *
+ *   broker-down N | broker-up N   mock broker N (1-3) drops its connections and refuses new ones / comes
+ *                                 back; partition leaders do not move, so its partitions wait
+ *   all-down | all-up             every broker
+ *   produce-errors COUNT CODE     the next COUNT Produce requests, from any client, fail with CODE (a
+ *                                 Kafka error name such as NOT_LEADER_FOR_PARTITION, or a number); nothing
+ *                                 of a failed request is appended
+ *   clear-errors                  forget the Produce errors not used yet
+ *   rtt N|all MS                  delay every answer of broker N (or all) by MS milliseconds
+ *
+ * Caveat (librdkafka 2.0.2): the mock does not check idempotent producers'
+ * sequence numbers. With more than one Produce request in flight, a retriable
+ * CODE (REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS, now and then even
+ * NOT_LEADER_FOR_PARTITION) can fail one batch while a later one succeeds, and
+ * the client then takes the failed batch for persisted: a delivery report says
+ * ok for a message that is not in the log. A real broker refuses the later
+ * batch (OUT_OF_ORDER_SEQUENCE_NUMBER). tests/chaos/mock_seq_repro.c shows it
+ * without couponsd; the chaos suite injects retriable codes only with
+ * kafka.producer {max.in.flight.requests.per.connection: 1}.
  */
 long fault_value(const char *name);
 

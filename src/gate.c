@@ -3,6 +3,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -103,10 +104,12 @@ static redisReply *command(gate_t *g, const char *fmt, ...)
 	reply = redisvCommand(g->rc, fmt, ap);
 	va_end(ap);
 	if (reply == NULL) {
+		metrics_inc(M_REDIS_ERRORS);
 		log_warn("redis: %s", g->rc->errstr);
 		return NULL;
 	}
 	if (reply->type == REDIS_REPLY_ERROR) {
+		metrics_inc(M_REDIS_ERRORS);
 		log_error("redis: %s", reply->str);
 		freeReplyObject(reply);
 		return NULL;

@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -60,6 +61,16 @@ void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json
 		return;
 	}
 	free(text);
+	/* HEAD: GET's headers, Content-Length included, and no body (libevent 2.1 would send it, and a
+	 * keep-alive client would read it as the start of the next answer). */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char length[24];
+
+		snprintf(length, sizeof(length), "%zu", evbuffer_get_length(out));
+		evhttp_add_header(h, "Content-Length", length);
+		if (evbuffer_drain(out, evbuffer_get_length(out)) != 0)
+			log_warn("cannot drop the body of a HEAD answer");
+	}
 	evhttp_send_reply(req, code, phrase(code), NULL);
 }
 
@@ -279,15 +290,62 @@ static int within_limits(http_ctx_t *ctx, struct evhttp_request *req)
 	return 1;
 }
 
+/*
+ * Counts the answer once libevent has sent it. The route and the start time
+ * travel in the callback's pointer-sized argument, (monotonic µs << 8) | route,
+ * so nothing is allocated that a vanished client could leak.
+ */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+	uintptr_t packed = (uintptr_t)arg;
+
+	metrics_request((route_id_t)(packed & 0xff), evhttp_request_get_response_code(req),
+	                clock_mono_us() - (int64_t)(packed >> 8));
+}
+
+static void count_request(struct evhttp_request *req, route_id_t route)
+{
+	uintptr_t packed = ((uintptr_t)clock_mono_us() << 8) | (uintptr_t)route;
+
+	if (metrics_enabled())
+		evhttp_request_set_on_complete_cb(req, on_complete, (void *)packed);
+}
+
+static void handle_metrics(http_ctx_t *ctx, struct evhttp_request *req)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	if (!metrics_enabled()) {
+		http_reply_error(ctx, req, 404, "NOT_FOUND", "metrics are off (metrics.enabled: false)");
+		return;
+	}
+	if (metrics_render(out) != 0) {
+		http_reply_error(ctx, req, 503, "UNAVAILABLE", "cannot render the metrics");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	                  "text/plain; version=0.0.4; charset=utf-8");
+	/* libevent sends whatever is in the buffer, HEAD or not: a HEAD answer carries only its length. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char length[24];
+
+		snprintf(length, sizeof(length), "%zu", evbuffer_get_length(out));
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", length);
+		evbuffer_drain(out, evbuffer_get_length(out));
+	}
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
 void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 {
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	route_match_t m;
 	pending_t *p;
 
+	router_match(method_of(req), path, &m);
+	count_request(req, m.route);
 	if (!within_limits(ctx, req))
 		return;
-	router_match(method_of(req), path, &m);
 	if (m.status != 0) {
 		if (m.status == 405)
 			evhttp_add_header(
@@ -320,7 +378,11 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 	case ROUTE_ADMIN_COUPONS:
 		http_handle_admin_create(ctx, req);
 		break;
+	case ROUTE_METRICS:
+		handle_metrics(ctx, req);
+		break;
 	case ROUTE_NONE:
+	case ROUTE_COUNT:
 		break;
 	}
 }

@@ -9,6 +9,7 @@
 #include "pg_async.h"
 #include "producer.h"
 #include "redis_async.h"
+#include "shm.h"
 #include "sse.h"
 
 #include <event2/http.h>
@@ -27,6 +28,7 @@ typedef struct {
 	producer_t *producer;
 	coupon_cache_t *coupons;
 	sse_t *sse;
+	shm_t *shm; /* the master's shared memory: partition progress for admission control */
 	int draining;
 } http_ctx_t;
 

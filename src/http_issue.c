@@ -1,9 +1,11 @@
 /* http_issue.c: POST /api/coupons/{id}/issue: gates at the edge, then a 202 only once Kafka has the event. */
 #include "http_api.h"
 
+#include "admission.h"
 #include "clock.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -44,6 +46,7 @@ typedef struct {
 	struct evhttp_request *req;
 	issue_event_t ev;
 	char user_key[KEYS_MAX];
+	int partition;     /* where the producer's partitioner will put the event (admission.c) */
 	int claimed;       /* this request holds the per-user claim in Redis */
 	int confirmations; /* Redis replies still awaited before the 202 */
 } issue_t;
@@ -102,8 +105,22 @@ static int write_pending(issue_t *is)
 	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
 }
 
+/* Admission control predicted one partition, Kafka chose another: its limit is checked in the wrong place. */
+static void check_prediction(issue_t *is, int partition)
+{
+	static int warned;
+
+	if (partition == is->partition || warned)
+		return;
+	warned = 1;
+	log_warn(
+	    "coupon %lld: admission control expected partition %d, Kafka used %d; is kafka.partitions the "
+	    "topic's partition count, and is the partitioner murmur2_random?",
+	    (long long)is->ev.coupon_id, is->partition, partition);
+}
+
 /* The event is durably in Kafka: record PENDING and make the claim last, then answer 202. */
-static void on_delivered(produce_result_t result, void *arg)
+static void on_delivered(produce_result_t result, int partition, int64_t offset, void *arg)
 {
 	issue_t *is = arg;
 
@@ -116,6 +133,8 @@ static void on_delivered(produce_result_t result, void *arg)
 		issue_free(is);
 		return;
 	}
+	admission_delivered(is->ctx->shm, partition, offset);
+	check_prediction(is, partition);
 	is->confirmations = 1;
 	if (write_pending(is) == 0)
 		is->confirmations++;
@@ -228,11 +247,35 @@ static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
 	return -1;
 }
 
+/*
+ * Lag-aware admission: a partition whose consumer is issue.max_pending or
+ * more events behind takes no more until it catches up. That bounds how
+ * long a 202 waits for its decision and keeps the backlog within what Kafka
+ * retains. Checked after the coupon's own answers (404, NOT_OPEN, SOLD_OUT
+ * are final, a 429 says "later") and before the claim, so a 429 leaves
+ * nothing behind in Redis.
+ */
+static int overloaded(issue_t *is)
+{
+	const config_t *cfg = is->ctx->cfg;
+	int64_t pending = admission_pending(is->ctx->shm, cfg, is->partition);
+
+	if (pending < cfg->issue_max_pending)
+		return 0;
+	metrics_inc(M_ADMISSION_REJECTS);
+	http_set_retry_after(is->req, 1);
+	http_reply_error(
+	    is->ctx, is->req, 429, "OVERLOADED",
+	    "%lld requests of partition %d wait for a decision (issue.max_pending %d); try again",
+	    (long long)pending, is->partition, cfg->issue_max_pending);
+	return 1;
+}
+
 static void on_coupon(const coupon_info_t *c, void *arg)
 {
 	issue_t *is = arg;
 
-	if (reject_by_coupon(is, c) != 0) {
+	if (reject_by_coupon(is, c) != 0 || overloaded(is)) {
 		issue_free(is);
 		return;
 	}
@@ -245,38 +288,6 @@ static void on_coupon(const coupon_info_t *c, void *arg)
 	claim(is);
 }
 
-/*
- * The raw value of one query parameter, percent-decoded with its length kept:
- * "userId=1%00" must not read as "1". Returns 1 with *out (malloc'ed), 0 when
- * absent, -1 when repeated, undecodable or holding a NUL byte.
- */
-static int query_param(const char *query, const char *name, char **out)
-{
-	size_t nlen = strlen(name), dlen;
-	int found = 0;
-
-	*out = NULL;
-	for (const char *p = query; p != NULL && *p != '\0'; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-		const char *end = strchr(p, '&');
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-		char *raw;
-
-		if (len <= nlen || strncmp(p, name, nlen) != 0 || p[nlen] != '=')
-			continue;
-		if (found++ > 0 || (raw = strndup(p + nlen + 1, len - nlen - 1)) == NULL)
-			break;
-		*out = evhttp_uridecode(raw, 1, &dlen);
-		free(raw);
-		if (*out == NULL || strlen(*out) != dlen)
-			break;
-	}
-	if (found == 1 && *out != NULL && strlen(*out) == dlen)
-		return 1;
-	free(*out);
-	*out = NULL;
-	return found == 0 ? 0 : -1;
-}
-
 void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m)
 {
 	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -284,7 +295,7 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 	size_t len = 0;
 	int64_t user_id;
 	issue_t *is;
-	int rc = query_param(q, "userId", &user);
+	int rc = router_query_param(q, "userId", &user);
 
 	if (rc < 0) {
 		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT",
@@ -307,5 +318,6 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 	is->req = req;
 	is->ev.coupon_id = m->coupon_id;
 	is->ev.user_id = user_id;
+	is->partition = admission_coupon_partition(m->coupon_id, ctx->cfg->kafka_partitions);
 	coupon_cache_get(ctx->coupons, m->coupon_id, on_coupon, is);
 }

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_SEGMENTS 6
@@ -96,6 +97,8 @@ void router_match(http_method_t method, const char *path, route_match_t *m)
 			m->route = ROUTE_HEALTHZ;
 		else if (s.count == 1 && seg_is(&s, 0, "readyz"))
 			m->route = ROUTE_READYZ;
+		else if (s.count == 1 && seg_is(&s, 0, "metrics"))
+			m->route = ROUTE_METRICS;
 		else if (seg_is(&s, 0, "api"))
 			match_api(method, &s, m);
 	}
@@ -166,4 +169,70 @@ int router_user_id(const char *query_value, const char *body, size_t body_len, i
 	}
 	*user_id = query_value != NULL ? from_query : from_body;
 	return 0;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes len bytes into a new string; -1 for "%4", "%zz", "%00" or no memory. */
+static int query_decode(const char *s, size_t len, char **out)
+{
+	char *o = malloc(len + 1);
+
+	*out = o;
+	if (o == NULL)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+
+		if (s[i] != '%') {
+			*o++ = s[i] == '+' ? ' ' : s[i];
+			continue;
+		}
+		hi = i + 2 < len ? hex_digit(s[i + 1]) : -1;
+		lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+		if (lo < 0 || (hi == 0 && lo == 0)) {
+			free(*out);
+			*out = NULL;
+			return -1;
+		}
+		*o++ = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	*o = '\0';
+	return 0;
+}
+
+int router_query_param(const char *query, const char *name, char **out)
+{
+	size_t nlen = strlen(name), vlen = 0;
+	const char *value = NULL;
+	int found = 0;
+
+	*out = NULL;
+	for (const char *p = query; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, '&');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			found++;
+			value = p + nlen + 1;
+			vlen = len - nlen - 1;
+		}
+		p = end != NULL ? end + 1 : NULL;
+	}
+	if (found == 0)
+		return 0;
+	/* Twice is ambiguous: "userId=1&userId=2" must not mean whichever a parser keeps. */
+	if (found > 1 || query_decode(value, vlen, out) != 0)
+		return -1;
+	return 1;
 }

@@ -17,6 +17,8 @@ typedef enum {
 	ROUTE_REQUEST_EVENTS, /* GET  /api/requests/{requestId}/events */
 	ROUTE_USER_COUPONS,   /* GET  /api/users/{userId}/coupons */
 	ROUTE_ADMIN_COUPONS,  /* POST /api/admin/coupons */
+	ROUTE_METRICS,        /* GET  /metrics */
+	ROUTE_COUNT
 } route_id_t;
 
 typedef enum { METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_OTHER } http_method_t;
@@ -40,5 +42,13 @@ void router_match(http_method_t method, const char *path, route_match_t *m);
  */
 int router_user_id(const char *query_value, const char *body, size_t body_len, int64_t *user_id, char *msg,
                    size_t msg_size);
+
+/*
+ * The value of one query parameter ("userId" in "a=1&userId=7"),
+ * percent-decoded with '+' as a space. Returns 1 with *out (malloc'ed), 0
+ * when absent, -1 when given twice, when an escape is malformed or decodes to
+ * a NUL byte ("userId=1%00" must not read as "1"), or when out of memory.
+ */
+int router_query_param(const char *query, const char *name, char **out);
 
 #endif

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "fault.h"
 #include "http_api.h"
+#include "http_guard.h"
 #include "log.h"
 #include "ptrset.h"
 
@@ -22,6 +23,7 @@
 typedef struct {
 	worker_t *w;
 	struct evhttp *http;
+	http_guard_t *guard; /* the whole-request deadline (http.read_timeout) */
 	struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
 	int bound_count;
 	ptrset_t conns;        /* connections that have carried a request and are still open */
@@ -74,8 +76,8 @@ static void track_connection(http_worker_t *hw, struct evhttp_request *req)
 	hw->last_activity = clock_mono_ms();
 	if (conn == NULL)
 		return;
-	if (ptrset_add(&hw->conns, conn) == 1)
-		evhttp_connection_set_closecb(conn, on_conn_close, hw);
+	if (ptrset_add(&hw->conns, conn) < 0)
+		log_warn("out of memory tracking a connection");
 	if ((int)hw->conns.count >= hw->w->args.cfg->http_max_connections)
 		set_accepting(hw, 0);
 }
@@ -86,6 +88,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 	track_connection(hw, req);
 	http_api_dispatch(&hw->api, req);
+	/* After the handler: it may have set the request's on-complete callback, which the guard chains. */
+	http_guard_request(hw->guard, req);
 }
 
 static int http_setup(http_worker_t *hw)
@@ -98,10 +102,15 @@ static int http_setup(http_worker_t *hw)
 		log_error("cannot set up the HTTP API's clients");
 		return -1;
 	}
+	hw->api.shm = hw->w->args.shm;
 	hw->http = evhttp_new(hw->w->base);
 	if (hw->http == NULL)
 		return -1;
+	/* The timeout restarts with every byte read; the guard bounds a whole request. */
 	evhttp_set_timeout_tv(hw->http, &tv);
+	hw->guard = http_guard_new(hw->w->base, hw->http, cfg->http_read_timeout, on_conn_close, hw);
+	if (hw->guard == NULL)
+		return -1;
 	/*
 	 * libevent answers what exceeds its own limits with an HTML page, so its
 	 * limits are hard caps above ours: http.max_body and the header limit are
@@ -191,6 +200,7 @@ static void http_destroy(http_worker_t *hw)
 	hw->api_ready = 0;
 	if (hw->http != NULL)
 		evhttp_free(hw->http);
+	http_guard_free(hw->guard); /* after evhttp_free(): every connection has ended by then */
 	ptrset_free(&hw->conns);
 	free(hw);
 }

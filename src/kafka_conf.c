@@ -85,13 +85,17 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 	 * acks=all and idempotence: a delivery report means every in-sync
 	 * replica has the message, exactly once and in order per partition.
 	 * murmur2_random is the Java client's partitioner, so JVM producers and
-	 * couponsd put one coupon's events in the same partition.
+	 * couponsd put one coupon's events in the same partition. A 202 waits
+	 * for the delivery report, so linger.ms is 1 rather than librdkafka's 5
+	 * (bench: 3.8k/s against 3.1k/s at 64 connections, p50 2 ms against 6);
+	 * kafka.producer may still set it.
 	 */
 	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
 	    kafka_conf_set(conf, "client.id", client_id) != 0 || kafka_conf_set(conf, "acks", "all") != 0 ||
 	    kafka_conf_set(conf, "enable.idempotence", "true") != 0 ||
 	    kafka_conf_set(conf, "partitioner", "murmur2_random") != 0 ||
 	    kafka_conf_set(conf, "message.timeout.ms", timeout) != 0 ||
+	    kafka_conf_set(conf, "linger.ms", "1") != 0 ||
 	    kafka_conf_apply(conf, cfg->kafka_producer, cfg->kafka_producer_count) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;

@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "pidfile.h"
 #include "proctitle.h"
@@ -123,6 +124,64 @@ void master_on_ready(master_t *m, child_t *c, const char *payload)
 		reload_check(m);
 }
 
+#ifdef COUPONSD_FAULTS
+/*
+ * Test builds only: `couponsd -s 'kafka CMD'` is relayed to the embedded
+ * Kafka child, which applies it to its mock cluster; its answer comes back
+ * on the channel (master_on_message) and goes to the client that asked.
+ */
+static void kafka_fault_relay(master_t *m, control_client_t *client, const char *args)
+{
+	const char *why = NULL;
+	child_t *k = m->children;
+
+	while (k != NULL && !(k->role == ROLE_KAFKA && k->pid > 0 && k->state == CHILD_READY))
+		k = k->next;
+	if (k == NULL)
+		why = "no embedded kafka is running (kafka.brokers is not \"embedded\", or it is restarting)";
+	else if (m->kafka_waiter_count == (int)(sizeof(m->kafka_waiters) / sizeof(m->kafka_waiters[0])))
+		why = "too many kafka commands waiting for an answer";
+	else if (channel_send(k->chan_fd, CHANNEL_KAFKA_FAULT, args) != 0)
+		why = strerror(errno);
+	if (why != NULL) {
+		control_reply(client, "error: kafka %s: %s", args, why);
+		control_end(client, 0);
+		return;
+	}
+	log_info("control socket: kafka %s", args);
+	m->kafka_waiters[m->kafka_waiter_count++] = client;
+}
+
+/* The embedded Kafka child is gone: nobody will answer what it was asked. */
+static void kafka_waiters_fail(master_t *m)
+{
+	for (int i = 0; i < m->kafka_waiter_count; i++) {
+		control_reply(m->kafka_waiters[i], "error: the embedded kafka exited before answering");
+		control_end(m->kafka_waiters[i], 0);
+	}
+	m->kafka_waiter_count = 0;
+}
+#endif
+
+void master_on_message(master_t *m, child_t *c, const channel_msg_t *msg)
+{
+#ifdef COUPONSD_FAULTS
+	if (msg->type == CHANNEL_KAFKA_FAULT && c->role == ROLE_KAFKA && m->kafka_waiter_count > 0) {
+		control_client_t *client = m->kafka_waiters[0];
+		int ok = strcmp(msg->data, "ok") == 0;
+
+		m->kafka_waiter_count--;
+		memmove(m->kafka_waiters, m->kafka_waiters + 1,
+		        (size_t)m->kafka_waiter_count * sizeof(m->kafka_waiters[0]));
+		if (!ok)
+			control_reply(client, "%s", msg->data);
+		control_end(client, ok);
+		return;
+	}
+#endif
+	log_warn("ignoring channel message of type %u from pid %d", (unsigned)msg->type, (int)c->pid);
+}
+
 /* Graceful stop, step two: once every worker has left, the embedded Kafka goes last. */
 static void stop_progress(master_t *m)
 {
@@ -144,6 +203,10 @@ static void stop_progress(master_t *m)
 
 void master_on_exit(master_t *m, child_t *c)
 {
+#ifdef COUPONSD_FAULTS
+	if (c->role == ROLE_KAFKA && c->pid == 0)
+		kafka_waiters_fail(m);
+#endif
 	if (c->pid == 0 && (c->retired || m->state == MASTER_STOPPING)) {
 		proc_release(m, c);
 	} else if (c->pid == 0 && c->respawn_on_exit) {
@@ -231,6 +294,12 @@ static void on_control(void *arg, control_client_t *client, const char *command)
 {
 	master_t *m = arg;
 
+#ifdef COUPONSD_FAULTS
+	if (strncmp(command, "kafka ", 6) == 0) {
+		kafka_fault_relay(m, client, command + 6);
+		return;
+	}
+#endif
 	if (strcmp(command, "reload") == 0) {
 		log_info("control socket: reload");
 		reload_add_waiter(m, client);
@@ -339,6 +408,7 @@ static void master_cleanup(master_t *m)
 	if (m->pid_path != NULL)
 		pidfile_remove(m->pid_path, m->pidfile_fd);
 	shm_destroy(m->shm);
+	metrics_destroy();
 	if (m->base != NULL)
 		event_base_free(m->base);
 	config_errors_clear(&m->reload_notes);
@@ -362,6 +432,9 @@ int master_main(config_t *cfg, const char *config_path)
 	log_set_role("master");
 	m.base = event_base_new();
 	m.shm = shm_create();
+	/* metrics.enabled needs a restart: the region is sized and mapped once, before the first fork. */
+	if (cfg->metrics_enabled && metrics_create(SHM_SLOTS + 1) == 0)
+		metrics_attach(SHM_SLOTS); /* the master's own slot: restarts and reloads */
 	if (m.pid_path != NULL && m.control_path != NULL && m.base != NULL && m.shm != NULL &&
 	    events_setup(&m) == 0 && open_resources(&m) == 0 && start_children(&m) == 0) {
 		log_info("couponsd %s started (config %s)", PACKAGE_VERSION, config_path);

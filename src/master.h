@@ -79,6 +79,9 @@ struct master {
 	control_client_t *next_waiters[64];
 	int next_waiter_count;
 	config_errors_t reload_notes; /* warnings of the reload in progress */
+	/* Test builds: `kafka ...` control clients waiting for the embedded Kafka's answers, in order. */
+	control_client_t *kafka_waiters[16];
+	int kafka_waiter_count;
 };
 
 /* Runs the daemon until it stops; takes ownership of cfg. Returns the exit code. */
@@ -97,6 +100,7 @@ const char *proc_name(const child_t *c, char *buf, size_t size);
 
 /* master.c */
 void master_on_ready(master_t *m, child_t *c, const char *payload);
+void master_on_message(master_t *m, child_t *c, const channel_msg_t *msg);
 void master_on_exit(master_t *m, child_t *c);
 const config_t *master_config_for(const master_t *m, const child_t *c);
 void master_spawn_consumers(master_t *m, const config_t *cfg);

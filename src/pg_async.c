@@ -2,7 +2,9 @@
 #include "pg_async.h"
 
 #include "log.h"
+#include "metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,10 +91,15 @@ static void set_deadline(pg_async_t *pg)
 }
 
 /* Drops the connection, fails everything queued, and tries again later. */
-static void reset(pg_async_t *pg, const char *why)
+static void reset(pg_async_t *pg, const char *reason)
 {
 	struct timeval tv = {pg->backoff_ms / 1000, (pg->backoff_ms % 1000) * 1000};
+	char why[512];
 
+	/* reason is often PQerrorMessage() of the connection freed below: keep a copy for the callbacks. */
+	snprintf(why, sizeof(why), "%s", reason);
+
+	metrics_inc(M_POSTGRES_ERRORS);
 	log_warn("postgres: %s; reconnecting in %lld ms", why, (long long)pg->backoff_ms);
 	if (pg->io_ev != NULL)
 		event_free(pg->io_ev);

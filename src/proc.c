@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -80,6 +81,8 @@ static void on_channel(evutil_socket_t fd, short what, void *arg)
 	while ((rc = channel_recv(fd, &msg)) > 0) {
 		if (msg.type == CHANNEL_READY)
 			master_on_ready(c->master, c, msg.data);
+		else
+			master_on_message(c->master, c, &msg);
 	}
 	/* EOF is ignored here: SIGCHLD and waitpid() are the one source of truth about exits. */
 	if (rc == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -205,6 +208,9 @@ static void schedule_restart(master_t *m, child_t *c)
 	delay = c->backoff_ms;
 	c->backoff_ms = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
 	c->restarts++;
+	metrics_inc(c->role == ROLE_HTTP       ? M_RESTARTS_HTTP
+	            : c->role == ROLE_CONSUMER ? M_RESTARTS_CONSUMER
+	                                       : M_RESTARTS_KAFKA);
 	if (c->restart_ev == NULL)
 		c->restart_ev = evtimer_new(m->base, on_restart_timer, c);
 	tv.tv_sec = delay / 1000;
@@ -244,6 +250,7 @@ static void child_gone(master_t *m, child_t *c, int status)
 	c->chan_ev = NULL;
 	close(c->chan_fd);
 	c->chan_fd = -1;
+	metrics_retire(c->shm_slot); /* its counts outlive it; the next process starts its slot at zero */
 	shm_slot_release(m->shm, c->shm_slot);
 	c->shm_slot = -1;
 	c->pid = 0;

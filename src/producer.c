@@ -3,6 +3,8 @@
 
 #include "kafka_conf.h"
 #include "log.h"
+#include "metrics.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@ typedef struct {
 	producer_t *p;
 	produce_fn fn;
 	void *arg;
+	int64_t sent_us; /* for the produce latency histogram */
 } delivery_t;
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -37,10 +40,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	if (d == NULL)
 		return;
 	d->p->in_flight--;
-	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->sent_us);
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
 		log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
 		         rd_kafka_err2str(m->err));
-	d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, d->arg);
+	}
+	d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition,
+	      m->offset, d->arg);
 	free(d);
 }
 
@@ -162,12 +169,14 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 	d->p = p;
 	d->fn = fn;
 	d->arg = arg;
+	d->sent_us = clock_mono_us();
 	err =
 	    rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
 	                      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 	                      RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		free(d);
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return PRODUCE_FULL;
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));

@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
 	PRODUCE_OK = 0, /* delivery report received: durably in Kafka (acks=all) */
@@ -13,7 +14,8 @@ typedef enum {
 	PRODUCE_FAILED, /* no delivery within kafka.produce_timeout, or a permanent error: 503 */
 } produce_result_t;
 
-typedef void (*produce_fn)(produce_result_t result, void *arg);
+/* The outcome; with PRODUCE_OK also where Kafka put the message (admission control counts it there). */
+typedef void (*produce_fn)(produce_result_t result, int partition, int64_t offset, void *arg);
 typedef struct producer producer_t;
 
 /*

@@ -2,6 +2,7 @@
 #include "redis_async.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -101,6 +102,7 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 	redis_cmd_t *cmd = arg;
 	redis_async_t *ra = cmd->ra;
 
+	metrics_inc(M_REDIS_ERRORS);
 	log_warn("redis %s: no reply within %lld ms; resetting the connection", ra->name,
 	         (long long)ra->cfg->redis_timeout);
 	finish(cmd, NULL);

@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "sdnotify.h"
 
 #include <signal.h>
@@ -34,6 +35,7 @@ static void reload_fail(master_t *m, const config_errors_t *errs)
 {
 	for (int i = 0; i < errs->count; i++)
 		log_error("reload refused: %s", errs->items[i]);
+	metrics_inc(M_RELOADS_REFUSED);
 	sdnotify_send("READY=1\nSTATUS=reload refused (%d errors); still running the previous configuration",
 	              errs->count);
 	m->state = MASTER_RUNNING;
@@ -114,6 +116,7 @@ static void reload_commit(master_t *m)
 	}
 	hand_over_consumers(m, deadline);
 	m->state = MASTER_RUNNING;
+	metrics_inc(M_RELOADS_OK);
 	master_notify_ready(m, "reloaded");
 	reply_waiters(m->reload_waiters, &m->reload_waiter_count, &m->reload_notes, "warning", 1);
 	reload_done(m);

@@ -1,4 +1,4 @@
-/* shm.c: memory the master shares with every child (heartbeats now, metrics later). */
+/* shm.c: memory the master shares with every child: heartbeats, partition progress (metrics later). */
 #include "shm.h"
 
 #include "clock.h"
@@ -10,7 +10,8 @@
 
 shm_t *shm_create(void)
 {
-	/* Anonymous and shared: inherited by every fork, gone with the last process. */
+	/* Anonymous and shared: inherited by every fork, gone with the last process; zero-filled, so
+	 * every partition starts SHM_PART_UNKNOWN. */
 	void *p = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED) {

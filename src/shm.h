@@ -1,4 +1,4 @@
-/* shm.h: memory the master shares with every child (heartbeats now, metrics later). */
+/* shm.h: memory the master shares with every child: heartbeats, partition progress (metrics later). */
 #ifndef COUPONSD_SHM_H
 #define COUPONSD_SHM_H
 
@@ -19,8 +19,34 @@ typedef struct {
 	_Atomic int32_t in_use;
 } shm_slot_t;
 
+/* As many as kafka.partitions may name (CONFIG_MAX_PARTITIONS; admission.c asserts they agree). */
+#define SHM_PARTITIONS 1024
+
+/* What the HTTP workers may assume about a partition's consumer on this host. */
+enum {
+	SHM_PART_UNKNOWN = 0, /* no consumer here has reported: admission does not limit it */
+	SHM_PART_OWNED = 1,   /* a consumer here owns it (or did, and its successor is on the way) */
+	SHM_PART_FOREIGN = 2, /* the consumer here was refused: another host decides it */
+};
+
+/*
+ * One partition of the issue topic, in Kafka offsets, not counts: offsets
+ * are positions in the log, so a replay after a consumer crash, another
+ * host's producers or a lost delivery report cannot make the two drift
+ * apart for good. pending = accepted - decided (admission.c).
+ * The master only creates this (zeroed) and keeps it across restarts and
+ * reloads; the children write it, each field with plain atomics.
+ */
+typedef struct {
+	_Atomic int64_t accepted; /* the log end: highest delivered offset + 1 (HTTP workers, raised only),
+	                             or the consumer's high watermark (raised, or lowered when stale) */
+	_Atomic int64_t decided;  /* the consumer's stored offset: everything below it is decided */
+	_Atomic int32_t state;    /* SHM_PART_* */
+} shm_partition_t;
+
 typedef struct {
 	shm_slot_t slots[SHM_SLOTS];
+	shm_partition_t partitions[SHM_PARTITIONS];
 } shm_t;
 
 shm_t *shm_create(void);

@@ -57,11 +57,18 @@ void sse_connection_closed(sse_t *sse, struct evhttp_connection *conn)
 {
 	if (!ptrset_remove(&sse->conns, conn))
 		return;
-	/* Rare (a client leaving mid-stream), so a scan is fine; the request is freed by libevent after this.
-	 */
+	/* Rare (a client leaving mid-stream), so a scan is fine. */
 	for (int i = 0; i < BUCKETS; i++) {
 		for (stream_t *s = sse->buckets[i]; s != NULL; s = s->next) {
 			if (s->conn == conn) {
+				/*
+				 * A client that left (EOF, timeout) had its request detached
+				 * by libevent, which then leaves it to us: ending the reply
+				 * frees it. One still attached (evhttp_free at exit) is freed
+				 * with its connection.
+				 */
+				if (evhttp_request_get_connection(s->req) == NULL)
+					evhttp_send_reply_end(s->req);
 				unlink_stream(s);
 				free(s);
 				return;
@@ -134,10 +141,13 @@ int sse_parse_status(const char *text, size_t len, request_status_t *st)
 
 static void on_result(const char *payload, size_t len, void *arg)
 {
+	sse_t *sse = arg;
 	request_status_t st;
 
-	if (sse_parse_status(payload, len, &st) == 0)
-		sse_deliver(arg, &st);
+	/* Every worker hears every result: with no stream open, do not even parse it (a third of a worker's
+	 * CPU). */
+	if (sse->count > 0 && sse_parse_status(payload, len, &st) == 0)
+		sse_deliver(sse, &st);
 }
 
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)

@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 
 #include <stdarg.h>
@@ -260,6 +261,7 @@ static void log_pg_failure(store_t *s, const char *what, const PGresult *res)
 
 	if (msg[0] == '\0')
 		msg = PQerrorMessage(s->conn);
+	metrics_inc(M_POSTGRES_ERRORS);
 	log_warn("postgresql %s: %.*s", what, (int)strcspn(msg, "\n"), msg);
 }
 

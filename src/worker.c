@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "fault.h"
 #include "log.h"
+#include "metrics.h"
 #include "proctitle.h"
 
 #include <errno.h>
@@ -38,20 +39,37 @@ static void begin_stop(worker_t *w)
 		worker_finish(w, 0);
 }
 
+static void dispatch(worker_t *w, const channel_msg_t *msg)
+{
+	switch (msg->type) {
+	case CHANNEL_STOP:
+		begin_stop(w);
+		break;
+	case CHANNEL_REOPEN:
+		if (log_reopen() != 0)
+			log_error("cannot reopen the log file");
+		break;
+	case CHANNEL_LOG:
+		if (log_settings_apply(msg->data) != 0)
+			log_error("cannot apply the new log settings '%s'", msg->data);
+		break;
+	default:
+		/* Messages for one role only (the embedded Kafka's fault commands in test builds). */
+		if (w->on_message != NULL)
+			w->on_message(w, msg);
+		else
+			log_warn("ignoring channel message of type %u", (unsigned)msg->type);
+	}
+}
+
 static void on_channel(evutil_socket_t fd, short what, void *arg)
 {
 	worker_t *w = arg;
 	channel_msg_t msg;
 	int rc;
 
-	while ((rc = channel_recv(fd, &msg)) > 0) {
-		if (msg.type == CHANNEL_STOP)
-			begin_stop(w);
-		else if (msg.type == CHANNEL_REOPEN && log_reopen() != 0)
-			log_error("cannot reopen the log file");
-		else if (msg.type == CHANNEL_LOG && log_settings_apply(msg.data) != 0)
-			log_error("cannot apply the new log settings '%s'", msg.data);
-	}
+	while ((rc = channel_recv(fd, &msg)) > 0)
+		dispatch(w, &msg);
 	if (rc == 0) {
 		/* EOF: the master is gone. Nobody would restart or supervise us, so go now. */
 		log_warn("master went away; exiting");
@@ -201,6 +219,7 @@ int worker_main(const worker_args_t *args)
 	int rc = 1;
 
 	set_identity(args);
+	metrics_attach(args->shm_slot);
 	/* The master's sink is inherited; a child of a new generation may run other log settings. */
 	if (log_configure(args->cfg) != 0)
 		log_error("cannot apply this generation's log settings; keeping the inherited ones");

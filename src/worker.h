@@ -2,6 +2,7 @@
 #ifndef COUPONSD_WORKER_H
 #define COUPONSD_WORKER_H
 
+#include "channel.h"
 #include "config.h"
 #include "listen.h"
 #include "shm.h"
@@ -34,7 +35,9 @@ struct worker {
 	int stopping;
 	int exit_code;
 	void (*on_stop)(worker_t *w); /* graceful stop asked: finish in-flight work, then worker_finish() */
-	void *ctx;                    /* the role's own state */
+	/* The role's own channel messages (anything but STOP, REOPEN and LOG), if it takes any. */
+	void (*on_message)(worker_t *w, const channel_msg_t *msg);
+	void *ctx; /* the role's own state */
 };
 
 /* Runs the role's main function in a freshly forked child; returns the exit code. */
