@@ -2,6 +2,7 @@
  */
 #include "http_api.h"
 
+#include "clock.h"
 #include "keys.h"
 #include "log.h"
 
@@ -10,12 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A Redis PENDING older than this is checked against PostgreSQL (see on_hash). */
+#define STALE_PENDING_MS 2000
+
 typedef struct {
 	http_ctx_t *ctx;
 	char request_id[UUID_TEXT_LEN + 1];
 	status_fn fn;
 	void *arg;
 	int redis_failed;
+	int have_pending; /* Redis said PENDING: the answer when PostgreSQL has no decision */
+	request_status_t pending;
 } lookup_t;
 
 static void hash_field(const char *name, const char *value, request_status_t *st, int *have_status)
@@ -53,7 +59,9 @@ static void on_decided_row(const PGresult *res, const char *error, void *arg)
 
 	memset(&st, 0, sizeof(st));
 	memcpy(st.event.request_id, lk->request_id, sizeof(st.event.request_id));
-	if (error != NULL) {
+	if ((error != NULL || PQntuples(res) == 0) && lk->have_pending) {
+		lk->fn(lk->ctx, &lk->pending, 1, lk->arg);
+	} else if (error != NULL) {
 		log_warn("request %s from PostgreSQL: %s", lk->request_id, error);
 		lk->fn(lk->ctx, NULL, -1, lk->arg);
 	} else if (PQntuples(res) == 0) {
@@ -99,9 +107,18 @@ static void on_hash(redisReply *reply, void *arg)
 	memset(&st, 0, sizeof(st));
 	memcpy(st.event.request_id, lk->request_id, sizeof(st.event.request_id));
 	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && parse_hash(reply, &st)) {
-		lk->fn(lk->ctx, &st, 1, lk->arg);
-		free(lk);
-		return;
+		/*
+		 * A PENDING that old may be stale: the edge writes it after the delivery
+		 * report, and if Redis was flushed after the consumer's decision, that
+		 * late write recreates PENDING for good. PostgreSQL's decision wins.
+		 */
+		if (st.state != STATUS_PENDING || clock_real_ms() - st.event.accepted_ms < STALE_PENDING_MS) {
+			lk->fn(lk->ctx, &st, 1, lk->arg);
+			free(lk);
+			return;
+		}
+		lk->have_pending = 1;
+		lk->pending = st;
 	}
 	lk->redis_failed = reply == NULL || reply->type != REDIS_REPLY_ARRAY;
 	from_postgres(lk);
