@@ -617,6 +617,28 @@ static void decide_reserved(store_t *s, store_item_t *items, int i, coupon_row_t
 	}
 }
 
+/*
+ * The gate said sold out, but an earlier request of this batch may hold a
+ * unit PostgreSQL will not issue (ALREADY_ISSUED): first come, first served
+ * says that unit is this request's. The locked remaining decides; the batch's
+ * convergence step then sets the Redis stock to it, after the releases.
+ */
+static void decide_sold_out(store_t *s, store_item_t *items, int i, coupon_row_t *c)
+{
+	if (user_holds(s, items[i].event) || s->pair_taken[s->pair_leader[i]]) {
+		set_decision(&items[i], STATUS_REJECTED, REASON_ALREADY_ISSUED, 0);
+		return;
+	}
+	if (c->room <= 0) {
+		set_decision(&items[i], STATUS_REJECTED, REASON_SOLD_OUT, 0);
+		return;
+	}
+	c->room--;
+	s->planned[i] = 1;
+	s->pair_taken[s->pair_leader[i]] = 1;
+	set_decision(&items[i], STATUS_ISSUED, REASON_NONE, 0); /* nothing reserved: nothing to release */
+}
+
 static void decide_one(store_t *s, store_item_t *items, int i)
 {
 	store_item_t *it = &items[i];
@@ -639,7 +661,7 @@ static void decide_one(store_t *s, store_item_t *items, int i)
 	else if (!coupon_open(c, it->event->accepted_ms))
 		set_decision(it, STATUS_REJECTED, REASON_NOT_OPEN, reserved);
 	else if (it->gate == GATE_SOLD_OUT)
-		set_decision(it, STATUS_REJECTED, REASON_SOLD_OUT, 0);
+		decide_sold_out(s, items, i, c);
 	else if (it->gate == GATE_RELEASED_EARLIER)
 		set_decision(it, STATUS_REJECTED,
 		             user_holds(s, it->event) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);

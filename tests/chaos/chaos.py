@@ -48,13 +48,10 @@ def skip_under_distcheck():
 
 # Daemon bugs the suite found (test_chaos_regressions.py reproduces each): a failure that matches one exactly is
 # reported as TODO, anything else fails.
-FCFS_BUG = ("store.c decide_one(): a request the Redis gate calls sold out is rejected even when an earlier "
-            "request of the same batch holds a unit it gives back (ALREADY_ISSUED)")
 STOCK_BUG = ("nothing rebuilds a flushed stock key of a sold-out coupon: the HTTP fast path refuses from "
              "PostgreSQL's remaining, so no event reaches the consumer that would load it")
 PG_UAF = ("pg_async.c reset(): `why` is PQerrorMessage() of the connection PQfinish() frees just before "
           "fail_all() hands it to every queued query's callback, which logs it (heap-use-after-free)")
-BATCH_SIZE = 256  # issue.batch_size's default: how far apart two requests of one batch can be in the log
 
 
 def todo(t, cond, description, reason, diag=None):
@@ -500,25 +497,7 @@ def check_fcfs(t, v, d, events, coupons, issued, rejected):
                               f"FCFS says {'issued' if rid in expected[c] else 'rejected'}")
     description = f"{v.name}: each coupon's issued requests are the earliest in Kafka log order (FCFS)"
     diag = f"coupon -> (expected but not issued, issued but not expected): {bad}\n" + "\n".join(detail[:40])
-    if bad and all(fcfs_known_bug(events, c, expected[c], issued, rejected) for c in bad):
-        todo(t, False, description, FCFS_BUG, diag)
-    else:
-        t.ok(not bad, description, diag)
-
-
-def fcfs_known_bug(events, c, expected, issued, rejected):
-    """The FCFS_BUG signature: as many passed over as served late, every one passed over rejected SOLD_OUT,
-    and at least as many ALREADY_ISSUED rejections (reserved units given back) just before them in the log."""
-    got = {r for r, (cc, _) in issued.items() if cc == c}
-    passed_over, late = expected - got, got - expected
-    offsets = {rid: off for cc, _, off, rid, _ in events if cc == c}
-    if not passed_over or len(passed_over) != len(late) or \
-            any(rejected.get(r) != "SOLD_OUT" for r in passed_over):
-        return False
-    first, last = min(offsets[r] for r in passed_over), max(offsets[r] for r in passed_over)
-    given_back = [r for r, off in offsets.items()
-                  if first - BATCH_SIZE <= off < last and rejected.get(r) == "ALREADY_ISSUED"]
-    return len(given_back) >= len(passed_over)
+    t.ok(not bad, description, diag)
 
 
 # ---- a scenario, start to end -----------------------------------------------------------------------------
