@@ -46,7 +46,8 @@ import urllib.request
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
-from harness import kafka_partition  # noqa: E402  (the daemon's partitioner, to spread coupons)
+from harness import kafka_partition, pid_alive as alive, proc_children  # noqa: E402  (the daemon's partitioner; /proc)
+from servers import stop_pid  # noqa: E402
 
 PHASES = ["pgbench", "accept", "soldout", "backlog", "flash", "paced", "memory"]
 CONNECTIONS = 64
@@ -111,32 +112,8 @@ def socket_fds(pid):
 
 
 def children(ppid):
-    """[(pid, title)] of the live children of ppid."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) != ppid or fields[0] == "Z":
-                continue
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                title = f.read().split(b"\0")[0].decode(errors="replace")
-            out.append((int(name), title))
-        except (OSError, ValueError):
-            continue
-    return sorted(out)
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except OSError:
-        return False
+    """[(pid, title)] of the live children of ppid (zombies left out)."""
+    return [(pid, title) for pid, title, state in proc_children(ppid) if state != "Z"]
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -365,14 +342,7 @@ class Bench:
         return p
 
     def stop_proc(self, p, sig=signal.SIGTERM, timeout=15):
-        if p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_pid(p, sig, timeout)
 
     def cleanup(self):
         if self.daemon is not None:

@@ -65,7 +65,7 @@ def _launch_prefix(detach, deathsig, user=None):
     return ["setpriv", *prefix, "--"] if prefix else []
 
 
-def _stop_pid(proc_or_pid, first=signal.SIGTERM, timeout=10):
+def stop_pid(proc_or_pid, first=signal.SIGTERM, timeout=10):
     """Signals one pid we started (first, then SIGKILL) and waits for it; a Popen is reaped."""
     if isinstance(proc_or_pid, subprocess.Popen):
         proc = proc_or_pid
@@ -198,7 +198,7 @@ class Redis(_Server):
         """SIGTERM (then SIGKILL) to the pid we started; like a crash as far as data goes unless appendonly."""
         if self.proc is not None:
             self.resume()  # a paused server cannot act on SIGTERM
-            _stop_pid(self.proc, signal.SIGTERM, timeout)
+            stop_pid(self.proc, signal.SIGTERM, timeout)
 
     def kill(self):
         """SIGKILL: a crash, with no chance to write anything."""
@@ -324,7 +324,7 @@ class Postgres(_Server):
         sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
         if self.proc is not None:
             self.resume()
-            _stop_pid(self.proc, sig, timeout)
+            stop_pid(self.proc, sig, timeout)
 
     def restart(self, mode="fast"):
         self.stop(mode)
@@ -472,7 +472,7 @@ def demo_stop(directory, quiet=False):
         except (OSError, ValueError):
             continue
         if _alive(pid) and _pid_is(pid, program):
-            _stop_pid(pid, sig, 30)
+            stop_pid(pid, sig, 30)
             if not quiet:
                 print(f"stopped {name} (pid {pid})")
         os.unlink(path)
