@@ -78,6 +78,7 @@ typedef struct config {
 	int64_t issue_retry_initial;
 	int64_t issue_retry_max;
 	int issue_max_pending;
+	int64_t issue_stock_check_interval;
 
 	int metrics_enabled;
 

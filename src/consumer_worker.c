@@ -9,6 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "results.h"
+#include "stock_check.h"
 #include "store.h"
 
 #include <errno.h>
@@ -67,6 +68,7 @@ typedef struct {
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
+	stock_check_t *stock_check;
 	item_t *items;        /* the batch, in log order */
 	int count;            /* 0: no batch in progress */
 	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
@@ -814,9 +816,18 @@ static void consumer_destroy(consumer_t *c)
 		if (c->wake[i] >= 0)
 			close(c->wake[i]);
 	}
+	stock_check_free(c->stock_check);
 	store_free(c->store);
 	gate_free(c->gate);
 	scratch_free(c);
+}
+
+/* The stock check runs only between batches (stock_check.h says why that is safe). */
+static int consumer_idle(void *arg)
+{
+	const consumer_t *c = arg;
+
+	return c->count == 0 && !c->w->stopping;
 }
 
 static int consumer_start(consumer_t *c)
@@ -827,7 +838,9 @@ static int consumer_start(consumer_t *c)
 	    (c->store = store_new(c->cfg, c->partition)) == NULL ||
 	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition)) == NULL)
 		return -1;
-	if (consumer_create(c) != 0 || wakeups_start(c) != 0)
+	if (consumer_create(c) != 0 || wakeups_start(c) != 0 ||
+	    (c->stock_check = stock_check_new(c->w->base, c->cfg, c->partition, c->store, c->gate,
+	                                      consumer_idle, c)) == NULL)
 		return -1;
 	c->grace_until_ms = clock_mono_ms() + OWNERSHIP_GRACE_MS;
 	event_active(c->owner_ev, EV_TIMEOUT, 0);

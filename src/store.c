@@ -50,6 +50,15 @@ static const char reject_sql[] =
 static const char rejected_sql[] = "SELECT request_id::text, reason FROM rejected_requests"
                                    " WHERE request_id = ANY($1::uuid[])";
 
+/*
+ * The stock check's page: the next rows after $1 by primary key, expired ones
+ * included, so one page costs at most $2 index entries however many old
+ * coupons have piled up; the third column says whether it is still open for
+ * requests (an expired coupon's stock key serves no request: it is skipped).
+ */
+static const char stock_page_sql[] = "SELECT id, remaining, ends_at IS NULL OR ends_at > now() FROM coupons"
+                                     " WHERE id > $1::bigint ORDER BY id LIMIT $2::int";
+
 /* Bounded, so one run never outlasts statement_timeout however much piled up. */
 static const char prune_sql[] = "DELETE FROM rejected_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
                                 " rejected_requests WHERE kafka_partition = $1::int AND decided_at < now() -"
@@ -286,10 +295,11 @@ static int run_simple(store_t *s, const char *sql, ExecStatusType expect)
 static int session_setup(store_t *s)
 {
 	char sql[64];
-	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_insert",  "couponsd_update",
-	                       "couponsd_reject", "couponsd_prune",    "couponsd_rejected"};
-	const char *texts[] = {lock_sql,   existing_sql, insert_sql,  update_sql,
-	                       reject_sql, prune_sql,    rejected_sql};
+	const char *names[] = {"couponsd_lock",     "couponsd_existing",  "couponsd_insert",
+	                       "couponsd_update",   "couponsd_reject",    "couponsd_prune",
+	                       "couponsd_rejected", "couponsd_stock_page"};
+	const char *texts[] = {lock_sql,   existing_sql, insert_sql,   update_sql,
+	                       reject_sql, prune_sql,    rejected_sql, stock_page_sql};
 
 	/* A statement stuck on a lock or a sick server must not stall the partition unnoticed. */
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)s->cfg->postgres_timeout);
@@ -912,4 +922,49 @@ int store_prune(store_t *s, int *deleted)
 	*deleted = atoi(PQcmdTuples(res));
 	PQclear(res);
 	return 0;
+}
+
+/* Reads one page's rows into out: the open coupons only; *last_id is the last id scanned. */
+static int read_stock_page(const PGresult *res, store_coupon_t *out, int *n, int64_t *last_id)
+{
+	int rows = PQntuples(res);
+
+	*n = 0;
+	for (int i = 0; i < rows; i++) {
+		int64_t id = 0;
+
+		column_int64(res, i, 0, &id);
+		*last_id = id;
+		if (strcmp(PQgetvalue(res, i, 2), "t") != 0)
+			continue;
+		out[*n].coupon_id = id;
+		out[*n].remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+		(*n)++;
+	}
+	return rows;
+}
+
+store_rc_t store_stock_page(store_t *s, int64_t *cursor, int limit, store_coupon_t *out, int *n)
+{
+	char after[24], count[16];
+	const char *params[] = {after, count};
+	int64_t last_id = 0;
+	PGresult *res;
+
+	*n = 0;
+	if (s->conn == NULL)
+		return STORE_RETRY;
+	snprintf(after, sizeof(after), "%lld", (long long)*cursor);
+	snprintf(count, sizeof(count), "%d", limit);
+	res = run(s, "stock check", PQexecPrepared(s->conn, "couponsd_stock_page", 2, params, NULL, NULL, 0),
+	          PGRES_TUPLES_OK);
+	if (res == NULL) {
+		if (PQstatus(s->conn) != CONNECTION_OK)
+			disconnect(s);
+		return STORE_RETRY;
+	}
+	/* A short page was the last one: the next pass starts from the first coupon again. */
+	*cursor = read_stock_page(res, out, n, &last_id) < limit ? 0 : last_id;
+	PQclear(res);
+	return STORE_OK;
 }

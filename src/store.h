@@ -74,4 +74,14 @@ store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coup
  */
 int store_prune(store_t *s, int *deleted);
 
+/*
+ * The stock check (stock_check.c): one page of at most limit coupons with
+ * id > *cursor, in id order. out (limit long) gets (id, remaining) of those
+ * still open (ends_at unset or in the future), *n of them; *cursor moves to
+ * the last id scanned, or back to 0 after the last page. Call after
+ * store_ensure, so only the partition's owner acts on it. STORE_OK or
+ * STORE_RETRY.
+ */
+store_rc_t store_stock_page(store_t *s, int64_t *cursor, int limit, store_coupon_t *out, int *n);
+
 #endif

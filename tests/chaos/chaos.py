@@ -48,8 +48,6 @@ def skip_under_distcheck():
 
 # Daemon bugs the suite found (test_chaos_regressions.py reproduces each): a failure that matches one exactly is
 # reported as TODO, anything else fails.
-STOCK_BUG = ("nothing rebuilds a flushed stock key of a sold-out coupon: the HTTP fast path refuses from "
-             "PostgreSQL's remaining, so no event reaches the consumer that would load it")
 PG_UAF = ("pg_async.c reset(): `why` is PQerrorMessage() of the connection PQfinish() frees just before "
           "fail_all() hands it to every queued query's callback, which logs it (heap-use-after-free)")
 
@@ -574,14 +572,10 @@ def keep_log(d, name):
 
 
 def verdict(t, v):
-    """The figure line, as a diagnostic and as the assertion; TODO only when the one thing wrong is STOCK_BUG."""
+    """The figure line, as a diagnostic and as the assertion."""
     line, f = v.line(), v.figures
     t.diag(line)
-    clean = f["lost"] == 0 and f["oversold"] == 0 and f["duplicates"] == 0
-    if clean and f["drift"] and all(st is None and rem == 0 for st, rem in v.drifted.values()):
-        todo(t, False, line, STOCK_BUG, f"stock keys missing for sold-out coupons {sorted(v.drifted)}")
-    else:
-        t.ok(clean and f["drift"] == 0, line)
+    t.ok(f["lost"] == 0 and f["oversold"] == 0 and f["duplicates"] == 0 and f["drift"] == 0, line)
     t.diag(f"chaos {v.name}: took {v.seconds:.1f}s; 503={v.answers.get('503', 0)} 429={v.answers.get('429', 0)} "
            f"connection errors={sum(n for k, n in v.answers.items() if k.startswith('error'))}")
 

@@ -1,11 +1,12 @@
 """test_api.py: every route of SPEC section 2 and the bad input it must refuse, with exact codes and bodies."""
+import json
 import re
 import time
 import traceback
 import urllib.parse
 import uuid
 
-from harness import Budget, Daemon, expect, parse_json, wait_for
+from harness import Budget, Daemon, expect, iso_time, kafka_produce, parse_json, wait_for
 from tap import Tap
 
 TOKEN = "test-admin-token-7f3a"
@@ -154,6 +155,62 @@ def part_coupon_states(t, d):
         is_error(t, d.request_status(bad), 400, "INVALID_ARGUMENT", f"GET /api/requests/{bad}")
 
 
+def write_pending(d, rid, coupon, user, accepted):
+    """Overwrites a request's Redis status hash with PENDING accepted `accepted` seconds from now: what the edge's
+    late PENDING write leaves when Redis was flushed after the consumer decided (http_issue.c, HSETNX)."""
+    key = f"{d.redis_prefix}req:{{{rid}}}"
+    d.redis.cli("DEL", key)
+    d.redis.cli("HSET", key, "status", "PENDING", "reason", "", "couponId", coupon, "userId", user,
+                "acceptedAt", iso_time(accepted), "decidedAt", "")
+    d.redis.cli("EXPIRE", key, 600)
+    return key
+
+
+def status_of(d, rid):
+    st, body, _ = d.request_status(rid)
+    body = body or {}
+    return st, body.get("status"), body.get("reason"), body.get("couponId"), body.get("userId")
+
+
+def part_stale_pending(t, d):
+    """GET /api/requests/{id}: a Redis PENDING older than 2 s is checked against PostgreSQL, whose decision wins
+    (issued row or rejected row); a PENDING that is fresh, or that PostgreSQL has no decision for, stays."""
+    c = d.create_coupon(1, name="stale pending")
+    st, body, _ = d.issue(c, 31)
+    rid = (body or {}).get("requestId", "x")
+    t.eq((d.wait_final(rid, BUDGET.left(10)) or {}).get("status"), "ISSUED", "stale PENDING: the request is ISSUED")
+    key = write_pending(d, rid, c, 31, -10)
+    t.eq(d.redis.cli("HGET", key, "status"), "PENDING", "stale PENDING: Redis now says PENDING, accepted 10 s ago")
+    expect(t, status_of(d, rid), (200, "ISSUED", None, c, 31),
+           "stale PENDING over an issued request: GET answers PostgreSQL's ISSUED")
+    events = d.sse(f"/api/requests/{rid}/events", timeout=BUDGET.left(5))
+    first = parse_json(events[0][1]) if events else None
+    t.ok(events.ended and (first or {}).get("status") == "ISSUED",
+         "stale PENDING over an issued request: the event stream says ISSUED at once and ends", list(events))
+    t.diag(f"stale PENDING: Redis status after the lookups: {d.redis.cli('HGET', key, 'status')} "
+           "(the lookup reads Redis, it does not rewrite it)")
+
+    # A rejection that lives in PostgreSQL: an event for the sold-out coupon straight into Kafka (the edge would
+    # refuse it with 409 and no decision).
+    ev = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 32, "acceptedAt": iso_time(0)}
+    kafka_produce(d.kafka_bootstrap(), "coupon-issue", json.dumps(ev), key=c)
+    got = d.wait_final(ev["requestId"], BUDGET.left(10)) or {}
+    t.eq((got.get("status"), got.get("reason")), ("REJECTED", "SOLD_OUT"), "stale PENDING: a second user is SOLD_OUT")
+    t.eq(d.sql_scalar(f"SELECT reason FROM rejected_requests WHERE request_id = '{ev['requestId']}'"), "SOLD_OUT",
+         "stale PENDING: the rejection is in PostgreSQL")
+    write_pending(d, ev["requestId"], c, 32, -10)
+    expect(t, status_of(d, ev["requestId"]), (200, "REJECTED", "SOLD_OUT", c, 32),
+           "stale PENDING over a rejected request: GET answers PostgreSQL's REJECTED SOLD_OUT")
+
+    undecided = str(uuid.uuid4())  # never produced: no decision anywhere
+    write_pending(d, undecided, c, 33, 0)
+    expect(t, status_of(d, undecided), (200, "PENDING", None, c, 33),
+           "control: a fresh PENDING with no decision in PostgreSQL stays PENDING")
+    write_pending(d, undecided, c, 33, -10)
+    expect(t, status_of(d, undecided), (200, "PENDING", None, c, 33),
+           "control: an old PENDING with no decision in PostgreSQL stays PENDING (not 404)")
+
+
 def part_admin(t, d):
     st, body, hdrs = d.admin_create("explicit id", 3, coupon_id=424242)
     t.eq(st, 201, "admin create with a valid token: 201")
@@ -278,6 +335,6 @@ def test_admin_off(t):
 
 
 if __name__ == "__main__":
-    Tap().run(with_daemon(part_issue, part_coupon_states, part_admin, part_bad_ids, part_limits, part_routes,
-                          part_readyz_redis_down),
+    Tap().run(with_daemon(part_issue, part_coupon_states, part_stale_pending, part_admin, part_bad_ids, part_limits,
+                          part_routes, part_readyz_redis_down),
               test_admin_off)

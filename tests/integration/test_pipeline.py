@@ -292,6 +292,42 @@ def part_rejection_is_final(t, d):
     t.eq(d.redis_stock(c), 0, "Redis stock converged to PostgreSQL's remaining (0)")
 
 
+def part_stock_check(t, d):
+    """Invariant 5 with no traffic: the stock check of the coupon's consumer (every issue.stock_check_interval,
+    2 s by default, between batches) puts back a stock key Redis lost, from PostgreSQL's remaining, and corrects
+    one that drifted. No event of these coupons reaches a consumer meanwhile, so the gate cannot be what loads
+    them; a sold-out coupon gets none anyway (the HTTP edge refuses it from PostgreSQL's remaining)."""
+    sold = d.create_coupon(1, name="stock check: sold out")
+    left = d.create_coupon(5, name="stock check: units left")
+    TOUCHED.extend((sold, left))
+    marker(t, d, sold, 900)
+    marker(t, d, left, 901)
+    want = {sold: 0, left: 4}
+    t.eq({c: d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}") for c in want},
+         {c: str(n) for c, n in want.items()}, "stock check: PostgreSQL remaining is 0 (sold out) and 4")
+    d.redis.cli("DEL", d.stock_key(sold), d.stock_key(left))  # what a FLUSHALL does to them
+    started = time.monotonic()
+    back = wait_for(lambda: all(d.redis_stock(c) == n for c, n in want.items()), BUDGET.left(8), step=0.1)
+    t.ok(back, "stock check: both deleted stock keys are back (sold out: 0, units left: 4) within 8 s",
+         {c: d.redis_stock(c) for c in want})
+    t.diag(f"stock check: the keys came back after {time.monotonic() - started:.1f}s")
+    for c in want:
+        owner = kafka_partition(c, PARTITIONS)  # the partition the producer keys the coupon's events into
+        loaded = re.findall(rf"consumer (\d+)\[\d+\]: stock of coupon {c} loaded from PostgreSQL: {want[c]}\b",
+                            d.log())
+        t.eq(loaded, [str(owner)], f"stock check: coupon {c}'s stock was loaded once, by the consumer of its "
+                                   f"partition ({owner})")
+    d.redis.cli("SET", d.stock_key(sold), "3")  # drift with no event to converge it (an old snapshot)
+    fixed = wait_for(lambda: d.redis_stock(sold) == 0, BUDGET.left(8), step=0.1)
+    t.ok(fixed, "stock check: a sold-out coupon's stock that drifted to 3 is set back to 0",
+         d.redis_stock(sold))
+    st, body, _ = d.issue(left, 902)
+    t.ok(st == 202 and (d.wait_final(rid_of(body), BUDGET.left(10)) or {}).get("status") == "ISSUED",
+         "stock check: the coupon with units left still issues from the restored stock", (st, body))
+    t.ok(wait_for(lambda: d.redis_stock(left) == 3, BUDGET.left(5)), "stock check: its stock is then 3",
+         d.redis_stock(left))
+
+
 def marker(t, d, c, user):
     st, body, _ = d.issue(c, user)
     t.ok(st == 202 and (d.wait_final(rid_of(body), BUDGET.left(10)) or {}).get("status") == "ISSUED",
@@ -311,7 +347,7 @@ def part_convergence(t, d):
 
 def test_pipeline(t):
     parts = (part_guide, part_flash_sale, part_last_coupon, part_fcfs_sequential, part_sse, part_dlq, part_replay, part_rejection_is_final,
-             part_convergence)
+             part_stock_check, part_convergence)
     with pipeline_daemon() as d:
         d.start()
         workers = sorted(d.http_workers())
