@@ -210,6 +210,7 @@ static const char *const spec_keys[] = {
 /* Keys couponsd adds to SPEC section 5 (which allows additions); a key in neither list is a mistake. */
 static const char *const added_keys[] = {
     "postgres.timeout",
+    "issue.batch_linger",
     NULL,
 };
 
