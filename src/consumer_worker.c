@@ -48,6 +48,7 @@ typedef struct {
 	int decided;
 	int release; /* a reservation still to be given back */
 	int written; /* the status is in Redis */
+	char *json;  /* once decided: status_to_json(), for both Redis and Kafka; freed by batch_clear() */
 	delivery_t delivery;
 } item_t;
 
@@ -84,6 +85,7 @@ typedef struct {
 	store_item_t *store_items;
 	const issue_event_t **events;
 	const request_status_t **statuses;
+	const char **jsons;
 	int *map;
 	unsigned char *done;
 } consumer_t;
@@ -129,8 +131,11 @@ static void batch_add(consumer_t *c, rd_kafka_message_t *m)
 
 static void batch_clear(consumer_t *c)
 {
-	for (int i = 0; i < c->count; i++)
+	for (int i = 0; i < c->count; i++) {
 		rd_kafka_message_destroy(c->items[i].msg);
+		free(c->items[i].json);
+		c->items[i].json = NULL;
+	}
 	c->count = 0;
 	c->nsync = 0;
 	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
@@ -353,20 +358,39 @@ static int decide_batch(consumer_t *c)
 	return -1;
 }
 
+/*
+ * A decision never changes once made, so its JSON is encoded once and kept
+ * with the item (a retried batch reuses it) for the PUBLISH and the results
+ * topic alike.
+ */
+static int encode_status(item_t *it)
+{
+	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int publish_redis(consumer_t *c)
 {
 	int n = 0;
 
 	for (int i = 0; i < c->count; i++) {
-		if (c->items[i].decided && !c->items[i].written) {
-			c->statuses[n] = &c->items[i].status;
+		item_t *it = &c->items[i];
+
+		if (it->decided && !it->written) {
+			if (encode_status(it) != 0)
+				return -1;
+			c->statuses[n] = &it->status;
+			c->jsons[n] = it->json;
 			c->map[n++] = i;
 		}
 	}
 	if (n == 0)
 		return 0;
 	if (gate_connect(c->gate) != 0 ||
-	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, n) != 0)
+	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, c->jsons, n) != 0)
 		return -1;
 	for (int k = 0; k < n; k++)
 		c->items[c->map[k]].written = 1;
@@ -386,8 +410,8 @@ static int produce_pending(consumer_t *c, int dead_only)
 			continue;
 		if (!item_valid(it))
 			rc = results_dead_letter(c->results, it->msg, it->error, &it->delivery);
-		else if (!dead_only && it->written)
-			rc = results_produce(c->results, &it->status, &it->delivery);
+		else if (!dead_only && it->written) /* written: publish_redis() encoded it */
+			rc = results_produce(c->results, &it->status, it->json, &it->delivery);
 		if (rc != 0)
 			return -1;
 	}
@@ -807,10 +831,12 @@ static int scratch_alloc(consumer_t *c)
 	c->store_items = calloc(n, sizeof(*c->store_items));
 	c->events = calloc(n, sizeof(*c->events));
 	c->statuses = calloc(n, sizeof(*c->statuses));
+	c->jsons = calloc(n, sizeof(*c->jsons));
 	c->map = calloc(n, sizeof(*c->map));
 	c->done = calloc(n, 1);
 	if (c->items == NULL || c->sync == NULL || c->gate_reqs == NULL || c->store_items == NULL ||
-	    c->events == NULL || c->statuses == NULL || c->map == NULL || c->done == NULL) {
+	    c->events == NULL || c->statuses == NULL || c->jsons == NULL || c->map == NULL ||
+	    c->done == NULL) {
 		log_error("out of memory");
 		return -1;
 	}
@@ -825,6 +851,7 @@ static void scratch_free(consumer_t *c)
 	free(c->store_items);
 	free(c->events);
 	free(c->statuses);
+	free(c->jsons);
 	free(c->map);
 	free(c->done);
 }

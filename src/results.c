@@ -114,20 +114,12 @@ static int produce(results_t *r, const char *topic, const void *key, size_t key_
 	return 0;
 }
 
-int results_produce(results_t *r, const request_status_t *st, delivery_t *delivery)
+int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery)
 {
 	char key[24];
-	char *json = status_to_json(st);
-	int rc;
 
-	if (json == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
 	snprintf(key, sizeof(key), "%lld", (long long)st->event.coupon_id);
-	rc = produce(r, r->cfg->kafka_results_topic, key, strlen(key), json, strlen(json), NULL, delivery);
-	free(json);
-	return rc;
+	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), json, strlen(json), NULL, delivery);
 }
 
 static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char *reason)
@@ -190,16 +182,15 @@ int results_wait(results_t *r, int64_t timeout_ms)
 }
 
 /* Queues HSET, EXPIRE and PUBLISH for one status; returns the number of commands queued, or -1. */
-static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, long long ttl_s)
+static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, const char *json,
+                         long long ttl_s)
 {
 	char key[KEYS_MAX], channel[KEYS_MAX], accepted[32], decided[32];
 	const char *reason = status_reason_name(st->reason);
-	char *json;
 	int ok;
 
 	if (keys_status(cfg->redis_key_prefix, st->event.request_id, key, sizeof(key)) < 0 ||
-	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0 ||
-	    (json = status_to_json(st)) == NULL)
+	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0)
 		return -1;
 	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
 	clock_format_iso(st->decided_ms, decided, sizeof(decided));
@@ -209,17 +200,17 @@ static int append_status(redisContext *rc, const config_t *cfg, const request_st
 	         (long long)st->event.user_id, accepted, decided) == REDIS_OK &&
 	     redisAppendCommand(rc, "EXPIRE %s %lld", key, ttl_s) == REDIS_OK &&
 	     redisAppendCommand(rc, "PUBLISH %s %s", channel, json) == REDIS_OK;
-	free(json);
 	return ok ? 3 : -1;
 }
 
-int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses, int n)
+int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
+                        const char *const *jsons, int n)
 {
 	long long ttl_s = cfg->issue_result_ttl / 1000 > 0 ? cfg->issue_result_ttl / 1000 : 1;
 	int queued = 0, rc_all = 0, q;
 
 	for (int i = 0; i < n; i++) {
-		if ((q = append_status(rc, cfg, statuses[i], ttl_s)) < 0) {
+		if ((q = append_status(rc, cfg, statuses[i], jsons[i], ttl_s)) < 0) {
 			/* Out of memory with part of a status queued: the pipeline can no longer be read in
 			 * step. */
 			log_error("cannot queue a status write");

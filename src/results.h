@@ -26,14 +26,19 @@ void results_free(results_t *r);
 /*
  * For each status: the hash at keys_status() (status, reason, couponId,
  * userId, acceptedAt, decidedAt) with EXPIRE issue.result_ttl, and PUBLISH
- * of the status JSON on keys_results_channel(). Pipelined. 0 or -1; after an
- * I/O error rc->err is set and the caller reconnects.
+ * of jsons[i], the status's status_to_json(), on keys_results_channel().
+ * Pipelined. 0 or -1; after an I/O error rc->err is set and the caller
+ * reconnects.
  */
 int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
-                        int n);
+                        const char *const *jsons, int n);
 
-/* Queues the status JSON to kafka.results_topic, key = the coupon id. 0, or -1 (*delivery untouched). */
-int results_produce(results_t *r, const request_status_t *st, delivery_t *delivery);
+/*
+ * Queues json, the status's status_to_json() (the caller encodes it once for
+ * Redis and Kafka), to kafka.results_topic, key = the coupon id. 0, or -1
+ * (*delivery untouched).
+ */
+int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery);
 
 /*
  * Queues a message that could not be decoded to kafka.dlq_topic unchanged
