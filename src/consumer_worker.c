@@ -38,6 +38,10 @@
 #define PRUNE_MAX_STATEMENTS 10
 /* How often admission control's view of the partition is checked against the broker's high watermark. */
 #define ADMISSION_RESYNC_MS 1000
+/* batch_advance(): everything is done but delivery reports, which arrive through the loop. */
+#define BATCH_DELIVERING 1
+/* Beyond message.timeout.ms (kafka.produce_timeout), by which librdkafka reports every message. */
+#define DELIVERY_GRACE_MS 1000
 
 /* One message of the batch and everything learned about it so far; each stage resumes where it stopped. */
 typedef struct {
@@ -64,13 +68,14 @@ typedef struct {
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue;
 	int wake[2];
-	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev;
+	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
 	item_t *items;        /* the batch, in log order */
 	int count;            /* 0: no batch in progress */
 	int filling;          /* the batch still takes messages: nothing of it has run yet */
+	int delivering;       /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
 	int nsync;
 	int64_t retry_ms;    /* current back-off; 0 after a success */
@@ -418,15 +423,12 @@ static int produce_pending(consumer_t *c, int dead_only)
 	return 0;
 }
 
-static int wait_deliveries(consumer_t *c)
+/* 0: every delivery is reported done; BATCH_DELIVERING: some are in flight; -1: some failed. */
+static int deliveries_state(consumer_t *c)
 {
-	int64_t timeout = c->cfg->kafka_produce_timeout + 1000;
-
-	if (results_wait(c->results, timeout) > 0) {
-		log_warn("%s[%d]: kafka deliveries still pending after %lld ms", c->cfg->kafka_topic,
-		         c->partition, (long long)timeout);
-		return -1;
-	}
+	if (results_in_flight(c->results) > 0)
+		return BATCH_DELIVERING;
+	results_report_failures(c->results);
 	for (int i = 0; i < c->count; i++) {
 		if (c->items[i].delivery != DELIVERY_DONE)
 			return -1;
@@ -445,7 +447,7 @@ static int batch_advance(consumer_t *c)
 		return rc;
 	if (publish_redis(c) != 0 || produce_pending(c, 0) != 0)
 		return -1;
-	return wait_deliveries(c);
+	return deliveries_state(c);
 }
 
 /* Every outcome is durable: only now may Kafka forget these messages (auto commit does the rest). */
@@ -531,10 +533,11 @@ static void refuse(consumer_t *c)
 	worker_finish(c->w, 1);
 }
 
-static void batch_run(consumer_t *c)
-{
-	int rc = batch_advance(c);
+static void consumer_stop_now(consumer_t *c);
 
+/* The end of one attempt at the batch: done, retried later, or the process leaves. */
+static void batch_settle(consumer_t *c, int rc)
+{
 	if (rc == STORE_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
 		refuse(c);
 	} else if (rc != 0 && results_fatal(c->results)) {
@@ -543,6 +546,11 @@ static void batch_run(consumer_t *c)
 		results_abandon(c->results);
 		batch_clear(c);
 		worker_finish(c->w, 1);
+	} else if (c->w->stopping) {
+		/* A graceful stop waited for this batch's deliveries (consumer_on_stop). */
+		if (rc == 0)
+			batch_finish(c);
+		consumer_stop_now(c);
 	} else if (rc != 0) {
 		schedule_retry(c);
 	} else {
@@ -552,6 +560,51 @@ static void batch_run(consumer_t *c)
 		event_active(c->next_ev, EV_TIMEOUT,
 		             0); /* more may be queued: next batch after the loop breathes */
 	}
+}
+
+/*
+ * Delivery reports come back through the loop (results_serve() calls
+ * on_results()), so heartbeats, timers and STOP keep being served while
+ * Kafka is slow; a deadline turns a stall into the ordinary retry, which
+ * produces failed messages again and waits again for those still in flight.
+ */
+static void batch_run(consumer_t *c)
+{
+	int rc = batch_advance(c);
+
+	if (rc != BATCH_DELIVERING) {
+		batch_settle(c, rc);
+		return;
+	}
+	c->delivering = 1;
+	add_timer(c->deliver_ev, c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS);
+}
+
+static void on_results(void *arg)
+{
+	consumer_t *c = arg;
+	int rc;
+
+	if (!c->delivering || (rc = deliveries_state(c)) == BATCH_DELIVERING)
+		return;
+	c->delivering = 0;
+	if (event_del(c->deliver_ev) != 0)
+		log_error("cannot cancel the delivery deadline");
+	batch_settle(c, rc);
+}
+
+static void on_deliver_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (!c->delivering)
+		return;
+	c->delivering = 0;
+	results_report_failures(c->results);
+	log_warn("%s[%d]: %d kafka deliveries still pending after %lld ms", c->cfg->kafka_topic, c->partition,
+	         results_in_flight(c->results),
+	         (long long)(c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS));
+	batch_settle(c, -1);
 }
 
 static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
@@ -642,6 +695,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
+	results_serve(c->results); /* the safety net for a missed wake-up of the results producer */
 	fill_batch(c);
 	admission_tick(c);
 	if (c->count == 0)
@@ -768,8 +822,9 @@ static int wakeups_start(consumer_t *c)
 	c->owner_ev = event_new(base, -1, 0, on_owner_check, c);
 	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
 	c->linger_ev = event_new(base, -1, 0, on_linger, c);
+	c->deliver_ev = event_new(base, -1, 0, on_deliver_deadline, c);
 	if (c->wake_ev == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
-	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL ||
+	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL ||
 	    event_add(c->wake_ev, NULL) != 0)
 		return -1;
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
@@ -795,13 +850,13 @@ static void log_stats(const consumer_t *c)
 }
 
 /*
- * Graceful stop: a batch still waiting for Redis or PostgreSQL is abandoned
- * with its offsets unstored (its successor decides it again, harmlessly);
- * what was stored is committed so the successor starts right there.
+ * Graceful stop, second half: a batch still waiting for Redis or PostgreSQL
+ * (or for a retry) is abandoned with its offsets unstored (its successor
+ * decides it again, harmlessly); what was stored is committed so the
+ * successor starts right there.
  */
-static void consumer_on_stop(worker_t *w)
+static void consumer_stop_now(consumer_t *c)
 {
-	consumer_t *c = w->ctx;
 	rd_kafka_resp_err_t err;
 
 	if (c->filling) {
@@ -818,7 +873,23 @@ static void consumer_on_stop(worker_t *w)
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_error("final offset commit failed: %s", rd_kafka_err2str(err));
 	log_stats(c);
-	worker_finish(w, 0);
+	worker_finish(c->w, 0);
+}
+
+/*
+ * Graceful stop: a decided batch whose results are on their way is given
+ * until its delivery deadline (kafka.produce_timeout + 1 s), so that its
+ * offset is stored rather than its work replayed; batch_settle() then stops.
+ */
+static void consumer_on_stop(worker_t *w)
+{
+	consumer_t *c = w->ctx;
+
+	if (c->delivering) {
+		log_info("waiting for the kafka deliveries of a batch of %d before stopping", c->count);
+		return;
+	}
+	consumer_stop_now(c);
 }
 
 static int scratch_alloc(consumer_t *c)
@@ -858,8 +929,8 @@ static void scratch_free(consumer_t *c)
 
 static void events_free(consumer_t *c)
 {
-	struct event **evs[] = {&c->wake_ev,  &c->poll_ev,  &c->next_ev,  &c->retry_ev,
-	                        &c->owner_ev, &c->prune_ev, &c->linger_ev};
+	struct event **evs[] = {&c->wake_ev,  &c->poll_ev,  &c->next_ev,   &c->retry_ev,
+	                        &c->owner_ev, &c->prune_ev, &c->linger_ev, &c->deliver_ev};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)
@@ -901,7 +972,8 @@ static int consumer_start(consumer_t *c)
 
 	if (scratch_alloc(c) != 0 || (c->gate = gate_new(c->cfg)) == NULL ||
 	    (c->store = store_new(c->cfg, c->partition)) == NULL ||
-	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition)) == NULL)
+	    (c->results =
+	         results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results, c)) == NULL)
 		return -1;
 	if (consumer_create(c) != 0 || wakeups_start(c) != 0)
 		return -1;
