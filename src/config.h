@@ -74,6 +74,7 @@ typedef struct config {
 	int64_t postgres_timeout;
 
 	int issue_batch_size;
+	int64_t issue_batch_linger;
 	int64_t issue_result_ttl;
 	int64_t issue_retry_initial;
 	int64_t issue_retry_max;

@@ -39,6 +39,10 @@
 #define PRUNE_MAX_STATEMENTS 10
 /* How often admission control's view of the partition is checked against the broker's high watermark. */
 #define ADMISSION_RESYNC_MS 1000
+/* batch_advance(): everything is done but delivery reports, which arrive through the loop. */
+#define BATCH_DELIVERING 1
+/* Beyond message.timeout.ms (kafka.produce_timeout), by which librdkafka reports every message. */
+#define DELIVERY_GRACE_MS 1000
 
 /* One message of the batch and everything learned about it so far; each stage resumes where it stopped. */
 typedef struct {
@@ -49,6 +53,7 @@ typedef struct {
 	int decided;
 	int release; /* a reservation still to be given back */
 	int written; /* the status is in Redis */
+	char *json;  /* once decided: status_to_json(), for both Redis and Kafka; freed by batch_clear() */
 	delivery_t delivery;
 } item_t;
 
@@ -64,13 +69,15 @@ typedef struct {
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue;
 	int wake[2];
-	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev;
+	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
 	stock_check_t *stock_check;
 	item_t *items;        /* the batch, in log order */
 	int count;            /* 0: no batch in progress */
+	int filling;          /* the batch still takes messages: nothing of it has run yet */
+	int delivering;       /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
 	int nsync;
 	int64_t retry_ms;    /* current back-off; 0 after a success */
@@ -85,6 +92,7 @@ typedef struct {
 	store_item_t *store_items;
 	const issue_event_t **events;
 	const request_status_t **statuses;
+	const char **jsons;
 	int *map;
 	unsigned char *done;
 } consumer_t;
@@ -130,10 +138,16 @@ static void batch_add(consumer_t *c, rd_kafka_message_t *m)
 
 static void batch_clear(consumer_t *c)
 {
-	for (int i = 0; i < c->count; i++)
+	for (int i = 0; i < c->count; i++) {
 		rd_kafka_message_destroy(c->items[i].msg);
+		free(c->items[i].json);
+		c->items[i].json = NULL;
+	}
 	c->count = 0;
 	c->nsync = 0;
+	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
+		log_error("cannot cancel the batch linger timer");
+	c->filling = 0;
 }
 
 static int has_undecided(const consumer_t *c)
@@ -351,20 +365,39 @@ static int decide_batch(consumer_t *c)
 	return -1;
 }
 
+/*
+ * A decision never changes once made, so its JSON is encoded once and kept
+ * with the item (a retried batch reuses it) for the PUBLISH and the results
+ * topic alike.
+ */
+static int encode_status(item_t *it)
+{
+	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int publish_redis(consumer_t *c)
 {
 	int n = 0;
 
 	for (int i = 0; i < c->count; i++) {
-		if (c->items[i].decided && !c->items[i].written) {
-			c->statuses[n] = &c->items[i].status;
+		item_t *it = &c->items[i];
+
+		if (it->decided && !it->written) {
+			if (encode_status(it) != 0)
+				return -1;
+			c->statuses[n] = &it->status;
+			c->jsons[n] = it->json;
 			c->map[n++] = i;
 		}
 	}
 	if (n == 0)
 		return 0;
 	if (gate_connect(c->gate) != 0 ||
-	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, n) != 0)
+	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, c->jsons, n) != 0)
 		return -1;
 	for (int k = 0; k < n; k++)
 		c->items[c->map[k]].written = 1;
@@ -384,23 +417,20 @@ static int produce_pending(consumer_t *c, int dead_only)
 			continue;
 		if (!item_valid(it))
 			rc = results_dead_letter(c->results, it->msg, it->error, &it->delivery);
-		else if (!dead_only && it->written)
-			rc = results_produce(c->results, &it->status, &it->delivery);
+		else if (!dead_only && it->written) /* written: publish_redis() encoded it */
+			rc = results_produce(c->results, &it->status, it->json, &it->delivery);
 		if (rc != 0)
 			return -1;
 	}
 	return 0;
 }
 
-static int wait_deliveries(consumer_t *c)
+/* 0: every delivery is reported done; BATCH_DELIVERING: some are in flight; -1: some failed. */
+static int deliveries_state(consumer_t *c)
 {
-	int64_t timeout = c->cfg->kafka_produce_timeout + 1000;
-
-	if (results_wait(c->results, timeout) > 0) {
-		log_warn("%s[%d]: kafka deliveries still pending after %lld ms", c->cfg->kafka_topic,
-		         c->partition, (long long)timeout);
-		return -1;
-	}
+	if (results_in_flight(c->results) > 0)
+		return BATCH_DELIVERING;
+	results_report_failures(c->results);
 	for (int i = 0; i < c->count; i++) {
 		if (c->items[i].delivery != DELIVERY_DONE)
 			return -1;
@@ -419,7 +449,7 @@ static int batch_advance(consumer_t *c)
 		return rc;
 	if (publish_redis(c) != 0 || produce_pending(c, 0) != 0)
 		return -1;
-	return wait_deliveries(c);
+	return deliveries_state(c);
 }
 
 /* Every outcome is durable: only now may Kafka forget these messages (auto commit does the rest). */
@@ -505,10 +535,11 @@ static void refuse(consumer_t *c)
 	worker_finish(c->w, 1);
 }
 
-static void batch_run(consumer_t *c)
-{
-	int rc = batch_advance(c);
+static void consumer_stop_now(consumer_t *c);
 
+/* The end of one attempt at the batch: done, retried later, or the process leaves. */
+static void batch_settle(consumer_t *c, int rc)
+{
 	if (rc == STORE_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
 		refuse(c);
 	} else if (rc != 0 && results_fatal(c->results)) {
@@ -517,6 +548,11 @@ static void batch_run(consumer_t *c)
 		results_abandon(c->results);
 		batch_clear(c);
 		worker_finish(c->w, 1);
+	} else if (c->w->stopping) {
+		/* A graceful stop waited for this batch's deliveries (consumer_on_stop). */
+		if (rc == 0)
+			batch_finish(c);
+		consumer_stop_now(c);
 	} else if (rc != 0) {
 		schedule_retry(c);
 	} else {
@@ -528,19 +564,62 @@ static void batch_run(consumer_t *c)
 	}
 }
 
+/*
+ * Delivery reports come back through the loop (results_serve() calls
+ * on_results()), so heartbeats, timers and STOP keep being served while
+ * Kafka is slow; a deadline turns a stall into the ordinary retry, which
+ * produces failed messages again and waits again for those still in flight.
+ */
+static void batch_run(consumer_t *c)
+{
+	int rc = batch_advance(c);
+
+	if (rc != BATCH_DELIVERING) {
+		batch_settle(c, rc);
+		return;
+	}
+	c->delivering = 1;
+	add_timer(c->deliver_ev, c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS);
+}
+
+static void on_results(void *arg)
+{
+	consumer_t *c = arg;
+	int rc;
+
+	if (!c->delivering || (rc = deliveries_state(c)) == BATCH_DELIVERING)
+		return;
+	c->delivering = 0;
+	if (event_del(c->deliver_ev) != 0)
+		log_error("cannot cancel the delivery deadline");
+	batch_settle(c, rc);
+}
+
+static void on_deliver_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (!c->delivering)
+		return;
+	c->delivering = 0;
+	results_report_failures(c->results);
+	log_warn("%s[%d]: %d kafka deliveries still pending after %lld ms", c->cfg->kafka_topic, c->partition,
+	         results_in_flight(c->results),
+	         (long long)(c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS));
+	batch_settle(c, -1);
+}
+
 static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
 {
 	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 		log_warn("consume: %s", rd_kafka_message_errstr(m));
 }
 
-/* Takes up to issue.batch_size messages without blocking, then decides them. */
-static void fill_batch(consumer_t *c)
+/* Adds what librdkafka has queued, without blocking, until the batch is full. */
+static void take_messages(consumer_t *c)
 {
 	rd_kafka_message_t *m;
 
-	if (c->count > 0 || c->w->stopping)
-		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
 	while (c->count < c->cfg->issue_batch_size && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle_error_message(c, m);
@@ -549,8 +628,47 @@ static void fill_batch(consumer_t *c)
 		}
 		batch_add(c, m);
 	}
-	if (c->count > 0)
-		batch_run(c);
+}
+
+static void start_batch(consumer_t *c)
+{
+	if (c->filling && event_del(c->linger_ev) != 0)
+		log_error("cannot cancel the batch linger timer");
+	c->filling = 0;
+	batch_run(c);
+}
+
+/*
+ * Takes up to issue.batch_size messages, then decides them. A short batch
+ * first lingers up to issue.batch_linger for more (a timer; the loop keeps
+ * running): a batch pays one transaction, one gate round and one wait for
+ * deliveries however many events it holds, so at moderate rates a batch of
+ * one or two costs ten times more per decision than a full one.
+ */
+static void fill_batch(consumer_t *c)
+{
+	if (c->w->stopping || (c->count > 0 && !c->filling))
+		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
+	take_messages(c);
+	if (c->count == 0)
+		return;
+	if (c->count >= c->cfg->issue_batch_size || c->cfg->issue_batch_linger <= 0) {
+		start_batch(c);
+	} else if (!c->filling) {
+		c->filling = 1;
+		add_timer(c->linger_ev, c->cfg->issue_batch_linger);
+	}
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	c->filling = 0;
+	if (c->count == 0 || c->w->stopping)
+		return;
+	take_messages(c); /* a wake-up may be pending behind this timer */
+	batch_run(c);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -579,6 +697,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
+	results_serve(c->results); /* the safety net for a missed wake-up of the results producer */
 	fill_batch(c);
 	admission_tick(c);
 	if (c->count == 0)
@@ -704,8 +823,11 @@ static int wakeups_start(consumer_t *c)
 	c->retry_ev = event_new(base, -1, 0, on_retry, c);
 	c->owner_ev = event_new(base, -1, 0, on_owner_check, c);
 	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
+	c->linger_ev = event_new(base, -1, 0, on_linger, c);
+	c->deliver_ev = event_new(base, -1, 0, on_deliver_deadline, c);
 	if (c->wake_ev == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
-	    c->owner_ev == NULL || c->prune_ev == NULL || event_add(c->wake_ev, NULL) != 0)
+	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL ||
+	    event_add(c->wake_ev, NULL) != 0)
 		return -1;
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
 	add_timer(c->prune_ev, PRUNE_EVERY_MS);
@@ -730,16 +852,20 @@ static void log_stats(const consumer_t *c)
 }
 
 /*
- * Graceful stop: a batch still waiting for Redis or PostgreSQL is abandoned
- * with its offsets unstored (its successor decides it again, harmlessly);
- * what was stored is committed so the successor starts right there.
+ * Graceful stop, second half: a batch still waiting for Redis or PostgreSQL
+ * (or for a retry) is abandoned with its offsets unstored (its successor
+ * decides it again, harmlessly); what was stored is committed so the
+ * successor starts right there.
  */
-static void consumer_on_stop(worker_t *w)
+static void consumer_stop_now(consumer_t *c)
 {
-	consumer_t *c = w->ctx;
 	rd_kafka_resp_err_t err;
 
-	if (c->count > 0) {
+	if (c->filling) {
+		/* Nothing of it ran: like the messages still queued in librdkafka, the successor reads it. */
+		log_debug("dropping a batch of %d that was still filling", c->count);
+		batch_clear(c);
+	} else if (c->count > 0) {
 		log_info("abandoning an undecided batch of %d from offset %lld; it will be delivered again",
 		         c->count, (long long)c->items[0].msg->offset);
 		results_abandon(c->results);
@@ -749,7 +875,23 @@ static void consumer_on_stop(worker_t *w)
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_error("final offset commit failed: %s", rd_kafka_err2str(err));
 	log_stats(c);
-	worker_finish(w, 0);
+	worker_finish(c->w, 0);
+}
+
+/*
+ * Graceful stop: a decided batch whose results are on their way is given
+ * until its delivery deadline (kafka.produce_timeout + 1 s), so that its
+ * offset is stored rather than its work replayed; batch_settle() then stops.
+ */
+static void consumer_on_stop(worker_t *w)
+{
+	consumer_t *c = w->ctx;
+
+	if (c->delivering) {
+		log_info("waiting for the kafka deliveries of a batch of %d before stopping", c->count);
+		return;
+	}
+	consumer_stop_now(c);
 }
 
 static int scratch_alloc(consumer_t *c)
@@ -762,10 +904,12 @@ static int scratch_alloc(consumer_t *c)
 	c->store_items = calloc(n, sizeof(*c->store_items));
 	c->events = calloc(n, sizeof(*c->events));
 	c->statuses = calloc(n, sizeof(*c->statuses));
+	c->jsons = calloc(n, sizeof(*c->jsons));
 	c->map = calloc(n, sizeof(*c->map));
 	c->done = calloc(n, 1);
 	if (c->items == NULL || c->sync == NULL || c->gate_reqs == NULL || c->store_items == NULL ||
-	    c->events == NULL || c->statuses == NULL || c->map == NULL || c->done == NULL) {
+	    c->events == NULL || c->statuses == NULL || c->jsons == NULL || c->map == NULL ||
+	    c->done == NULL) {
 		log_error("out of memory");
 		return -1;
 	}
@@ -780,17 +924,20 @@ static void scratch_free(consumer_t *c)
 	free(c->store_items);
 	free(c->events);
 	free(c->statuses);
+	free(c->jsons);
 	free(c->map);
 	free(c->done);
 }
 
 static void events_free(consumer_t *c)
 {
-	struct event *evs[] = {c->wake_ev, c->poll_ev, c->next_ev, c->retry_ev, c->owner_ev, c->prune_ev};
+	struct event **evs[] = {&c->wake_ev,  &c->poll_ev,  &c->next_ev,   &c->retry_ev,
+	                        &c->owner_ev, &c->prune_ev, &c->linger_ev, &c->deliver_ev};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-		if (evs[i] != NULL)
-			event_free(evs[i]);
+		if (*evs[i] != NULL)
+			event_free(*evs[i]);
+		*evs[i] = NULL;
 	}
 }
 
@@ -836,7 +983,8 @@ static int consumer_start(consumer_t *c)
 
 	if (scratch_alloc(c) != 0 || (c->gate = gate_new(c->cfg)) == NULL ||
 	    (c->store = store_new(c->cfg, c->partition)) == NULL ||
-	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition)) == NULL)
+	    (c->results =
+	         results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results, c)) == NULL)
 		return -1;
 	if (consumer_create(c) != 0 || wakeups_start(c) != 0 ||
 	    (c->stock_check = stock_check_new(c->w->base, c->cfg, c->partition, c->store, c->gate,

@@ -6,9 +6,12 @@
 #include "keys.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How long results_abandon() waits for purged messages to be reported. */
 #define ABANDON_WAIT_MS 2000
@@ -16,13 +19,18 @@
 struct results {
 	const config_t *cfg;
 	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq; /* delivery reports arrive here */
+	int wake[2];
+	struct event *wake_ev;
+	results_report_fn on_report;
+	void *report_arg;
 	int in_flight;
 	int detached; /* abandoned: delivery states may be freed memory, never write them */
-	int failed;   /* delivery failures since the last results_wait() */
+	int failed;   /* delivery failures since the last results_report_failures() */
 	rd_kafka_resp_err_t last_error;
 };
 
-/* Runs inside rd_kafka_poll()/rd_kafka_flush(), i.e. on the consumer's thread. */
+/* Runs inside rd_kafka_poll(), i.e. on the consumer's thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	results_t *r = opaque;
@@ -37,29 +45,78 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		*delivery = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? DELIVERY_DONE : DELIVERY_FAILED;
 }
 
-results_t *results_new(const config_t *cfg, const char *bootstrap, int partition)
+void results_serve(results_t *r)
 {
-	results_t *r = calloc(1, sizeof(*r));
+	while (rd_kafka_poll(r->rk, 0) > 0)
+		;
+	if (r->on_report != NULL)
+		r->on_report(r->report_arg);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	results_serve(arg);
+}
+
+/* librdkafka writes a byte to our pipe when its queue becomes non-empty: nobody blocks in a flush. */
+static int wakeups_start(results_t *r, struct event_base *base)
+{
+	if (pipe2(r->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+		log_error("pipe: %s", strerror(errno));
+		r->wake[0] = r->wake[1] = -1;
+		return -1;
+	}
+	if ((r->mainq = rd_kafka_queue_get_main(r->rk)) == NULL)
+		return -1;
+	rd_kafka_queue_io_event_enable(r->mainq, r->wake[1], "1", 1);
+	r->wake_ev = event_new(base, r->wake[0], EV_READ | EV_PERSIST, on_wake, r);
+	return r->wake_ev == NULL || event_add(r->wake_ev, NULL) != 0 ? -1 : 0;
+}
+
+/*
+ * Nothing flushes this producer any more: a batch's results leave after
+ * linger.ms, which kafka_conf_producer() sets to 1 ms before kafka.producer's
+ * overrides (an operator's larger value delays each batch's end, and so the
+ * next batch, but never a client's answer: the Redis status is written first).
+ */
+static rd_kafka_t *producer_create(results_t *r, const char *bootstrap, int partition)
+{
 	char client_id[64], err[512];
 	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+
+	snprintf(client_id, sizeof(client_id), "couponsd-consumer-%d-results", partition);
+	if ((conf = kafka_conf_producer(r->cfg, bootstrap, client_id)) == NULL)
+		return NULL;
+	rd_kafka_conf_set_opaque(conf, r);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (rk == NULL) {
+		log_error("cannot create the results producer: %s", err);
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
+}
+
+results_t *results_new(const config_t *cfg, const char *bootstrap, int partition, struct event_base *base,
+                       results_report_fn on_report, void *arg)
+{
+	results_t *r = calloc(1, sizeof(*r));
 
 	if (r == NULL) {
 		log_error("out of memory");
 		return NULL;
 	}
 	r->cfg = cfg;
-	snprintf(client_id, sizeof(client_id), "couponsd-consumer-%d-results", partition);
-	if ((conf = kafka_conf_producer(cfg, bootstrap, client_id)) == NULL) {
-		free(r);
-		return NULL;
-	}
-	rd_kafka_conf_set_opaque(conf, r);
-	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-	r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-	if (r->rk == NULL) {
-		log_error("cannot create the results producer: %s", err);
-		rd_kafka_conf_destroy(conf);
-		free(r);
+	r->wake[0] = r->wake[1] = -1;
+	r->on_report = on_report;
+	r->report_arg = arg;
+	if ((r->rk = producer_create(r, bootstrap, partition)) == NULL || wakeups_start(r, base) != 0) {
+		results_free(r);
 		return NULL;
 	}
 	return r;
@@ -82,28 +139,38 @@ void results_free(results_t *r)
 {
 	if (r == NULL)
 		return;
-	if (r->in_flight > 0)
-		results_abandon(r);
-	r->detached = 1;
-	rd_kafka_destroy(r->rk);
+	if (r->wake_ev != NULL)
+		event_free(r->wake_ev);
+	if (r->mainq != NULL) {
+		rd_kafka_queue_io_event_enable(r->mainq, -1, NULL, 0);
+		rd_kafka_queue_destroy(r->mainq);
+	}
+	if (r->rk != NULL) {
+		if (r->in_flight > 0)
+			results_abandon(r);
+		r->detached = 1;
+		rd_kafka_destroy(r->rk);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (r->wake[i] >= 0)
+			close(r->wake[i]);
+	}
 	free(r);
 }
 
-/* Queues one message; waits (bounded) for room when the local queue is full. */
+/*
+ * Queues one message. A full local queue is not waited for here (that would
+ * stop the loop): the caller retries the batch later, and the messages
+ * already queued stay in flight.
+ */
 static int produce(results_t *r, const char *topic, const void *key, size_t key_len, const void *value,
                    size_t value_len, rd_kafka_headers_t *headers, delivery_t *delivery)
 {
-	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+	    RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
 
-	for (int64_t tries = r->cfg->kafka_produce_timeout / 100 + 1;; tries--) {
-		err = rd_kafka_producev(r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-		                        RD_KAFKA_V_VALUE((void *)value, value_len),
-		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
-		                        RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries <= 0)
-			break;
-		rd_kafka_poll(r->rk, 100);
-	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
 		return -1;
@@ -114,20 +181,12 @@ static int produce(results_t *r, const char *topic, const void *key, size_t key_
 	return 0;
 }
 
-int results_produce(results_t *r, const request_status_t *st, delivery_t *delivery)
+int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery)
 {
 	char key[24];
-	char *json = status_to_json(st);
-	int rc;
 
-	if (json == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
 	snprintf(key, sizeof(key), "%lld", (long long)st->event.coupon_id);
-	rc = produce(r, r->cfg->kafka_results_topic, key, strlen(key), json, strlen(json), NULL, delivery);
-	free(json);
-	return rc;
+	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), json, strlen(json), NULL, delivery);
 }
 
 static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char *reason)
@@ -169,37 +228,30 @@ int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason,
 	return 0;
 }
 
-int results_wait(results_t *r, int64_t timeout_ms)
+int results_in_flight(const results_t *r)
 {
-	int64_t deadline = clock_mono_ms() + timeout_ms;
-
-	/* flush, unlike poll, sends at once instead of waiting for linger.ms. */
-	while (r->in_flight > 0) {
-		int64_t left = deadline - clock_mono_ms();
-
-		if (left <= 0)
-			break;
-		(void)rd_kafka_flush(r->rk, (int)(left < 1000 ? left : 1000));
-	}
-	if (r->failed > 0) {
-		log_warn("%d kafka deliveries failed (last: %s); they are sent again", r->failed,
-		         rd_kafka_err2str(r->last_error));
-		r->failed = 0;
-	}
 	return r->in_flight;
 }
 
+void results_report_failures(results_t *r)
+{
+	if (r->failed == 0)
+		return;
+	log_warn("%d kafka deliveries failed (last: %s); they are sent again", r->failed,
+	         rd_kafka_err2str(r->last_error));
+	r->failed = 0;
+}
+
 /* Queues HSET, EXPIRE and PUBLISH for one status; returns the number of commands queued, or -1. */
-static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, long long ttl_s)
+static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, const char *json,
+                         long long ttl_s)
 {
 	char key[KEYS_MAX], channel[KEYS_MAX], accepted[32], decided[32];
 	const char *reason = status_reason_name(st->reason);
-	char *json;
 	int ok;
 
 	if (keys_status(cfg->redis_key_prefix, st->event.request_id, key, sizeof(key)) < 0 ||
-	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0 ||
-	    (json = status_to_json(st)) == NULL)
+	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0)
 		return -1;
 	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
 	clock_format_iso(st->decided_ms, decided, sizeof(decided));
@@ -209,17 +261,17 @@ static int append_status(redisContext *rc, const config_t *cfg, const request_st
 	         (long long)st->event.user_id, accepted, decided) == REDIS_OK &&
 	     redisAppendCommand(rc, "EXPIRE %s %lld", key, ttl_s) == REDIS_OK &&
 	     redisAppendCommand(rc, "PUBLISH %s %s", channel, json) == REDIS_OK;
-	free(json);
 	return ok ? 3 : -1;
 }
 
-int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses, int n)
+int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
+                        const char *const *jsons, int n)
 {
 	long long ttl_s = cfg->issue_result_ttl / 1000 > 0 ? cfg->issue_result_ttl / 1000 : 1;
 	int queued = 0, rc_all = 0, q;
 
 	for (int i = 0; i < n; i++) {
-		if ((q = append_status(rc, cfg, statuses[i], ttl_s)) < 0) {
+		if ((q = append_status(rc, cfg, statuses[i], jsons[i], ttl_s)) < 0) {
 			/* Out of memory with part of a status queued: the pipeline can no longer be read in
 			 * step. */
 			log_error("cannot queue a status write");

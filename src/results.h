@@ -5,20 +5,30 @@
 #include "config.h"
 #include "event.h"
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
 /*
  * Delivery state of one message this module produced. The producer's
  * delivery report writes it, from the consumer's own thread (inside
- * results_wait), so it needs no lock.
+ * results_serve), so it needs no lock.
  */
 typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } delivery_t;
 
 typedef struct results results_t;
 
-/* The consumer's producer (kafka_conf_producer) for the results and dead-letter topics; NULL on error. */
-results_t *results_new(const config_t *cfg, const char *bootstrap, int partition);
+/* Called after delivery reports were served (possibly none): see results_in_flight(). */
+typedef void (*results_report_fn)(void *arg);
+
+/*
+ * The consumer's producer (kafka_conf_producer) for the results and
+ * dead-letter topics; NULL on error. Its delivery reports are served from
+ * base's loop as they arrive (librdkafka wakes a pipe), then on_report(arg)
+ * runs; nothing here ever blocks waiting for Kafka.
+ */
+results_t *results_new(const config_t *cfg, const char *bootstrap, int partition, struct event_base *base,
+                       results_report_fn on_report, void *arg);
 
 /* Abandons whatever is in flight (see results_abandon) and destroys the producer. */
 void results_free(results_t *r);
@@ -26,14 +36,19 @@ void results_free(results_t *r);
 /*
  * For each status: the hash at keys_status() (status, reason, couponId,
  * userId, acceptedAt, decidedAt) with EXPIRE issue.result_ttl, and PUBLISH
- * of the status JSON on keys_results_channel(). Pipelined. 0 or -1; after an
- * I/O error rc->err is set and the caller reconnects.
+ * of jsons[i], the status's status_to_json(), on keys_results_channel().
+ * Pipelined. 0 or -1; after an I/O error rc->err is set and the caller
+ * reconnects.
  */
 int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
-                        int n);
+                        const char *const *jsons, int n);
 
-/* Queues the status JSON to kafka.results_topic, key = the coupon id. 0, or -1 (*delivery untouched). */
-int results_produce(results_t *r, const request_status_t *st, delivery_t *delivery);
+/*
+ * Queues json, the status's status_to_json() (the caller encodes it once for
+ * Redis and Kafka), to kafka.results_topic, key = the coupon id. 0, or -1
+ * (*delivery untouched).
+ */
+int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery);
 
 /*
  * Queues a message that could not be decoded to kafka.dlq_topic unchanged
@@ -42,9 +57,15 @@ int results_produce(results_t *r, const request_status_t *st, delivery_t *delive
  */
 int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, delivery_t *delivery);
 
-/* Serves delivery reports until nothing is in flight or timeout_ms passed; returns what is still in flight.
- */
-int results_wait(results_t *r, int64_t timeout_ms);
+/* Serves the delivery reports that have arrived, without blocking, then calls on_report. Also a safety
+ * net for a missed wake-up. */
+void results_serve(results_t *r);
+
+/* Messages produced and not yet reported. */
+int results_in_flight(const results_t *r);
+
+/* Logs (once) how many deliveries failed since the last call; the caller produces them again. */
+void results_report_failures(results_t *r);
 
 /*
  * Whether the idempotent producer hit a fatal error (after logging it): it

@@ -211,6 +211,7 @@ static const char *const spec_keys[] = {
 static const char *const added_keys[] = {
     "postgres.timeout",
     "issue.stock_check_interval",
+    "issue.batch_linger",
     NULL,
 };
 
