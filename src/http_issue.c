@@ -119,7 +119,15 @@ static void check_prediction(issue_t *is, int partition)
 	    (long long)is->ev.coupon_id, is->partition, partition);
 }
 
-/* The event is durably in Kafka: record PENDING and make the claim last, then answer 202. */
+/*
+ * The event is durably in Kafka: record PENDING and make the claim last, then
+ * answer 202. These stay two scripts on purpose: the status hash is tagged by
+ * requestId (req:{<uuid>}) and the claim by coupon ({<c>}:user:<u>), so they
+ * sit in different Redis Cluster slots (SPEC 3 keeps the keys cluster-ready)
+ * and one script touching both would fail with CROSSSLOT there. Both go out
+ * back to back on the one connection, so hiredis writes them in one flush and
+ * the replies come back together: one round trip, pipelined.
+ */
 static void on_delivered(produce_result_t result, int partition, int64_t offset, void *arg)
 {
 	issue_t *is = arg;
