@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "ids.h"
+#include "json_escape.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -13,6 +14,9 @@
 
 static const char *state_names[] = {"PENDING", "ISSUED", "REJECTED"};
 static const char *reason_names[] = {NULL, "SOLD_OUT", "ALREADY_ISSUED", "COUPON_NOT_FOUND", "NOT_OPEN"};
+/* The same as JSON values, REASON_NONE being null. */
+static const char *reason_json[] = {"null", "\"SOLD_OUT\"", "\"ALREADY_ISSUED\"", "\"COUPON_NOT_FOUND\"",
+                                    "\"NOT_OPEN\""};
 
 const char *status_state_name(request_state_t state)
 {
@@ -172,23 +176,45 @@ int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size
 	return rc;
 }
 
+/* A time as a JSON member value: the quoted ISO stamp, or null for 0 ("not yet"). */
+static void time_json(int64_t ms, char *buf, size_t size)
+{
+	if (ms <= 0) {
+		snprintf(buf, size, "null");
+		return;
+	}
+	buf[0] = '"';
+	clock_format_iso(ms, buf + 1, size - 2);
+	strcat(buf, "\"");
+}
+
+/*
+ * Written by hand, not with jansson: this runs for every status the API, the
+ * SSE streams and the results topic send. Every member is a number, an enum
+ * name or a time we format, except requestId, which is escaped all the same
+ * since a status can be read back from Redis.
+ */
+int status_format_json(const request_status_t *st, char *buf, size_t size)
+{
+	char id[JSON_ESCAPE_SIZE(sizeof(st->event.request_id))], accepted[32], decided[32];
+	int n;
+
+	if (json_escape(st->event.request_id, id, sizeof(id)) < 0)
+		return -1;
+	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
+	time_json(st->decided_ms, decided, sizeof(decided));
+	n = snprintf(
+	    buf, size,
+	    "{\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"status\":\"%s\",\"reason\":%s,"
+	    "\"acceptedAt\":\"%s\",\"decidedAt\":%s}",
+	    id, (long long)st->event.coupon_id, (long long)st->event.user_id, state_names[st->state],
+	    reason_json[st->reason], accepted, decided);
+	return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 char *status_to_json(const request_status_t *st)
 {
-	char accepted[32], decided[32];
-	json_t *o;
-	char *text;
+	char buf[STATUS_JSON_SIZE];
 
-	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
-	clock_format_iso(st->decided_ms, decided, sizeof(decided));
-	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o}", "requestId", st->event.request_id, "couponId",
-	              (json_int_t)st->event.coupon_id, "userId", (json_int_t)st->event.user_id, "status",
-	              state_names[st->state], "reason",
-	              st->reason == REASON_NONE ? json_null() : json_string(reason_names[st->reason]),
-	              "acceptedAt", accepted, "decidedAt",
-	              st->decided_ms > 0 ? json_string(decided) : json_null());
-	if (o == NULL)
-		return NULL;
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	return text;
+	return status_format_json(st, buf, sizeof(buf)) < 0 ? NULL : strdup(buf);
 }
