@@ -2,6 +2,7 @@
 #include "clock.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static int64_t read_clock_us(clockid_t id)
@@ -29,7 +30,8 @@ int64_t clock_real_ms(void)
 	return read_clock_us(CLOCK_REALTIME) / 1000;
 }
 
-void clock_format_iso(int64_t real_ms, char *buf, size_t size)
+/* The old way, kept for what the cache does not cover: times before 1970, small buffers, gmtime failures. */
+static void format_slow(int64_t real_ms, char *buf, size_t size)
 {
 	time_t secs = (time_t)(real_ms / 1000);
 	struct tm tm;
@@ -40,4 +42,53 @@ void clock_format_iso(int64_t real_ms, char *buf, size_t size)
 	}
 	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(real_ms % 1000));
+}
+
+/*
+ * A worker formats the same second again and again (every status, event and
+ * log line of that second), and gmtime_r + snprintf cost far more than the
+ * milliseconds, so the "YYYY-MM-DDTHH:MM:SS" of the last second is kept.
+ * Per thread (_Thread_local): log lines are also written from librdkafka's
+ * threads, and a shared cache would need a lock or could be read half
+ * written.
+ */
+static _Thread_local int64_t cached_secs = -1;
+static _Thread_local char cached_text[32];
+static _Thread_local size_t cached_len;
+
+static int fill_cache(int64_t secs)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+	int n;
+
+	cached_secs = -1; /* nothing valid until the text is whole again */
+	if (gmtime_r(&t, &tm) == NULL)
+		return -1;
+	n = snprintf(cached_text, sizeof(cached_text), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+	             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (n < 0 || (size_t)n >= sizeof(cached_text))
+		return -1;
+	cached_secs = secs;
+	cached_len = (size_t)n;
+	return 0;
+}
+
+void clock_format_iso(int64_t real_ms, char *buf, size_t size)
+{
+	int64_t secs = real_ms / 1000;
+	int ms = (int)(real_ms % 1000);
+
+	if (real_ms < 0 || (secs != cached_secs && fill_cache(secs) != 0) || size < cached_len + 6) {
+		format_slow(real_ms, buf, size);
+		return;
+	}
+	memcpy(buf, cached_text, cached_len);
+	buf += cached_len;
+	buf[0] = '.';
+	buf[1] = (char)('0' + ms / 100);
+	buf[2] = (char)('0' + ms / 10 % 10);
+	buf[3] = (char)('0' + ms % 10);
+	buf[4] = 'Z';
+	buf[5] = '\0';
 }
