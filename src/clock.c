@@ -45,46 +45,58 @@ static void format_slow(int64_t real_ms, char *buf, size_t size)
 }
 
 /*
- * A worker formats the same second again and again (every status, event and
- * log line of that second), and gmtime_r + snprintf cost far more than the
- * milliseconds, so the "YYYY-MM-DDTHH:MM:SS" of the last second is kept.
- * Per thread (_Thread_local): log lines are also written from librdkafka's
- * threads, and a shared cache would need a lock or could be read half
- * written.
+ * A worker formats the same few seconds again and again (every status, event
+ * and log line), and gmtime_r + snprintf cost far more than the milliseconds,
+ * so the "YYYY-MM-DDTHH:MM:SS" of recent seconds is kept. Four slots, chosen
+ * by the second's low bits: a consumer writes a request's acceptedAt and its
+ * decidedAt, usually a second or two apart, and one slot would thrash between
+ * them. Per thread (_Thread_local): log lines are also written from
+ * librdkafka's threads, and a shared cache would need a lock or could be read
+ * half written.
  */
-static _Thread_local int64_t cached_secs = -1;
-static _Thread_local char cached_text[32];
-static _Thread_local size_t cached_len;
+#define ISO_CACHE_SLOTS 4
 
-static int fill_cache(int64_t secs)
+typedef struct {
+	int64_t secs; /* -1: empty */
+	size_t len;
+	char text[32];
+} iso_second_t;
+
+static _Thread_local iso_second_t iso_cache[ISO_CACHE_SLOTS] = {
+    {-1, 0, ""}, {-1, 0, ""}, {-1, 0, ""}, {-1, 0, ""}};
+
+static const iso_second_t *cached_second(int64_t secs)
 {
+	iso_second_t *slot = &iso_cache[secs % ISO_CACHE_SLOTS];
 	time_t t = (time_t)secs;
 	struct tm tm;
 	int n;
 
-	cached_secs = -1; /* nothing valid until the text is whole again */
+	if (slot->secs == secs)
+		return slot;
+	slot->secs = -1; /* nothing valid until the text is whole again */
 	if (gmtime_r(&t, &tm) == NULL)
-		return -1;
-	n = snprintf(cached_text, sizeof(cached_text), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+		return NULL;
+	n = snprintf(slot->text, sizeof(slot->text), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
 	             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	if (n < 0 || (size_t)n >= sizeof(cached_text))
-		return -1;
-	cached_secs = secs;
-	cached_len = (size_t)n;
-	return 0;
+	if (n < 0 || (size_t)n >= sizeof(slot->text))
+		return NULL;
+	slot->secs = secs;
+	slot->len = (size_t)n;
+	return slot;
 }
 
 void clock_format_iso(int64_t real_ms, char *buf, size_t size)
 {
-	int64_t secs = real_ms / 1000;
 	int ms = (int)(real_ms % 1000);
+	const iso_second_t *second = real_ms < 0 ? NULL : cached_second(real_ms / 1000);
 
-	if (real_ms < 0 || (secs != cached_secs && fill_cache(secs) != 0) || size < cached_len + 6) {
+	if (second == NULL || size < second->len + 6) {
 		format_slow(real_ms, buf, size);
 		return;
 	}
-	memcpy(buf, cached_text, cached_len);
-	buf += cached_len;
+	memcpy(buf, second->text, second->len);
+	buf += second->len;
 	buf[0] = '.';
 	buf[1] = (char)('0' + ms / 100);
 	buf[2] = (char)('0' + ms / 10 % 10);

@@ -73,7 +73,10 @@ int json_escape(const char *text, char *buf, size_t size)
 		const char *from = piece;
 
 		used = 1;
-		if (*s < 0x80) {
+		if (*s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\') {
+			from = (const char *)s; /* the common case first: a byte that stands for itself */
+			n = 1;
+		} else if (*s < 0x80) {
 			n = escape_ascii(*s, piece);
 		} else if ((n = utf8_sequence(s)) != 0) {
 			from = (const char *)s;

@@ -419,6 +419,9 @@ static void test_format_cache(void)
 	/* Every ms of two seconds in order, then one ms each side of many boundaries. */
 	for (int64_t ms = base - 1000; ms < base + 1000; ms++)
 		good &= format_matches(ms);
+	/* Seconds that share a cache slot and seconds that do not, interleaved like acceptedAt/decidedAt. */
+	for (int i = 0; i < 64; i++)
+		good &= format_matches(base + (i % 6) * 1000 + i) & format_matches(base + (i % 9) * 4000 + i);
 	for (int i = 0; i < RANDOM_ROUNDS; i++) {
 		int64_t edge = random_ms() / 1000 * 1000;
 
