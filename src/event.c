@@ -3,16 +3,19 @@
 
 #include "clock.h"
 #include "ids.h"
+#include "json_escape.h"
 
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char *state_names[] = {"PENDING", "ISSUED", "REJECTED"};
 static const char *reason_names[] = {NULL, "SOLD_OUT", "ALREADY_ISSUED", "COUPON_NOT_FOUND", "NOT_OPEN"};
+/* The same as JSON values, REASON_NONE being null. */
+static const char *reason_json[] = {"null", "\"SOLD_OUT\"", "\"ALREADY_ISSUED\"", "\"COUPON_NOT_FOUND\"",
+                                    "\"NOT_OPEN\""};
 
 const char *status_state_name(request_state_t state)
 {
@@ -49,55 +52,72 @@ int status_reason_parse(const char *text, reject_reason_t *out)
 /* 10000-01-01T00:00:00Z in seconds since the epoch. */
 #define YEAR_10000 253402300800LL
 
-/* "YYYY-MM-DDTHH:MM:SS" with digits exactly where the pattern has them (sscanf takes signs, spaces). */
-static int iso_shape(const char *text)
+/* The value of n ASCII digits at text, or -1 if one is anything else (a NUL included: it stops the scan). */
+static int digits(const char *text, int n)
 {
-	static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+	int value = 0;
 
-	for (size_t i = 0; i < sizeof(pattern) - 1; i++) {
-		if (pattern[i] == 'd' ? !isdigit((unsigned char)text[i]) : text[i] != pattern[i])
-			return 0;
+	for (int i = 0; i < n; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -1;
+		value = value * 10 + (text[i] - '0');
 	}
-	return 1;
+	return value;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date; a day past the month's end runs on as timegm's does.
+ */
+static int64_t days_from_civil(int year, int month, int day)
+{
+	int64_t y = year - (month <= 2), era = (y >= 0 ? y : y - 399) / 400;
+	int64_t year_of_era = y - era * 400;
+	int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+
+	return era * 146097 + year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS", digits exactly where the pattern has them, into f[0..5]; -1 if not that shape. */
+static int parse_fields(const char *t, int f[6])
+{
+	if ((f[0] = digits(t, 4)) < 0 || t[4] != '-' || (f[1] = digits(t + 5, 2)) < 0 || t[7] != '-' ||
+	    (f[2] = digits(t + 8, 2)) < 0 || t[10] != 'T' || (f[3] = digits(t + 11, 2)) < 0 || t[13] != ':' ||
+	    (f[4] = digits(t + 14, 2)) < 0 || t[16] != ':' || (f[5] = digits(t + 17, 2)) < 0)
+		return -1;
+	return 0;
 }
 
 /*
+ * Parsed by hand, not with sscanf (which would also take signs and spaces, and
+ * costs more: the consumer parses one time per event). Optional milliseconds
+ * are exactly three digits, and "Z" must end the text.
+ *
  * Times before 1970 are refused: no request is accepted then, and such a
  * time (year 0, or a negative one) would not format back into something
  * PostgreSQL takes, so one odd message would hold its partition's batch
- * forever (found by tests/fuzz/fuzz_event).
+ * forever (found by tests/fuzz/fuzz_event). Day 31 of a short month and
+ * second 60 run on into the next month or minute, as timegm() did.
  */
 int time_parse_iso(const char *text, int64_t *ms)
 {
-	struct tm tm;
-	int y, mo, d, h, mi, s, frac = 0, n = 0;
-	time_t secs;
+	int f[6], frac = 0;
+	int64_t secs;
 
-	memset(&tm, 0, sizeof(tm));
-	if (!iso_shape(text) ||
-	    sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19)
+	if (parse_fields(text, f) != 0)
 		return -1;
-	text += n;
+	text += 19;
 	if (text[0] == '.') {
-		if (!isdigit((unsigned char)text[1]) || !isdigit((unsigned char)text[2]) ||
-		    !isdigit((unsigned char)text[3]))
+		if ((frac = digits(text + 1, 3)) < 0)
 			return -1;
-		frac = (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
 		text += 4;
 	}
-	if (strcmp(text, "Z") != 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+	if (text[0] != 'Z' || text[1] != '\0' || f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 ||
+	    f[3] > 23 || f[4] > 59 || f[5] > 60)
 		return -1;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = s;
-	secs = timegm(&tm);
+	secs = days_from_civil(f[0], f[1], f[2]) * 86400 + f[3] * 3600 + f[4] * 60 + f[5];
 	/* 23:59:60 on 9999-12-31 would be year 10000, which the 4-digit form cannot write back. */
 	if (secs < 0 || secs >= YEAR_10000)
 		return -1;
-	*ms = (int64_t)secs * 1000 + frac;
+	*ms = secs * 1000 + frac;
 	return 0;
 }
 
@@ -172,23 +192,45 @@ int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size
 	return rc;
 }
 
+/* A time as a JSON member value: the quoted ISO stamp, or null for 0 ("not yet"). */
+static void time_json(int64_t ms, char *buf, size_t size)
+{
+	if (ms <= 0) {
+		snprintf(buf, size, "null");
+		return;
+	}
+	buf[0] = '"';
+	clock_format_iso(ms, buf + 1, size - 2);
+	strcat(buf, "\"");
+}
+
+/*
+ * Written by hand, not with jansson: this runs for every status the API, the
+ * SSE streams and the results topic send. Every member is a number, an enum
+ * name or a time we format, except requestId, which is escaped all the same
+ * since a status can be read back from Redis.
+ */
+int status_format_json(const request_status_t *st, char *buf, size_t size)
+{
+	char id[JSON_ESCAPE_SIZE(sizeof(st->event.request_id))], accepted[32], decided[32];
+	int n;
+
+	if (json_escape(st->event.request_id, id, sizeof(id)) < 0)
+		return -1;
+	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
+	time_json(st->decided_ms, decided, sizeof(decided));
+	n = snprintf(
+	    buf, size,
+	    "{\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"status\":\"%s\",\"reason\":%s,"
+	    "\"acceptedAt\":\"%s\",\"decidedAt\":%s}",
+	    id, (long long)st->event.coupon_id, (long long)st->event.user_id, state_names[st->state],
+	    reason_json[st->reason], accepted, decided);
+	return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 char *status_to_json(const request_status_t *st)
 {
-	char accepted[32], decided[32];
-	json_t *o;
-	char *text;
+	char buf[STATUS_JSON_SIZE];
 
-	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
-	clock_format_iso(st->decided_ms, decided, sizeof(decided));
-	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o}", "requestId", st->event.request_id, "couponId",
-	              (json_int_t)st->event.coupon_id, "userId", (json_int_t)st->event.user_id, "status",
-	              state_names[st->state], "reason",
-	              st->reason == REASON_NONE ? json_null() : json_string(reason_names[st->reason]),
-	              "acceptedAt", accepted, "decidedAt",
-	              st->decided_ms > 0 ? json_string(decided) : json_null());
-	if (o == NULL)
-		return NULL;
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	return text;
+	return status_format_json(st, buf, sizeof(buf)) < 0 ? NULL : strdup(buf);
 }

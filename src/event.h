@@ -46,7 +46,12 @@ int event_encode(const issue_event_t *ev, char *buf, size_t size);
  */
 int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize);
 
-/* Returns a malloc'ed JSON string of the status (the SPEC's request status object), or NULL. */
+/* Room for any status's JSON (requestId is at most 36 bytes, escaped at most 6 times that). */
+#define STATUS_JSON_SIZE 512
+
+/* Writes the status's JSON (the SPEC's request status object) into buf; returns its length, or -1. */
+int status_format_json(const request_status_t *st, char *buf, size_t size);
+/* The same as a malloc'ed string, or NULL. */
 char *status_to_json(const request_status_t *st);
 
 const char *status_state_name(request_state_t state);

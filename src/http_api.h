@@ -38,6 +38,11 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req);
 
 /* Replies. Every error body is {"error":"CODE","message":"..."} plus, where SPEC says so, more members. */
 void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json_t *body);
+/* json is already JSON text (NULL answers 500): the hot paths write theirs by hand. */
+void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *json, size_t len);
+#define http_reply_literal(ctx, req, code, json) http_reply_body(ctx, req, code, json, sizeof(json) - 1)
+/* Longer error messages are cut (at a character boundary or not: the escaper mends a split one). */
+#define HTTP_MESSAGE_MAX 512
 void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void http_set_retry_after(struct evhttp_request *req, int seconds);

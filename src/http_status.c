@@ -152,11 +152,10 @@ typedef struct {
 
 static void reply_status(http_ctx_t *ctx, struct evhttp_request *req, const request_status_t *st)
 {
-	char *json = status_to_json(st);
-	json_error_t err;
+	char json[STATUS_JSON_SIZE];
+	int len = status_format_json(st, json, sizeof(json));
 
-	http_reply_json(ctx, req, 200, json != NULL ? json_loads(json, 0, &err) : NULL);
-	free(json);
+	http_reply_body(ctx, req, 200, len < 0 ? NULL : json, len < 0 ? 0 : (size_t)len);
 }
 
 /* The stream's second look: a result published before the stream was registered is not missed. */
