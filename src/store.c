@@ -75,7 +75,7 @@ typedef struct {
 	int64_t id;
 	int remaining; /* as locked, then after the UPDATE */
 	int room;      /* what this batch may still issue */
-	int issued;    /* rows inserted by this batch */
+	int issued;    /* rows this batch inserts (as planned; the INSERT's count is checked) */
 	int has_start, has_end;
 	int64_t start_us, end_us;
 } coupon_row_t;
@@ -292,6 +292,147 @@ static int run_simple(store_t *s, const char *sql, ExecStatusType expect)
 	return res != NULL ? 0 : -1;
 }
 
+/*
+ * A pipeline: statements sent back to back and answered in order after one
+ * Sync, so a batch waits for PostgreSQL once per pipeline rather than once
+ * per statement. The server runs them one after the other, as before.
+ */
+#define PIPE_MAX 4
+
+typedef struct {
+	const char *what[PIPE_MAX]; /* for the log, as run() names a statement */
+	ExecStatusType expect[PIPE_MAX];
+	PGresult *res[PIPE_MAX];
+	int n;
+	int entered; /* the connection is in pipeline mode */
+	int failed;  /* a statement was not sent, failed or was aborted: the transaction is lost */
+	int logged;  /* one line per failed pipeline: the statements after an error only say "aborted" */
+} pipe_t;
+
+static void pipe_fail(store_t *s, pipe_t *p, const char *what, const PGresult *res)
+{
+	if (!p->logged)
+		log_pg_failure(s, what, res);
+	p->failed = p->logged = 1;
+}
+
+/* Enters pipeline mode with the first statement, so a pipeline with nothing to send costs nothing. */
+static int pipe_enter(store_t *s, pipe_t *p)
+{
+	if (p->failed || p->n == PIPE_MAX) {
+		p->failed = 1;
+		return -1;
+	}
+	if (!p->entered && PQenterPipelineMode(s->conn) != 1) {
+		pipe_fail(s, p, "pipeline", NULL);
+		return -1;
+	}
+	p->entered = 1;
+	return 0;
+}
+
+/* Notes a statement handed to libpq (sent != 1: it was not); its index in p->res, or -1. */
+static int pipe_sent(store_t *s, pipe_t *p, int sent, const char *what, ExecStatusType expect)
+{
+	if (sent != 1) {
+		pipe_fail(s, p, what, NULL);
+		return -1;
+	}
+	p->what[p->n] = what;
+	p->expect[p->n] = expect;
+	p->res[p->n] = NULL;
+	return p->n++;
+}
+
+/* Queues a prepared statement (libpq copies the parameters: their buffers may be reused at once). */
+static int pipe_send(store_t *s, pipe_t *p, const char *what, const char *name, int nparams,
+                     const char *const *params, ExecStatusType expect)
+{
+	if (pipe_enter(s, p) != 0)
+		return -1;
+	return pipe_sent(s, p, PQsendQueryPrepared(s->conn, name, nparams, params, NULL, NULL, 0), what,
+	                 expect);
+}
+
+/* Queues a statement without parameters (the extended protocol: a pipeline allows nothing else). */
+static int pipe_send_sql(store_t *s, pipe_t *p, const char *sql, ExecStatusType expect)
+{
+	if (pipe_enter(s, p) != 0)
+		return -1;
+	return pipe_sent(s, p, PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0), sql, expect);
+}
+
+/*
+ * The session is in a state this code does not know how to leave: close it.
+ * Its transaction dies with it, and so does the ownership lock, which
+ * store_ensure() takes again before anything else is written.
+ */
+static int pipe_lost(store_t *s, pipe_t *p, const char *what)
+{
+	pipe_fail(s, p, what, NULL);
+	disconnect(s);
+	return -1;
+}
+
+/* Takes statement i's result and the NULL that ends it; -1 when the session broke. */
+static int pipe_collect(store_t *s, pipe_t *p, int i)
+{
+	PGresult *res = PQgetResult(s->conn);
+	PGresult *extra;
+
+	if (res == NULL)
+		return -1;
+	p->res[i] = res;
+	if ((extra = PQgetResult(s->conn)) != NULL) {
+		PQclear(extra);
+		return -1;
+	}
+	if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+		p->failed = 1; /* skipped after an earlier statement failed, which is logged */
+	else if (PQresultStatus(res) != p->expect[i])
+		pipe_fail(s, p, p->what[i], res);
+	return 0;
+}
+
+static int pipe_synced(store_t *s)
+{
+	PGresult *res = PQgetResult(s->conn);
+	int synced = res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+
+	PQclear(res);
+	return synced && PQexitPipelineMode(s->conn) == 1 ? 0 : -1;
+}
+
+/*
+ * Sends the Sync and collects every statement's result. After a failed
+ * statement the server skips the rest up to the Sync (PGRES_PIPELINE_ABORTED)
+ * and leaves the transaction open but failed, for abandon()'s ROLLBACK: the
+ * connection is back in normal mode then, or closed (pipe_lost).
+ */
+static int pipe_close(store_t *s, pipe_t *p)
+{
+	if (!p->entered)
+		return p->failed ? -1 : 0;
+	if (PQpipelineSync(s->conn) != 1)
+		return pipe_lost(s, p, "pipeline sync");
+	for (int i = 0; i < p->n; i++) {
+		if (pipe_collect(s, p, i) != 0)
+			return pipe_lost(s, p, p->what[i]);
+	}
+	if (pipe_synced(s) != 0)
+		return pipe_lost(s, p, "pipeline sync");
+	p->entered = 0;
+	return p->failed ? -1 : 0;
+}
+
+static void pipe_clear(pipe_t *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		PQclear(p->res[i]);
+		p->res[i] = NULL;
+	}
+}
+
 static int session_setup(store_t *s)
 {
 	char sql[64];
@@ -463,22 +604,24 @@ static int column_int64(const PGresult *res, int row, int col, int64_t *out)
 	return 1;
 }
 
-static int lock_coupons(store_t *s, const store_item_t *items, int n)
+static void send_lock(store_t *s, pipe_t *p, const store_item_t *items, int n)
 {
 	const char *params[1];
-	PGresult *res;
 
 	buf_reset(&s->arg[0]);
 	for (int i = 0; i < n; i++)
 		buf_int(&s->arg[0], (long long)items[i].event->coupon_id);
 	buf_printf(&s->arg[0], "}");
-	if (s->arg[0].failed)
-		return -1;
+	if (s->arg[0].failed) {
+		p->failed = 1;
+		return;
+	}
 	params[0] = s->arg[0].data;
-	res = run(s, "lock coupons", PQexecPrepared(s->conn, "couponsd_lock", 1, params, NULL, NULL, 0),
-	          PGRES_TUPLES_OK);
-	if (res == NULL)
-		return -1;
+	pipe_send(s, p, "lock coupons", "couponsd_lock", 1, params, PGRES_TUPLES_OK);
+}
+
+static void read_locked(store_t *s, const PGresult *res)
+{
 	s->ncoupons = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
 	for (int i = 0; i < s->ncoupons; i++) {
 		coupon_row_t *c = &s->coupons[i];
@@ -489,12 +632,13 @@ static int lock_coupons(store_t *s, const store_item_t *items, int n)
 		c->has_start = column_int64(res, i, 2, &c->start_us);
 		c->has_end = column_int64(res, i, 3, &c->end_us);
 	}
-	PQclear(res);
-	return 0;
 }
 
-static int existing_params(store_t *s, const store_item_t *items, int n)
+/* Leaves $1 (the batch's request ids) in s->arg[0] for send_rejected(). */
+static void send_existing(store_t *s, pipe_t *p, const store_item_t *items, int n)
 {
+	const char *params[3];
+
 	for (int a = 0; a < 3; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
@@ -502,9 +646,15 @@ static int existing_params(store_t *s, const store_item_t *items, int n)
 		buf_int(&s->arg[1], (long long)items[i].event->coupon_id);
 		buf_int(&s->arg[2], (long long)items[i].event->user_id);
 	}
-	for (int a = 0; a < 3; a++)
+	for (int a = 0; a < 3; a++) {
 		buf_printf(&s->arg[a], "}");
-	return s->arg[0].failed || s->arg[1].failed || s->arg[2].failed ? -1 : 0;
+		if (s->arg[a].failed) {
+			p->failed = 1;
+			return;
+		}
+		params[a] = s->arg[a].data;
+	}
+	pipe_send(s, p, "find issued", "couponsd_existing", 3, params, PGRES_TUPLES_OK);
 }
 
 static int cmp_existing(const void *a, const void *b)
@@ -512,21 +662,10 @@ static int cmp_existing(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-static int load_existing(store_t *s, const store_item_t *items, int n)
+static void read_existing(store_t *s, const PGresult *res)
 {
-	const char *params[3];
-	PGresult *res;
-	int rows;
+	int rows = PQntuples(res) < 2 * s->cap ? PQntuples(res) : 2 * s->cap;
 
-	if (existing_params(s, items, n) != 0)
-		return -1;
-	for (int a = 0; a < 3; a++)
-		params[a] = s->arg[a].data;
-	res = run(s, "find issued", PQexecPrepared(s->conn, "couponsd_existing", 3, params, NULL, NULL, 0),
-	          PGRES_TUPLES_OK);
-	if (res == NULL)
-		return -1;
-	rows = PQntuples(res) < 2 * s->cap ? PQntuples(res) : 2 * s->cap;
 	for (int i = 0; i < rows; i++) {
 		snprintf(s->existing[i], sizeof(s->existing[i]), "%s", PQgetvalue(res, i, 0));
 		s->holders[i].coupon_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
@@ -534,24 +673,21 @@ static int load_existing(store_t *s, const store_item_t *items, int n)
 		s->holders[i].index = -1;
 	}
 	s->nexisting = s->nholders = rows;
-	PQclear(res);
 	qsort(s->existing, (size_t)rows, sizeof(*s->existing), cmp_existing);
 	qsort(s->holders, (size_t)rows, sizeof(*s->holders), cmp_pair);
-	return 0;
 }
 
-/* Uses $1 (the batch's request ids) as load_existing() left it in s->arg[0]. */
-static int load_rejected(store_t *s)
+static void send_rejected(store_t *s, pipe_t *p)
 {
 	const char *params[] = {s->arg[0].data};
-	PGresult *res =
-	    run(s, "find rejected", PQexecPrepared(s->conn, "couponsd_rejected", 1, params, NULL, NULL, 0),
-	        PGRES_TUPLES_OK);
-	int rows;
 
-	if (res == NULL)
-		return -1;
-	rows = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
+	pipe_send(s, p, "find rejected", "couponsd_rejected", 1, params, PGRES_TUPLES_OK);
+}
+
+static void read_rejected(store_t *s, const PGresult *res)
+{
+	int rows = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
+
 	for (int i = 0; i < rows; i++) {
 		snprintf(s->rejected[i].request_id, sizeof(s->rejected[i].request_id), "%s",
 		         PQgetvalue(res, i, 0));
@@ -559,9 +695,31 @@ static int load_rejected(store_t *s)
 			s->rejected[i].reason = REASON_SOLD_OUT;
 	}
 	s->nrejected = rows;
-	PQclear(res);
 	qsort(s->rejected, (size_t)rows, sizeof(*s->rejected), cmp_existing);
-	return 0;
+}
+
+/*
+ * BEGIN, lock the batch's coupon rows, find its issued and rejected rows: one
+ * round trip. The server still runs the lookups after the lock is granted,
+ * each with a snapshot of its own, so they see whatever committed before.
+ */
+static int load_batch(store_t *s, const store_item_t *items, int n)
+{
+	pipe_t p = {0};
+	int rc;
+
+	pipe_send_sql(s, &p, "BEGIN", PGRES_COMMAND_OK);
+	send_lock(s, &p, items, n);
+	send_existing(s, &p, items, n);
+	send_rejected(s, &p);
+	rc = pipe_close(s, &p);
+	if (rc == 0) {
+		read_locked(s, p.res[1]);
+		read_existing(s, p.res[2]);
+		read_rejected(s, p.res[3]);
+	}
+	pipe_clear(&p);
+	return rc;
 }
 
 static const prior_t *prior_rejection(const store_t *s, const char *request_id)
@@ -721,48 +879,53 @@ static int insert_params(store_t *s, const store_item_t *items, int n, int *plan
 	return s->arg[0].failed || s->arg[1].failed || s->arg[2].failed || s->arg[3].failed ? -1 : 0;
 }
 
-/*
- * Inserts the planned rows. Under the coupon row locks and the partition's
- * ownership nothing else inserts them, so a conflict here means another
- * writer exists: the transaction is abandoned and retried, and the retry's
- * lookup sees that writer's rows.
- */
-static int insert_rows(store_t *s, const store_item_t *items, int n)
+/* Queues the INSERT of the planned rows; its index in the pipeline, or -1 (none planned, or failed). */
+static int send_insert(store_t *s, pipe_t *p, const store_item_t *items, int n, int *planned)
 {
 	const char *params[4];
-	PGresult *res;
-	int planned, inserted;
 
-	if (insert_params(s, items, n, &planned) != 0)
-		return -1;
-	if (planned == 0)
-		return 0;
-	for (int a = 0; a < 4; a++)
-		params[a] = s->arg[a].data;
-	res = run(s, "insert issued", PQexecPrepared(s->conn, "couponsd_insert", 4, params, NULL, NULL, 0),
-	          PGRES_TUPLES_OK);
-	if (res == NULL)
-		return -1;
-	inserted = PQntuples(res);
-	PQclear(res);
-	if (inserted != planned) {
-		log_warn("postgresql: %d of %d issued rows met a concurrent writer; retrying",
-		         planned - inserted, planned);
+	if (insert_params(s, items, n, planned) != 0) {
+		p->failed = 1;
 		return -1;
 	}
+	if (*planned == 0)
+		return -1;
+	for (int a = 0; a < 4; a++)
+		params[a] = s->arg[a].data;
+	return pipe_send(s, p, "insert issued", "couponsd_insert", 4, params, PGRES_TUPLES_OK);
+}
+
+/*
+ * Under the coupon row locks and the partition's ownership nothing else
+ * inserts these rows, so a row that did not come back means another writer
+ * exists: the transaction is abandoned and retried, and the retry's lookup
+ * sees that writer's rows.
+ */
+static int check_inserted(const PGresult *res, int planned)
+{
+	int inserted = PQntuples(res);
+
+	if (inserted == planned)
+		return 0;
+	log_warn("postgresql: %d of %d issued rows met a concurrent writer; retrying", planned - inserted,
+	         planned);
+	return -1;
+}
+
+/*
+ * Queues the decrement of remaining by the rows planned per coupon. It goes
+ * out with the INSERT, before its count is known: if fewer rows came back,
+ * check_inserted() fails the batch and the ROLLBACK takes the UPDATE back too.
+ */
+static int send_update(store_t *s, pipe_t *p, const store_item_t *items, int n)
+{
+	const char *params[2];
+	int touched = 0;
+
 	for (int i = 0; i < n; i++) {
 		if (s->planned[i])
 			find_coupon(s, items[i].event->coupon_id)->issued++;
 	}
-	return 0;
-}
-
-static int update_remaining(store_t *s)
-{
-	const char *params[2];
-	PGresult *res;
-	int touched = 0;
-
 	buf_reset(&s->arg[0]);
 	buf_reset(&s->arg[1]);
 	for (int i = 0; i < s->ncoupons; i++) {
@@ -774,24 +937,23 @@ static int update_remaining(store_t *s)
 	}
 	buf_printf(&s->arg[0], "}");
 	buf_printf(&s->arg[1], "}");
-	if (touched == 0)
-		return 0;
 	if (s->arg[0].failed || s->arg[1].failed)
+		p->failed = 1;
+	if (touched == 0 || p->failed)
 		return -1;
 	params[0] = s->arg[0].data;
 	params[1] = s->arg[1].data;
-	res = run(s, "update remaining", PQexecPrepared(s->conn, "couponsd_update", 2, params, NULL, NULL, 0),
-	          PGRES_TUPLES_OK);
-	if (res == NULL)
-		return -1;
+	return pipe_send(s, p, "update remaining", "couponsd_update", 2, params, PGRES_TUPLES_OK);
+}
+
+static void read_remaining(store_t *s, const PGresult *res)
+{
 	for (int i = 0; i < PQntuples(res); i++) {
 		coupon_row_t *c = find_coupon(s, strtoll(PQgetvalue(res, i, 0), NULL, 10));
 
 		if (c != NULL)
 			c->remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
 	}
-	PQclear(res);
-	return 0;
 }
 
 static int reject_params(store_t *s, const store_item_t *items, int n, int *rejected)
@@ -821,25 +983,45 @@ static int reject_params(store_t *s, const store_item_t *items, int n, int *reje
 	return 0;
 }
 
-static int insert_rejections(store_t *s, const store_item_t *items, int n)
+static void send_rejections(store_t *s, pipe_t *p, const store_item_t *items, int n)
 {
 	char partition[16];
 	const char *params[6];
-	PGresult *res;
 	int rejected;
 
-	if (reject_params(s, items, n, &rejected) != 0)
-		return -1;
+	if (reject_params(s, items, n, &rejected) != 0) {
+		p->failed = 1;
+		return;
+	}
 	if (rejected == 0)
-		return 0;
+		return;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
 	for (int a = 0; a < 5; a++)
 		params[a] = s->arg[a].data;
 	params[5] = partition;
-	res = run(s, "insert rejected", PQexecPrepared(s->conn, "couponsd_reject", 6, params, NULL, NULL, 0),
-	          PGRES_COMMAND_OK);
-	PQclear(res);
-	return res != NULL ? 0 : -1;
+	pipe_send(s, p, "insert rejected", "couponsd_reject", 6, params, PGRES_COMMAND_OK);
+}
+
+/*
+ * Inserts the issued rows, decrements remaining and records the rejections:
+ * one round trip (none when the round decided nothing). The INSERT's count is
+ * checked here, before the COMMIT that store_commit() sends on its own.
+ */
+static int write_batch(store_t *s, const store_item_t *items, int n)
+{
+	pipe_t p = {0};
+	int planned = 0, insert, update, rc;
+
+	insert = send_insert(s, &p, items, n, &planned);
+	update = send_update(s, &p, items, n);
+	send_rejections(s, &p, items, n);
+	rc = pipe_close(s, &p);
+	if (rc == 0 && insert >= 0)
+		rc = check_inserted(p.res[insert], planned);
+	if (rc == 0 && update >= 0)
+		read_remaining(s, p.res[update]);
+	pipe_clear(&p);
+	return rc;
 }
 
 /* After a failed statement: roll back (or forget a dead session, and with it the lock). */
@@ -888,13 +1070,12 @@ store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coup
 		return STORE_OK;
 	if (s->conn == NULL || reserve_arrays(s, n) != 0 || group_items(s, items, n) != 0)
 		return STORE_RETRY;
-	if (run_simple(s, "BEGIN", PGRES_COMMAND_OK) != 0)
-		return abandon(s, items, n);
-	if (lock_coupons(s, items, n) != 0 || load_existing(s, items, n) != 0 || load_rejected(s) != 0)
+	if (load_batch(s, items, n) != 0)
 		return abandon(s, items, n);
 	decide(s, items, n);
-	if (insert_rows(s, items, n) != 0 || update_remaining(s) != 0 || insert_rejections(s, items, n) != 0)
+	if (write_batch(s, items, n) != 0)
 		return abandon(s, items, n);
+	/* On its own, so nothing commits before write_batch() has checked the INSERT's count. */
 	if (run_simple(s, "COMMIT", PGRES_COMMAND_OK) != 0)
 		return commit_failed(s, items, n);
 	collect_coupons(s, coupons, ncoupons);
