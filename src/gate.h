@@ -1,4 +1,4 @@
-/* gate.h: the consumer's Redis gate: per-request stock reservation, compensation and convergence. */
+/* gate.h: the consumer's Redis gate: per-coupon stock reservation, compensation and convergence. */
 #ifndef COUPONSD_GATE_H
 #define COUPONSD_GATE_H
 
@@ -43,8 +43,9 @@ int gate_connect(gate_t *g);
 redisContext *gate_redis(gate_t *g);
 
 /*
- * Runs the reserve script for every request whose outcome is GATE_PENDING,
- * pipelined in array (Kafka log) order. Answers already read are kept even
+ * Runs the reserve script for every request whose outcome is GATE_PENDING:
+ * one call per coupon (chunked), each taking that coupon's requests in array
+ * (Kafka log) order, the calls pipelined. Answers already read are kept even
  * when it fails midway. 0, or -1 when Redis failed (outcomes left PENDING).
  */
 int gate_reserve(gate_t *g, gate_request_t *reqs, int n);
