@@ -22,6 +22,7 @@ struct producer {
 	int wake[2];
 	struct event *wake_ev;
 	struct event *tick_ev;
+	rd_kafka_topic_t *topic; /* held from the start: see producer_new() */
 	int brokers_up;
 	int in_flight;
 };
@@ -151,6 +152,13 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		log_error("cannot create the Kafka producer: %s", err);
 		rd_kafka_conf_destroy(conf);
 	}
+	/*
+	 * A topic handle makes librdkafka fetch the topic's metadata now. Without
+	 * it the first message of each worker waited for that lookup (~0.5 s), so
+	 * the first requests after a start or reload answered slowly.
+	 */
+	if (p->rk != NULL && (p->topic = rd_kafka_topic_new(p->rk, cfg->kafka_topic, NULL)) == NULL)
+		log_warn("kafka topic %s: %s", cfg->kafka_topic, rd_kafka_err2str(rd_kafka_last_error()));
 	if (p->rk == NULL || wakeups_start(p, base) != 0) {
 		producer_free(p, 0);
 		return NULL;
@@ -208,6 +216,8 @@ void producer_free(producer_t *p, int timeout_ms)
 		rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
 		rd_kafka_queue_destroy(p->mainq);
 	}
+	if (p->topic != NULL)
+		rd_kafka_topic_destroy(p->topic);
 	if (p->rk != NULL) {
 		if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_warn("kafka producer: %d messages still undelivered at exit",
