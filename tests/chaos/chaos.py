@@ -75,14 +75,18 @@ def start_servers():
                 raise
 
 
-def chaos_daemon(redis=True, postgres=True, faults=None, workers=2, producer=None):
+def chaos_daemon(redis=True, postgres=True, faults=None, workers=2, producer=None, overrides=None):
     """A daemon tuned so that recovery fits the suite's time budget: retries back off to 1 s at most (the
     default 30 s would only make the wait longer, not the outcome different). producer: extra librdkafka
-    settings for every couponsd producer (kafka.producer)."""
-    overrides = {"issue": {"retry_initial": "50ms", "retry_max": "1s"},
-                 "daemon": {"worker_timeout": "10s", "shutdown_timeout": "15s"}}
+    settings for every couponsd producer (kafka.producer). overrides: {section: {key: value}}, applied over
+    these settings key by key (e.g. {"daemon": {"worker_timeout": "1500ms"}} keeps shutdown_timeout)."""
+    tree = {"issue": {"retry_initial": "50ms", "retry_max": "1s"},
+            "daemon": {"worker_timeout": "10s", "shutdown_timeout": "15s"}}
     if producer:
-        overrides["kafka"] = {"producer": producer}
+        tree["kafka"] = {"producer": producer}
+    for section, keys in (overrides or {}).items():
+        tree.setdefault(section, {}).update(keys)
+    overrides = tree
     start_servers()
     return Daemon(redis=redis, postgres=postgres, admin_token=TOKEN, workers=workers, partitions=PARTITIONS,
                   faults=faults, overrides=overrides)

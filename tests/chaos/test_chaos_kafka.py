@@ -1,7 +1,9 @@
 """test_chaos_kafka.py: chaos in the embedded Kafka through the mock cluster's own API (`couponsd -s 'kafka
 ...'`, test builds only): brokers down and back, all of them down longer than kafka.produce_timeout, and
-Produce requests failing with injected errors; invariants 1-5 hold after each."""
+Produce requests failing with injected errors; invariants 1-5 hold after each. test_stall_keeps_heartbeat: a
+consumer waiting for stalled delivery reports keeps its heartbeat (the watchdog kills none)."""
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +73,48 @@ def test_produce_errors(t):
     scenario(t, "kafka-produce-errors", fault, d=d, evidence=evidence)
 
 
+STALL_WORKER_TIMEOUT_MS = 1500  # daemon.worker_timeout: well below the delivery deadline below
+STALL_SECONDS = 8.0  # all brokers down: longer than kafka.produce_timeout (5 s) + the 1 s grace
+DELIVERY_STALL = r"kafka deliveries still pending after \d+ ms"  # the consumer's log line, old code and new
+CONSUMER_KILLED = r"consumer of partition \d+ \(pid \d+\) has not ticked for \d+ ms \(daemon\.worker_timeout\)"
+
+
+def test_stall_keeps_heartbeat(t):
+    """Every broker down for longer than the consumers' delivery deadline (kafka.produce_timeout + 1 s) while
+    they hold decided batches, with daemon.worker_timeout at 1.5 s. A consumer waits for its delivery reports
+    through its event loop, so its heartbeat goes on: the watchdog kills none, the stalled batch goes to the
+    ordinary retry once the deadline passes and is finished when Kafka is back. (Until b2f074d a consumer
+    flushed inside the batch for up to 6 s and the watchdog SIGKILLed it, again and again.)"""
+    seen = {}
+
+    def fault(f):
+        f.load.wait_until(0.25)
+        seen["before"] = f.d.consumers()
+        f.note(f"consumers before: {sorted(seen['before'].values())}")
+        f.kafka("all-down")
+        f.sleep(STALL_SECONDS)
+        f.kafka("all-up")
+
+    def evidence(d, f, v):
+        log = d.log()
+        after = d.consumers()
+        before = seen.get("before", {})
+        t.ok(len(before) == chaos.PARTITIONS and after == before,
+             "kafka-stall: the consumers are the ones that ran before the outage (same pids: none was restarted)",
+             f"before {before}, after {after}")
+        kills = re.findall(r".*" + CONSUMER_KILLED + r".*", log)
+        t.ok(not kills, "kafka-stall: the watchdog killed no consumer (daemon.worker_timeout "
+             f"{STALL_WORKER_TIMEOUT_MS} ms)", "\n".join(kills[:5]))
+        others = re.findall(r".*has not ticked for.*", log)
+        if others and not kills:
+            t.diag("kafka-stall: other children the watchdog killed:\n" + "\n".join(others[:5]))
+        n = len(re.findall(DELIVERY_STALL, log))
+        return n >= 1, f"consumers waited past their delivery deadline while the brokers were down ({n} times)"
+
+    d = chaos_daemon(overrides={"daemon": {"worker_timeout": f"{STALL_WORKER_TIMEOUT_MS}ms"}})
+    scenario(t, "kafka-stall", fault, d=d, duration=14.0, evidence=evidence)
+
+
 if __name__ == "__main__":
     chaos.skip_under_distcheck()
-    Tap().run(test_control_command, test_brokers_down, test_produce_errors)
+    Tap().run(test_control_command, test_brokers_down, test_produce_errors, test_stall_keeps_heartbeat)
