@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define POLL_SAFETY_MS 100
+/* How long a starting worker waits for Kafka's first answer (see await_brokers()). */
+#define STARTUP_METADATA_MS 1000
 
 struct producer {
 	rd_kafka_t *rk;
@@ -138,6 +140,23 @@ static int wakeups_start(producer_t *p, struct event_base *base)
 	           : 0;
 }
 
+/*
+ * Readiness comes from librdkafka's statistics, once a second: without a
+ * first answer now, a new worker says "kafka unreachable" for its first
+ * second, and /readyz flaps after every start and reload. Bounded: when
+ * Kafka is down, the worker starts unready after STARTUP_METADATA_MS.
+ */
+static void await_brokers(producer_t *p)
+{
+	const struct rd_kafka_metadata *md = NULL;
+
+	if (p->topic == NULL ||
+	    rd_kafka_metadata(p->rk, 0, p->topic, &md, STARTUP_METADATA_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	p->brokers_up = md->broker_cnt > 0;
+	rd_kafka_metadata_destroy(md);
+}
+
 producer_t *producer_new(struct event_base *base, const config_t *cfg, const char *bootstrap)
 {
 	producer_t *p = calloc(1, sizeof(*p));
@@ -163,6 +182,7 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		producer_free(p, 0);
 		return NULL;
 	}
+	await_brokers(p);
 	return p;
 }
 

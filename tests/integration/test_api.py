@@ -277,6 +277,14 @@ def part_limits(t, d):
     t.eq(d.get("/healthz")[0], 200, "the workers keep serving after oversized and malformed requests")
 
 
+def part_ready_at_once(t, d):
+    """Right after READY=1, before any worker's first statistics tick (1 s), /readyz already says ready: a new
+    worker waits for Kafka's first answer before it reports ready, so /readyz does not flap after a start."""
+    answers = [d.get_json("/readyz") for _ in range(6)]
+    t.ok(all(st == 200 for st, _, _ in answers), "/readyz right after READY=1: 200 from every worker",
+         [(st, body) for st, body, _ in answers])
+
+
 def part_routes(t, d):
     st, body, hdrs = d.get_json("/healthz")
     t.eq(st, 200, "/healthz: 200")
@@ -335,6 +343,6 @@ def test_admin_off(t):
 
 
 if __name__ == "__main__":
-    Tap().run(with_daemon(part_issue, part_coupon_states, part_stale_pending, part_admin, part_bad_ids, part_limits,
+    Tap().run(with_daemon(part_ready_at_once, part_issue, part_coupon_states, part_stale_pending, part_admin, part_bad_ids, part_limits,
                           part_routes, part_readyz_redis_down),
               test_admin_off)
