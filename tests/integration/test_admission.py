@@ -172,6 +172,10 @@ def part_worker_restart(t, d, a):
         os.kill(workers[0], signal.SIGKILL)
         t.ok(wait_for(lambda: len(d.http_workers()) == 2 and workers[0] not in d.http_workers(), 15),
              "a SIGKILLed http worker is replaced")
+        # A worker takes connections before its PostgreSQL connection is up and answers 503 until then
+        # (docs/reliability.md); this part is about the admission view, so it asks once both workers are ready.
+        t.ok(wait_for(lambda: all(d.get_json("/readyz")[0] == 200 for _ in range(6)), 15),
+             "the new worker is ready (its Redis, PostgreSQL and Kafka connections are up)")
         after = issue_many(d.port, a, list(range(2500, 2540)))
         t.eq(dict(statuses(after)), {429: 40}, "the new worker answers 429 too: the backlog is in shared memory")
         check_overloaded(t, after, "after the worker restart")
