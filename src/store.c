@@ -768,14 +768,22 @@ static void set_decision(store_item_t *it, request_state_t state, reject_reason_
 	it->release = release;
 }
 
-/* A reserved request that may be issued: the earliest ones in log order fit in the locked remaining. */
-static void decide_reserved(store_t *s, store_item_t *items, int i, coupon_row_t *c)
+/*
+ * A request the locked remaining decides: the earliest ones in log order fit.
+ * That holds for a reservation and for a request the gate called sold out
+ * alike: an earlier request of this batch may hold a unit PostgreSQL will
+ * not issue (ALREADY_ISSUED), and first come, first served says it is the
+ * next one's. reserved: a unit to give back when this one is rejected. The
+ * batch's convergence step sets the Redis stock to remaining after the
+ * releases.
+ */
+static void decide_by_room(store_t *s, store_item_t *items, int i, coupon_row_t *c, int reserved)
 {
 	if (user_holds(s, items[i].event) || s->pair_taken[s->pair_leader[i]]) {
-		set_decision(&items[i], STATUS_REJECTED, REASON_ALREADY_ISSUED, 1);
+		set_decision(&items[i], STATUS_REJECTED, REASON_ALREADY_ISSUED, reserved);
 	} else if (c->room <= 0) {
-		/* Redis let more through than PostgreSQL allows (it was rebuilt or drifted). */
-		set_decision(&items[i], STATUS_REJECTED, REASON_SOLD_OUT, 1);
+		/* A reservation here: Redis let more through than PostgreSQL allows (rebuilt or drifted). */
+		set_decision(&items[i], STATUS_REJECTED, REASON_SOLD_OUT, reserved);
 	} else {
 		c->room--;
 		s->planned[i] = 1;
@@ -783,28 +791,6 @@ static void decide_reserved(store_t *s, store_item_t *items, int i, coupon_row_t
 		set_decision(&items[i], STATUS_ISSUED, REASON_NONE,
 		             0); /* confirmed by INSERT ... RETURNING */
 	}
-}
-
-/*
- * The gate said sold out, but an earlier request of this batch may hold a
- * unit PostgreSQL will not issue (ALREADY_ISSUED): first come, first served
- * says that unit is this request's. The locked remaining decides; the batch's
- * convergence step then sets the Redis stock to it, after the releases.
- */
-static void decide_sold_out(store_t *s, store_item_t *items, int i, coupon_row_t *c)
-{
-	if (user_holds(s, items[i].event) || s->pair_taken[s->pair_leader[i]]) {
-		set_decision(&items[i], STATUS_REJECTED, REASON_ALREADY_ISSUED, 0);
-		return;
-	}
-	if (c->room <= 0) {
-		set_decision(&items[i], STATUS_REJECTED, REASON_SOLD_OUT, 0);
-		return;
-	}
-	c->room--;
-	s->planned[i] = 1;
-	s->pair_taken[s->pair_leader[i]] = 1;
-	set_decision(&items[i], STATUS_ISSUED, REASON_NONE, 0); /* nothing reserved: nothing to release */
 }
 
 static void decide_one(store_t *s, store_item_t *items, int i)
@@ -829,12 +815,12 @@ static void decide_one(store_t *s, store_item_t *items, int i)
 	else if (!coupon_open(c, it->event->accepted_ms))
 		set_decision(it, STATUS_REJECTED, REASON_NOT_OPEN, reserved);
 	else if (it->gate == GATE_SOLD_OUT)
-		decide_sold_out(s, items, i, c);
+		decide_by_room(s, items, i, c, 0);
 	else if (it->gate == GATE_RELEASED_EARLIER)
 		set_decision(it, STATUS_REJECTED,
 		             user_holds(s, it->event) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);
 	else if (reserved)
-		decide_reserved(s, items, i, c);
+		decide_by_room(s, items, i, c, 1);
 	/* GATE_NO_STOCK stays undecided: the stock is loaded from PostgreSQL and the gate asked again. */
 }
 
