@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 
-import harness
 import servers
 from harness import Budget, Daemon, free_port, http_request, kafka_consume, kafka_partition, parse_json, wait_all_final, wait_for
 
@@ -44,22 +43,6 @@ def skip_under_distcheck():
     if os.environ.get("COUPONSD_DISTCHECK") == "1":
         print("1..0 # SKIP the chaos suite does not run again under make distcheck (COUPONSD_DISTCHECK=1)")
         sys.exit(0)
-
-
-# Daemon bugs the suite found (test_chaos_regressions.py reproduces each): a failure that matches one exactly is
-# reported as TODO, anything else fails.
-PG_UAF = ("pg_async.c reset(): `why` is PQerrorMessage() of the connection PQfinish() frees just before "
-          "fail_all() hands it to every queued query's callback, which logs it (heap-use-after-free)")
-
-
-def todo(t, cond, description, reason, diag=None):
-    """A TAP assertion marked TODO: a known daemon bug, reported but not counted as a failure (automake counts
-    it XFAIL, and XPASS once the bug is fixed, which scripts/test.sh counts as a failure: remove the mark)."""
-    t.count += 1
-    print(f"{'ok' if cond else 'not ok'} {t.count} - {description} # TODO {reason}", flush=True)
-    if not cond and diag:
-        t.diag(diag)
-    return bool(cond)
 
 
 # ---- the daemon --------------------------------------------------------------------------------------------
@@ -534,12 +517,9 @@ def scenario(t, name, fault, d=None, stocks=STOCKS, users=3500, duration=10.0,
         t.ok(not gaps, f"{name}: no consumer saw a gap in the Kafka log", "\n".join(gaps[:5]))
         keep_log(d, name)
         d.stop()  # now, so that the reports written at exit (LeakSanitizer) are in stderr too
-        known_uaf = sanitizer_known_only(d.stderr_text())
-        check_answers(t, v, allow_errors or known_uaf)
+        check_answers(t, v, allow_errors)
         v.seconds = time.monotonic() - started
         verdict(t, v)
-    if known_uaf:
-        forget_sanitizer_report(t, name)
     return v
 
 
@@ -582,24 +562,6 @@ def verdict(t, v):
     t.ok(f["lost"] == 0 and f["oversold"] == 0 and f["duplicates"] == 0 and f["drift"] == 0, line)
     t.diag(f"chaos {v.name}: took {v.seconds:.1f}s; 503={v.answers.get('503', 0)} 429={v.answers.get('429', 0)} "
            f"connection errors={sum(n for k, n in v.answers.items() if k.startswith('error'))}")
-
-
-def sanitizer_known_only(stderr):
-    """True when stderr holds sanitizer reports and every one of them is PG_UAF (then the HTTP workers it
-    aborted also cut their clients' connections)."""
-    blocks = re.split(r"(?m)^==\d+==ERROR: ", stderr)[1:]
-    if not blocks or "runtime error:" in stderr:
-        return False
-    return all(b.startswith("AddressSanitizer: heap-use-after-free") and "in fail_all" in b and
-               "pg_async.c" in b for b in blocks)
-
-
-def forget_sanitizer_report(t, name):
-    """The daemon's cleanup filed its report for the file's final sanitizer check; it is PG_UAF only, so it
-    becomes a TODO assertion here instead."""
-    if harness.SANITIZER_REPORTS:
-        harness.SANITIZER_REPORTS.pop()
-    todo(t, False, f"{name}: no sanitizer report from the daemon", PG_UAF)
 
 
 def check_answers(t, v, allow_errors):
