@@ -46,7 +46,7 @@ import urllib.request
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
-from harness import kafka_partition, pid_alive as alive, proc_children  # noqa: E402  (the daemon's partitioner; /proc)
+from harness import count_fds, kafka_partition, pid_alive as alive, proc_children  # noqa: E402  (partitioner; /proc)
 from servers import stop_pid  # noqa: E402
 
 PHASES = ["pgbench", "accept", "soldout", "backlog", "flash", "paced", "memory"]
@@ -98,17 +98,7 @@ def read_proc_status(pid):
 
 
 def socket_fds(pid):
-    n = 0
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                    n += 1
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return n
+    return count_fds(pid, lambda target: target.startswith("socket:"))
 
 
 def children(ppid):

@@ -6,7 +6,7 @@ import traceback
 import urllib.parse
 import uuid
 
-from harness import Budget, Daemon, expect, iso_time, kafka_produce, parse_json, wait_for
+from harness import Budget, Daemon, check_survivors, expect, iso_time, kafka_produce, parse_json, wait_for
 from tap import Tap
 
 TOKEN = "test-admin-token-7f3a"
@@ -326,10 +326,7 @@ def with_daemon(*parts, **kw):
                     part(t, d)
                 except Exception:  # noqa: BLE001
                     t.ok(False, f"{part.__name__} raised", traceback.format_exc())
-            t.eq(sorted(d.http_workers()), workers, "the same http worker pids are alive at the end (no crash)")
-            t.eq(d.consumers(), consumers, "the same consumer pids are alive at the end")
-            t.ok(not re.search(r"(killed by signal|exited with status [1-9])", d.log()), "no child died",
-                 "\n".join(re.findall(r".*(?:killed by signal|exited with status [1-9]).*", d.log()))[:2000])
+            check_survivors(t, d, workers, consumers)
     test.__name__ = "test_" + "_".join(p.__name__.replace("part_", "") for p in parts)
     return test
 

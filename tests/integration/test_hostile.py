@@ -13,7 +13,8 @@ import traceback
 import urllib.parse
 import uuid
 
-from harness import (Budget, Daemon, expect, kafka_consume, kafka_partition, kafka_produce, parse_json, wait_for)
+from harness import (Budget, Daemon, check_survivors, expect, kafka_consume, kafka_partition, kafka_produce, parse_json,
+                     wait_for)
 from tap import Tap
 
 TOKEN = "hostile-admin-token-51c2"
@@ -465,10 +466,7 @@ def test_hostile(t):
                 part(t, d) if part in (part_slow, part_admin_tokens) else part(t, d, c)
             except Exception:  # noqa: BLE001
                 t.ok(False, f"{part.__name__} raised", traceback.format_exc())
-        t.eq(sorted(d.http_workers()), workers, "the same http worker pids are alive at the end (no crash)")
-        t.eq(d.consumers(), consumers, "the same consumer pids are alive at the end")
-        t.ok(not re.search(r"(killed by signal|exited with status [1-9])", d.log()), "no child died",
-             "\n".join(re.findall(r".*(?:killed by signal|exited with status [1-9]).*", d.log()))[:2000])
+        check_survivors(t, d, workers, consumers)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import time
 import traceback
 import uuid
 
-from harness import (Budget, Daemon, expect, iso_time, issue_burst, kafka_consume, kafka_partition, kafka_produce,
-                     wait_all_final, wait_for)
+from harness import (Budget, Daemon, check_no_child_died, expect, iso_time, issue_burst, kafka_consume, kafka_partition,
+                     kafka_produce, wait_all_final, wait_for)
 from tap import Tap
 
 TOKEN = "pipeline-token"
@@ -359,8 +359,7 @@ def test_pipeline(t):
                 t.ok(False, f"{part.__name__} raised", traceback.format_exc())
             t.diag(f"{part.__name__}: {time.monotonic() - started:.1f}s")
         t.eq(sorted(d.http_workers()), workers, "no http worker was restarted during the file")
-        t.ok(not re.search(r"killed by signal|exited with status [1-9]", d.log()), "no child died",
-             "\n".join(re.findall(r".*(?:killed by signal|exited with status [1-9]).*", d.log()))[:2000])
+        check_no_child_died(t, d)
 
 
 if __name__ == "__main__":

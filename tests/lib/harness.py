@@ -641,6 +641,36 @@ def wait_all_final(ports, request_ids, timeout=60, threads=16):
     return done
 
 
+def count_fds(pid, matches):
+    """How many of pid's open descriptors point at something matches(link target) accepts (0 when pid is gone)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += bool(matches(os.readlink(f"/proc/{pid}/fd/{fd}")))
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
+CHILD_DIED = r"killed by signal|exited with status [1-9]"
+
+
+def check_no_child_died(t, d):
+    """No child of the daemon died along the way (the master logs every death)."""
+    return t.ok(not re.search(CHILD_DIED, d.log()), "no child died",
+                "\n".join(re.findall(rf".*(?:{CHILD_DIED}).*", d.log()))[:2000])
+
+
+def check_survivors(t, d, workers, consumers):
+    """What a file that shares one daemon ends with: the processes it started with are the ones alive."""
+    t.eq(sorted(d.http_workers()), workers, "the same http worker pids are alive at the end (no crash)")
+    t.eq(d.consumers(), consumers, "the same consumer pids are alive at the end")
+    check_no_child_died(t, d)
+
+
 def expect(t, got, want, description, diag=None):
     """t.eq with extra diagnostics printed when it fails."""
     return t.ok(got == want, description, f"got:  {got!r}\nwant: {want!r}" + (f"\n{diag}" if diag else ""))
