@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "ptrset.h"
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
@@ -42,13 +43,7 @@ struct http_guard {
 
 static size_t home_of(const http_guard_t *g, const void *conn)
 {
-	uint64_t h = (uint64_t)(uintptr_t)conn;
-
-	/* Allocations are aligned, so mix the high bits down before masking. */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	return (size_t)h & (g->capacity - 1);
+	return ptrset_hash(conn) & (g->capacity - 1);
 }
 
 static guard_conn_t *map_find(const http_guard_t *g, const struct evhttp_connection *conn)

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static size_t slot_of(const ptrset_t *set, const void *p)
+size_t ptrset_hash(const void *p)
 {
 	uint64_t h = (uint64_t)(uintptr_t)p;
 
@@ -12,7 +12,12 @@ static size_t slot_of(const ptrset_t *set, const void *p)
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
-	return (size_t)h & (set->capacity - 1);
+	return (size_t)h;
+}
+
+static size_t slot_of(const ptrset_t *set, const void *p)
+{
+	return ptrset_hash(p) & (set->capacity - 1);
 }
 
 static int grow(ptrset_t *set)

@@ -10,6 +10,8 @@ typedef struct {
 	size_t count;
 } ptrset_t;
 
+/* The hash of a pointer, for any open-addressing table keyed by pointers (http_guard.c's map too). */
+size_t ptrset_hash(const void *p);
 /* Returns 1 if added, 0 if already present, -1 when out of memory. */
 int ptrset_add(ptrset_t *set, void *p);
 /* Returns 1 if removed, 0 if absent. */
