@@ -362,5 +362,26 @@ def test_pipeline(t):
         check_no_child_died(t, d)
 
 
+def test_batch_linger(t):
+    """issue.batch_linger: a consumer holding a short batch waits that long for more before deciding it. Five
+    events arrive one by one, each as its own produce (a new Kafka client each time, so tens of ms apart), mostly
+    within a 1 s linger (the key's maximum): they are decided as one or two batches (with no linger each would be
+    a batch of its own), and all of them are decided."""
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                overrides={"issue": {"batch_linger": "1s"}, "log": {"level": "debug"}}) as d:
+        d.start()
+        c = d.create_coupon(10, name="linger")
+        bootstrap = d.kafka_bootstrap()
+        events = [{"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": u, "acceptedAt": iso_time(0)}
+                  for u in range(1, 6)]
+        for ev in events:
+            kafka_produce(bootstrap, "coupon-issue", json.dumps(ev), key=c)
+        finals = wait_all_final(d.port, [ev["requestId"] for ev in events], timeout=30)
+        t.eq(sorted((f or {}).get("status") for f in finals.values()), ["ISSUED"] * 5, "all five are issued")
+        sizes = [int(n) for n in re.findall(r"batch of (\d+) up to offset \d+ done", d.log())]
+        t.ok(sum(sizes) == 5 and len(sizes) <= 2, "the five events made one or two batches, not five",
+             f"batch sizes {sizes}")
+
+
 if __name__ == "__main__":
-    Tap().run(test_pipeline)
+    Tap().run(test_pipeline, test_batch_linger)
