@@ -384,7 +384,10 @@ def test_sigterm_to_every_process(t):
         kids = [pid for pid, _, _ in d.children()]
         start = time.monotonic()
         for pid in [d.pid] + kids:
-            os.kill(pid, signal.SIGTERM)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # the master's stop got there first: systemd's loop over the cgroup can meet that too
         rc = d.wait_exit(7)
         elapsed = time.monotonic() - start
         t.eq(rc, 0, "cgroup SIGTERM: the master exits with status 0")
