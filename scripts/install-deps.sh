@@ -8,7 +8,8 @@ PACKAGES="
 build-essential autoconf automake libtool pkg-config
 librdkafka-dev libevent-dev libjansson-dev libhiredis-dev libpq-dev libyaml-dev
 redis-server postgresql postgresql-contrib
-python3 curl procps ca-certificates
+python3 curl procps ca-certificates iproute2
+openjdk-17-jdk-headless maven
 gnuplot-nox valgrind linux-perf
 clang-format cppcheck clang libclang-rt-14-dev
 debhelper lintian rpm systemd logrotate
