@@ -132,7 +132,8 @@ char *http_body(struct evhttp_request *req, size_t *len)
 
 static void handle_ready(http_ctx_t *ctx, struct evhttp_request *req)
 {
-	char failing[64] = "";
+	char failing[64] = "", why[256];
+	const char *topics = producer_topic_problem(ctx->producer, why, sizeof(why));
 
 	if (!redis_async_connected(ctx->redis))
 		strcat(failing, failing[0] ? ", redis" : "redis");
@@ -142,6 +143,10 @@ static void handle_ready(http_ctx_t *ctx, struct evhttp_request *req)
 		strcat(failing, failing[0] ? ", kafka" : "kafka");
 	if (failing[0] != '\0') {
 		http_reply_error(ctx, req, 503, "UNAVAILABLE", "not ready: %s unreachable", failing);
+		return;
+	}
+	if (topics != NULL) {
+		http_reply_error(ctx, req, 503, "UNAVAILABLE", "not ready: %s", topics);
 		return;
 	}
 	http_reply_literal(ctx, req, 200, "{\"status\":\"ready\"}");

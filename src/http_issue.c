@@ -158,9 +158,19 @@ static void on_delivered(produce_result_t result, int partition, int64_t offset,
 
 static void produce(issue_t *is)
 {
-	char value[256], key[24];
+	char value[256], key[24], why[256];
 	int len = event_encode(&is->ev, value, sizeof(value));
 	produce_result_t r;
+
+	/* A 202 for an event that lands in a partition no consumer reads would be a promise never kept. */
+	if (producer_topic_problem(is->ctx->producer, why, sizeof(why)) != NULL) {
+		if (is->claimed)
+			settle_claim(is, 0, ignore_reply, NULL);
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "%s", why);
+		issue_free(is);
+		return;
+	}
 
 	snprintf(key, sizeof(key), "%lld", (long long)is->ev.coupon_id);
 	r = len < 0 ? PRODUCE_FAILED

@@ -19,6 +19,8 @@
 
 /* A drained worker exits once its connections are gone and nothing arrived for this long. */
 #define DRAIN_QUIET_MS 250
+/* How often a worker whose Kafka topics disagree with the configuration looks again. */
+#define TOPICS_RECHECK_MS 500
 
 typedef struct {
 	worker_t *w;
@@ -31,6 +33,7 @@ typedef struct {
 	int draining;
 	struct event *drain_ev;
 	struct event *hang_ev;
+	struct event *topics_ev; /* while the topics disagree: READY is withheld */
 	http_ctx_t api;
 	int api_ready;
 	int accept_paused; /* at http.max_connections: new clients wait in the kernel's backlog */
@@ -188,8 +191,41 @@ static void arm_hang_fault(http_worker_t *hw)
 		evtimer_add(hw->hang_ev, &tv);
 }
 
+/*
+ * SPEC 3: couponsd does not become ready while a topic is missing or the
+ * issue topic's partition count is not kafka.partitions. The worker serves
+ * (issue requests get 503 with the reason) but withholds READY, so a start
+ * never reports READY=1 and a reload fails and keeps the old generation.
+ */
+static void on_topics_tick(evutil_socket_t fd, short what, void *arg)
+{
+	http_worker_t *hw = arg;
+	char why[256];
+
+	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) != NULL)
+		return;
+	log_info("kafka topics agree with the configuration now; ready");
+	event_del(hw->topics_ev);
+	if (worker_ready(hw->w, NULL) != 0)
+		worker_finish(hw->w, 1);
+}
+
+static int report_ready(http_worker_t *hw)
+{
+	struct timeval tv = {0, TOPICS_RECHECK_MS * 1000};
+	char why[256];
+
+	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) == NULL)
+		return worker_ready(hw->w, NULL);
+	log_error("not ready: %s; checking again every %d ms", why, TOPICS_RECHECK_MS);
+	hw->topics_ev = event_new(hw->w->base, -1, EV_PERSIST, on_topics_tick, hw);
+	return hw->topics_ev != NULL && event_add(hw->topics_ev, &tv) == 0 ? 0 : -1;
+}
+
 static void http_destroy(http_worker_t *hw)
 {
+	if (hw->topics_ev != NULL)
+		event_free(hw->topics_ev);
 	if (hw->drain_ev != NULL)
 		event_free(hw->drain_ev);
 	if (hw->hang_ev != NULL)
@@ -217,7 +253,7 @@ int http_worker_main(worker_t *w)
 	hw->w = w;
 	w->ctx = hw;
 	w->on_stop = http_on_stop;
-	if (http_setup(hw) == 0 && worker_ready(w, NULL) == 0) {
+	if (http_setup(hw) == 0 && report_ready(hw) == 0) {
 		arm_hang_fault(hw);
 		rc = worker_run(w);
 	}

@@ -2,6 +2,7 @@
 #include "producer.h"
 
 #include "kafka_conf.h"
+#include "kafka_topics.h"
 #include "log.h"
 #include "metrics.h"
 #include "clock.h"
@@ -24,7 +25,9 @@ struct producer {
 	int wake[2];
 	struct event *wake_ev;
 	struct event *tick_ev;
-	rd_kafka_topic_t *topic; /* held from the start: see producer_new() */
+	const config_t *cfg;
+	rd_kafka_topic_t *topics[KAFKA_TOPICS_COUNT]; /* held from the start: see producer_new() */
+	kafka_topics_t topic_state;                   /* what the metadata says of them */
 	int brokers_up;
 	int in_flight;
 };
@@ -54,7 +57,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	free(d);
 }
 
-/* Readiness from the statistics librdkafka emits every second: is any broker connection UP? */
+/*
+ * Readiness from the statistics librdkafka emits every second: is any broker
+ * connection UP, and do the topics exist with kafka.partitions partitions?
+ */
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
 	producer_t *p = opaque;
@@ -69,8 +75,10 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 
 		up += state != NULL && strcmp(state, "UP") == 0;
 	}
-	if (root != NULL)
+	if (root != NULL) {
 		p->brokers_up = up;
+		kafka_topics_from_stats(&p->topic_state, p->cfg, root);
+	}
 	json_decref(root);
 	return 0; /* librdkafka frees json */
 }
@@ -143,18 +151,42 @@ static int wakeups_start(producer_t *p, struct event_base *base)
 /*
  * Readiness comes from librdkafka's statistics, once a second: without a
  * first answer now, a new worker says "kafka unreachable" for its first
- * second, and /readyz flaps after every start and reload. Bounded: when
- * Kafka is down, the worker starts unready after STARTUP_METADATA_MS.
+ * second, and /readyz flaps after every start and reload. The same answers
+ * say whether the three topics exist as configured. Bounded: when Kafka is
+ * down, the worker starts unready after STARTUP_METADATA_MS in all.
  */
 static void await_brokers(producer_t *p)
 {
-	const struct rd_kafka_metadata *md = NULL;
+	int64_t deadline = clock_mono_ms() + STARTUP_METADATA_MS;
 
-	if (p->topic == NULL ||
-	    rd_kafka_metadata(p->rk, 0, p->topic, &md, STARTUP_METADATA_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return;
-	p->brokers_up = md->broker_cnt > 0;
-	rd_kafka_metadata_destroy(md);
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		int64_t left = deadline - clock_mono_ms();
+
+		if (p->topics[i] == NULL || left <= 0 ||
+		    rd_kafka_metadata(p->rk, 0, p->topics[i], &md, (int)left) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return;
+		p->brokers_up = md->broker_cnt > 0;
+		kafka_topics_from_metadata(&p->topic_state, p->cfg, md);
+		rd_kafka_metadata_destroy(md);
+	}
+}
+
+/*
+ * A topic handle makes librdkafka fetch the topic's metadata now. Without it
+ * the first message of each worker waited for that lookup (~0.5 s), so the
+ * first requests after a start or reload answered slowly. The results and
+ * dead-letter topics are only produced to by the consumers; their handles
+ * here make the statistics report whether they exist.
+ */
+static void hold_topics(producer_t *p)
+{
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		const char *name = kafka_topics_name(p->cfg, i);
+
+		if ((p->topics[i] = rd_kafka_topic_new(p->rk, name, NULL)) == NULL)
+			log_warn("kafka topic %s: %s", name, rd_kafka_err2str(rd_kafka_last_error()));
+	}
 }
 
 producer_t *producer_new(struct event_base *base, const config_t *cfg, const char *bootstrap)
@@ -165,19 +197,16 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 
 	if (p == NULL)
 		return NULL;
+	p->cfg = cfg;
+	kafka_topics_init(&p->topic_state);
 	p->wake[0] = p->wake[1] = -1;
 	conf = producer_conf(p, cfg, bootstrap);
 	if (conf != NULL && (p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
 		log_error("cannot create the Kafka producer: %s", err);
 		rd_kafka_conf_destroy(conf);
 	}
-	/*
-	 * A topic handle makes librdkafka fetch the topic's metadata now. Without
-	 * it the first message of each worker waited for that lookup (~0.5 s), so
-	 * the first requests after a start or reload answered slowly.
-	 */
-	if (p->rk != NULL && (p->topic = rd_kafka_topic_new(p->rk, cfg->kafka_topic, NULL)) == NULL)
-		log_warn("kafka topic %s: %s", cfg->kafka_topic, rd_kafka_err2str(rd_kafka_last_error()));
+	if (p->rk != NULL)
+		hold_topics(p);
 	if (p->rk == NULL || wakeups_start(p, base) != 0) {
 		producer_free(p, 0);
 		return NULL;
@@ -219,6 +248,11 @@ int producer_ready(const producer_t *p)
 	return p->brokers_up > 0;
 }
 
+const char *producer_topic_problem(const producer_t *p, char *buf, size_t size)
+{
+	return kafka_topics_problem(&p->topic_state, p->cfg, buf, size);
+}
+
 int producer_in_flight(const producer_t *p)
 {
 	return p->in_flight;
@@ -236,8 +270,10 @@ void producer_free(producer_t *p, int timeout_ms)
 		rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
 		rd_kafka_queue_destroy(p->mainq);
 	}
-	if (p->topic != NULL)
-		rd_kafka_topic_destroy(p->topic);
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		if (p->topics[i] != NULL)
+			rd_kafka_topic_destroy(p->topics[i]);
+	}
 	if (p->rk != NULL) {
 		if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_warn("kafka producer: %d messages still undelivered at exit",

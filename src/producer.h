@@ -34,6 +34,9 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 int producer_ready(const producer_t *p);
 int producer_in_flight(const producer_t *p);
 
+/* NULL while the topics agree with the configuration (or Kafka has not said), else why not, in buf. */
+const char *producer_topic_problem(const producer_t *p, char *buf, size_t size);
+
 /* Waits up to timeout_ms for outstanding deliveries, then destroys the handle. */
 void producer_free(producer_t *p, int timeout_ms);
 
