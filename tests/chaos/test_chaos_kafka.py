@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chaos  # noqa: E402
 from chaos import chaos_daemon, log_count, scenario  # noqa: E402
-from harness import Daemon  # noqa: E402
+from harness import REAL_KAFKA, Daemon  # noqa: E402
 from tap import Tap  # noqa: E402
 
 
@@ -33,6 +33,22 @@ def test_control_command(t):
              (rc, out, err))
         t.ok(log_count(d, r"embedded kafka\[\d+\]: fault injection: kafka broker-down 2") == 1,
              "the embedded kafka child logs each fault it applied", d.log()[-2000:])
+
+
+def test_control_command_real(t):
+    """On a real cluster there is no embedded child to relay to: the command says so and changes nothing."""
+    with Daemon(workers=1, partitions=1) as d:
+        d.start()
+        rc, out, err = d.ctl("kafka broker-down 2")
+        t.ok(rc == 1 and "no embedded kafka is running" in err,
+             "-s 'kafka broker-down 2' on a real cluster: exit 1, no embedded kafka to relay to", (rc, out, err))
+        t.eq(d.get("/readyz")[0], 200, "and the daemon is still ready")
+
+
+def skip_mock_scenarios(t):
+    for name in ("kafka-brokers", "kafka-produce-errors", "kafka-stall"):
+        t.skip(f"chaos {name}", "the mock cluster's fault API; a real cluster's brokers are killed, stopped and "
+               "restarted in test_chaos_real_kafka.py")
 
 
 def test_brokers_down(t):
@@ -119,4 +135,7 @@ def test_stall_keeps_heartbeat(t):
 
 if __name__ == "__main__":
     chaos.skip_under_distcheck()
-    Tap().run(test_control_command, test_brokers_down, test_produce_errors, test_stall_keeps_heartbeat)
+    if REAL_KAFKA:
+        Tap().run(test_control_command_real, skip_mock_scenarios)
+    else:
+        Tap().run(test_control_command, test_brokers_down, test_produce_errors, test_stall_keeps_heartbeat)

@@ -1,12 +1,14 @@
 """test_chaos_mixed.py: every fault of the suite at random during one load: SIGKILLed HTTP workers and consumers,
 a consumer killed between gate and commit, Redis restarted empty or flushed, PostgreSQL restarted or frozen,
-Kafka brokers down and Produce errors, SIGHUPs. COUPONSD_SOAK_SECONDS=N makes it an N-second soak."""
+Kafka brokers down and Produce errors (on a real cluster: brokers SIGKILLed and restarted, or SIGSTOPped), SIGHUPs.
+COUPONSD_SOAK_SECONDS=N makes it an N-second soak."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chaos  # noqa: E402
 import servers  # noqa: E402
+from harness import REAL_KAFKA  # noqa: E402
 from chaos import SOAK_SECONDS, STOCKS, chaos_daemon, coupon_ids, partition_of, scenario  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -22,6 +24,22 @@ def actions(p):
             f.sleep(f.rng.uniform(0.5, 3.0))
             f.kafka(f"broker-up {broker}")
 
+    def real_broker_kill(f):
+        """One broker at a time: a kill while another is still rejoining would be the two-down scenario."""
+        if not f.cluster.alive():
+            f.note("a kafka node is still down; no second kill")
+            return
+        node = f.rng.randint(1, f.cluster.nodes)
+        if f.kafka_node(node, "kill"):
+            f.sleep(f.rng.uniform(0.5, 3.0))
+            f.kafka_node(node, "start")
+
+    def real_broker_pause(f):
+        node = f.rng.randint(1, f.cluster.nodes)
+        if f.kafka_node(node, "pause"):
+            f.sleep(f.rng.uniform(1.0, 4.0))
+            f.kafka_node(node, "resume")
+
     def kill_after_gate(f):
         f.redis.cli("DEL", f"{f.d.redis_prefix}fault:consumer_kill_after_gate")
         f.note("re-armed consumer_kill_after_gate")
@@ -31,7 +49,17 @@ def actions(p):
         for _ in range(f.rng.randint(2, 5)):
             f.sighup()
             f.sleep(f.rng.uniform(0.1, 0.4))
-    return [
+    if REAL_KAFKA:
+        kafka = [("kafka-broker-kill", 2, real_broker_kill), ("kafka-broker-pause", 2, real_broker_pause)]
+    else:
+        kafka = [
+            ("kafka-broker", 2, broker_flap),
+            # Non-retriable only: the producers keep their default five requests in flight here, and with that
+            # the 2.0.2 mock mishandles retriable codes (test_chaos_kafka.py, src/fault.h).
+            ("kafka-produce-errors", 2,
+             lambda f: f.kafka(f"produce-errors {f.rng.randint(10, 40)} INVALID_RECORD")),
+        ]
+    return kafka + [
         ("http-kill", 3, lambda f: f.kill_http_worker()),
         ("consumer-kill", 3, lambda f: f.kill_consumer()),
         ("kill-after-gate", 2, kill_after_gate),
@@ -39,10 +67,6 @@ def actions(p):
         ("redis-flushall", 1, lambda f: f.redis_flushall()),
         ("pg-restart", 1, lambda f: f.pg_restart()),
         ("pg-pause", 1, lambda f: f.pg_pause(f.rng.uniform(1.0, 4.0))),
-        ("kafka-broker", 2, broker_flap),
-        # Non-retriable only: the producers keep their default five requests in flight here, and with that
-        # the 2.0.2 mock mishandles retriable codes (test_chaos_kafka.py, src/fault.h).
-        ("kafka-produce-errors", 2, lambda f: f.kafka(f"produce-errors {f.rng.randint(10, 40)} INVALID_RECORD")),
         ("sighup", 2, sighup_burst),
     ]
 

@@ -38,7 +38,7 @@ def test_released_unit_goes_to_the_next_in_line(t):
         os.kill(consumer, signal.SIGSTOP)  # so that the four events make one batch
         try:
             for ev in events:
-                kafka_produce(bootstrap, "coupon-issue", json.dumps(ev), key=c)
+                kafka_produce(bootstrap, d.topic(), json.dumps(ev), key=c)
         finally:
             os.kill(consumer, signal.SIGCONT)
         finals = wait_all_final(d.port, [ev["requestId"] for ev in events], timeout=30)

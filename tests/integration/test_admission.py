@@ -226,7 +226,7 @@ def part_reload(t, d, a):
 
 
 def log_start(d, partition):
-    first = kafka_consume(d.kafka_bootstrap(), "coupon-issue", partition=partition, max_messages=1, timeout_ms=10000)
+    first = kafka_consume(d.kafka_bootstrap(), d.topic(), partition=partition, max_messages=1, timeout_ms=10000)
     return first[0]["offset"] if first else None
 
 

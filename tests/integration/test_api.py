@@ -193,7 +193,7 @@ def part_stale_pending(t, d):
     # A rejection that lives in PostgreSQL: an event for the sold-out coupon straight into Kafka (the edge would
     # refuse it with 409 and no decision).
     ev = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 32, "acceptedAt": iso_time(0)}
-    kafka_produce(d.kafka_bootstrap(), "coupon-issue", json.dumps(ev), key=c)
+    kafka_produce(d.kafka_bootstrap(), d.topic(), json.dumps(ev), key=c)
     got = d.wait_final(ev["requestId"], BUDGET.left(10)) or {}
     t.eq((got.get("status"), got.get("reason")), ("REJECTED", "SOLD_OUT"), "stale PENDING: a second user is SOLD_OUT")
     t.eq(d.sql_scalar(f"SELECT reason FROM rejected_requests WHERE request_id = '{ev['requestId']}'"), "SOLD_OUT",

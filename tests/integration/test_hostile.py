@@ -439,12 +439,12 @@ def part_poison_events(t, d, c):
     for at in ("1013-01-01T00:00:00.004Z", "0000-01-01T00:00:00.000Z", "9999-12-31T23:59:60Z", "+999-01-01T00:00:00Z"):
         rid = str(uuid.uuid4())
         rids.append(rid)
-        kafka_produce(bootstrap, "coupon-issue", f'{{"v":1,"requestId":"{rid}","couponId":{c},"userId":77,'
+        kafka_produce(bootstrap, d.topic(), f'{{"v":1,"requestId":"{rid}","couponId":{c},"userId":77,'
                                                  f'"acceptedAt":"{at}"}}', key=c)
     st, body, _ = d.issue(c, 41)
     final = d.wait_final((body or {}).get("requestId"), BUDGET.left(20)) if st == 202 else None
     t.eq((final or {}).get("status"), "ISSUED", "a request after the poison events is decided: the partition moves")
-    dlq = kafka_consume(bootstrap, "coupon-issue-dlq", timeout_ms=5000)
+    dlq = kafka_consume(bootstrap, d.topic("dlq_topic"), timeout_ms=5000)
     found = [rid for rid in rids if any(rid in m.get("value", "") for m in dlq)]
     t.eq(len(found), len(rids), "each poison event is in the dead-letter topic")
     t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE user_id = 77"), "0", "none was issued")

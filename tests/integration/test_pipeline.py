@@ -123,7 +123,7 @@ def check_log_order(t, d, c, issued, stock, what):
     bootstrap = d.kafka_bootstrap()
     part = kafka_partition(c, PARTITIONS)
     events = []
-    for m in kafka_consume(bootstrap, "coupon-issue", partition=part):
+    for m in kafka_consume(bootstrap, d.topic(), partition=part):
         try:
             ev = json.loads(m["value"])
         except ValueError:
@@ -207,7 +207,7 @@ def part_dlq(t, d):
            % str(uuid.uuid4()).encode(), b"\xff\xfe\x00binary", b""]
     sent = []
     for value in bad:
-        (p, off), = kafka_produce(bootstrap, "coupon-issue", value, key=c)
+        (p, off), = kafka_produce(bootstrap, d.topic(), value, key=c)
         sent.append((value, p, off))
     t.eq({p for _, p, _ in sent}, {part}, f"malformed messages keyed by the coupon land on its partition {part}")
     st, body, _ = d.issue(c, 600)
@@ -215,7 +215,7 @@ def part_dlq(t, d):
     final = d.wait_final(rid_of(body), BUDGET.left(10)) or {}
     t.eq(final.get("status"), "ISSUED", "and decided: malformed messages never block the partition")
     dlq = wait_for(lambda: (lambda ms: ms if len(ms) >= len(bad) else None)(
-        kafka_consume(bootstrap, "coupon-issue-dlq")), BUDGET.left(10)) or kafka_consume(bootstrap, "coupon-issue-dlq")
+        kafka_consume(bootstrap, d.topic("dlq_topic"))), BUDGET.left(10)) or kafka_consume(bootstrap, d.topic("dlq_topic"))
     for value, p, off in sent:
         found = [m for m in dlq if (m["value"] or "").encode("latin-1") == value]
         m = found[0] if found else {"headers": {}}
@@ -228,7 +228,7 @@ def part_dlq(t, d):
     t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}"), "1",
          "nothing but the valid request reached issued_coupons")
     event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": 987654321, "userId": 5, "acceptedAt": iso_time(0)}
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=987654321)
+    kafka_produce(bootstrap, d.topic(), json.dumps(event), key=987654321)
     got = d.wait_final(event["requestId"], BUDGET.left(10)) or {}
     t.eq((got.get("status"), got.get("reason")), ("REJECTED", "COUPON_NOT_FOUND"),
          "a valid event for a coupon that does not exist: REJECTED COUPON_NOT_FOUND (not the DLQ)")
@@ -239,7 +239,7 @@ def part_replay(t, d):
     c = d.create_coupon(10, name="replay")
     TOUCHED.append(c)
     event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 700, "acceptedAt": iso_time(0)}
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=c, count=2)
+    kafka_produce(bootstrap, d.topic(), json.dumps(event), key=c, count=2)
     t.eq((d.wait_final(event["requestId"], BUDGET.left(10)) or {}).get("status"), "ISSUED",
          "an event produced twice (same requestId) is ISSUED")
     marker(t, d, c, 701)  # decided after both copies (same partition, log order)
@@ -250,9 +250,9 @@ def part_replay(t, d):
          "replay: remaining 10 - 2 (event + marker)")
     t.eq(d.redis_stock(c), 8, "replay: Redis stock decremented once for the event")
 
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(event), key=c)  # long after it was decided
+    kafka_produce(bootstrap, d.topic(), json.dumps(event), key=c)  # long after it was decided
     other = dict(event, requestId=str(uuid.uuid4()))  # same user, new requestId
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(other), key=c)
+    kafka_produce(bootstrap, d.topic(), json.dumps(other), key=c)
     got = d.wait_final(other["requestId"], BUDGET.left(10)) or {}
     t.eq((got.get("status"), got.get("reason")), ("REJECTED", "ALREADY_ISSUED"),
          "a second requestId for the same (coupon, user): REJECTED ALREADY_ISSUED")
@@ -272,15 +272,15 @@ def part_rejection_is_final(t, d):
     TOUCHED.append(c)
     marker(t, d, c, 800)
     late = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 801, "acceptedAt": iso_time(0)}
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(late), key=c)
+    kafka_produce(bootstrap, d.topic(), json.dumps(late), key=c)
     got = d.wait_final(late["requestId"], BUDGET.left(10)) or {}
     t.eq((got.get("status"), got.get("reason")), ("REJECTED", "SOLD_OUT"), "stock 1: the second user is SOLD_OUT")
     # Redis forgets the request and the stock; a unit becomes free (as a compensation would free one).
     d.redis.cli("DEL", d.stock_key(c), d.stock_key(c).replace(":stock", f":rsv:{late['requestId']}"))
     d.sql(f"UPDATE coupons SET total_quantity = 2, remaining = 1 WHERE id = {c}")
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(late), key=c)  # the replay
+    kafka_produce(bootstrap, d.topic(), json.dumps(late), key=c)  # the replay
     nxt = dict(late, requestId=str(uuid.uuid4()), userId=802)
-    kafka_produce(bootstrap, "coupon-issue", json.dumps(nxt), key=c)  # behind it in the same partition
+    kafka_produce(bootstrap, d.topic(), json.dumps(nxt), key=c)  # behind it in the same partition
     got = d.wait_final(nxt["requestId"], BUDGET.left(10)) or {}
     t.eq(got.get("status"), "ISSUED", "the free unit goes to the next request in the log")
     got = (d.request_status(late["requestId"])[1] or {})
@@ -375,7 +375,7 @@ def test_batch_linger(t):
         events = [{"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": u, "acceptedAt": iso_time(0)}
                   for u in range(1, 6)]
         for ev in events:
-            kafka_produce(bootstrap, "coupon-issue", json.dumps(ev), key=c)
+            kafka_produce(bootstrap, d.topic(), json.dumps(ev), key=c)
         finals = wait_all_final(d.port, [ev["requestId"] for ev in events], timeout=30)
         t.eq(sorted((f or {}).get("status") for f in finals.values()), ["ISSUED"] * 5, "all five are issued")
         sizes = [int(n) for n in re.findall(r"batch of (\d+) up to offset \d+ done", d.log())]

@@ -5,6 +5,7 @@ import signal
 import threading
 import time
 
+import harness
 from harness import Daemon, wait_for
 from tap import Tap
 
@@ -106,7 +107,7 @@ def test_sighup_storm_coalesces(t):
         for _ in range(8):
             d.signal(signal.SIGHUP)  # back to back: all but the first land while a reload runs
         settled = wait_for(lambda: "reloaded" in d.notes[-1] and len(d.http_workers()) == 2
-                           and len(d.consumers()) == 2 and len(d.children()) == 5, 20)
+                           and len(d.consumers()) == 2 and len(d.children()) == 4 + harness.KAFKA_CHILDREN, 20)
         t.ok(settled, "after a storm of 8 SIGHUPs the daemon settles on one full generation",
              [d.children(), d.notes[-3:]])
         generations = len(re.findall("reload: starting generation", d.log()))

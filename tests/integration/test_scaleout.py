@@ -29,6 +29,13 @@ def pick_coupons(first=1000):
     return a + b, five
 
 
+def same_kafka(a, bootstrap, owned):
+    """kafka settings for a daemon that joins A's cluster: A's brokers (its embedded cluster's address, or the
+    real cluster) and, on a real cluster, A's topics and consumer group too."""
+    keys = {k: v for k, v in a.tree["kafka"].items() if k in ("topic", "results_topic", "dlq_topic", "group_id")}
+    return {"kafka": dict(keys, brokers=bootstrap or "127.0.0.1:1", owned_partitions=owned)}
+
+
 def consumer_partitions(d):
     return sorted(int(title.rsplit(" ", 1)[1]) for title in d.consumers())
 
@@ -62,7 +69,7 @@ def sale(t, daemons, coupons, first_user):
         t.ok(wait_for(lambda: d.redis_stock(c) == 0, BUDGET.left(5)), f"{what}: Redis stock 0 = PostgreSQL remaining",
              d.redis_stock(c))
         events = sorted((m["offset"], ev.get("requestId"))
-                        for m in kafka_consume(daemons[0].kafka_bootstrap(), "coupon-issue", partition=part)
+                        for m in kafka_consume(daemons[0].kafka_bootstrap(), daemons[0].topic(), partition=part)
                         for ev in [parse_json(m["value"])] if isinstance(ev, dict) and ev.get("couponId") == c)
         first = {r for _, r in events[:STOCK]}
         t.ok(first == issued, f"{what}: the issued are the first {STOCK} in log order",
@@ -79,10 +86,9 @@ def test_scaleout(t):
     with Daemon(overrides={"kafka": {"owned_partitions": "0-3"}}, **shared) as a:
         a.start(timeout=45)
         bootstrap = a.kafka_bootstrap()
-        t.ok(bootstrap, "daemon A runs the embedded Kafka and logs its bootstrap address")
+        t.ok(bootstrap, "daemon A has a Kafka bootstrap address (its embedded cluster's, or the real one)")
         t.eq(consumer_partitions(a), [0, 1, 2, 3], "daemon A consumes partitions 0-3")
-        with Daemon(overrides={"kafka": {"brokers": bootstrap or "127.0.0.1:1", "owned_partitions": "4-7"}},
-                    **shared) as b:
+        with Daemon(overrides=same_kafka(a, bootstrap, "4-7"), **shared) as b:
             b.start(timeout=45)
             t.eq(consumer_partitions(b), [4, 5, 6, 7], "daemon B (kafka.brokers = A's cluster) consumes partitions 4-7")
             t.ok(not b.kafka(), "daemon B runs no embedded Kafka of its own")
@@ -98,8 +104,7 @@ def test_scaleout(t):
 
 def third(t, a, b, shared, bootstrap, five):
     """A third daemon that claims partition 5 (owned by B): its consumer is refused and decides nothing."""
-    with Daemon(overrides={"kafka": {"brokers": bootstrap or "127.0.0.1:1", "owned_partitions": "5"}},
-                **shared) as c3:
+    with Daemon(overrides=same_kafka(a, bootstrap, "5"), **shared) as c3:
         c3.start(wait=False)
         refused = wait_for(lambda: re.search(r"(?i)partition 5.*owned by another|owned by another consumer.*5",
                                              c3.log()), BUDGET.left(15, 3))

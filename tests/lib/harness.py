@@ -15,6 +15,13 @@ import time
 BIN = os.environ.get("COUPONSD_BIN", "src/couponsd")
 SRCDIR = os.environ.get("COUPONSD_SRCDIR", ".")
 
+# Which Kafka the daemons of this run use: "embedded" (librdkafka's mock cluster, the daemon's own child) or
+# "real" (a real Apache Kafka cluster: the one COUPONSD_KAFKA_DIR names, else one per test file; see
+# servers.Kafka). scripts/test.sh runs the integration and chaos suites once in each mode.
+KAFKA_MODE = os.environ.get("COUPONSD_KAFKA", "embedded")
+REAL_KAFKA = KAFKA_MODE == "real"
+KAFKA_CHILDREN = 0 if REAL_KAFKA else 1  # the master's embedded kafka child, in embedded mode only
+
 # Sanitizer reports found in the stderr of any daemon this test file started (see Tap.run).
 SANITIZER_REPORTS = []
 
@@ -118,6 +125,9 @@ class Daemon:
         self._attach_services(redis, postgres, postgres_conninfo, redis_prefix, admin_token)
         for section, keys in (overrides or {}).items():
             self.tree.setdefault(section, {}).update(keys)
+        self.kafka_cluster = None
+        if REAL_KAFKA and self.tree["kafka"].get("brokers") == "embedded":
+            self._attach_real_kafka()
         self.faults = faults
         self.proc = None
         self.notes = []
@@ -149,6 +159,23 @@ class Daemon:
             m = re.search(r"dbname=(\S+)", postgres_conninfo)
             self.dbname = m.group(1) if m else self.dbname
             self.tree["postgres"] = {"conninfo": postgres_conninfo}
+
+    def _attach_real_kafka(self):
+        """Points the daemon at the run's real cluster, with topics and a consumer group of its own (created
+        here: couponsd never creates topics on a real cluster)."""
+        import servers
+        self.kafka_cluster = servers.shared_kafka()
+        name = servers.unique_name("k")
+        kafka = self.tree["kafka"]
+        kafka.update(brokers=self.kafka_cluster.bootstrap, topic=f"{name}-issue", results_topic=f"{name}-results",
+                     dlq_topic=f"{name}-dlq", group_id=f"{name}-group")
+        parts = kafka.get("partitions", 8)
+        self.kafka_cluster.create_topics(*(f"{kafka[k]}:{parts}" for k in ("topic", "results_topic", "dlq_topic")))
+
+    def topic(self, which="topic"):
+        """The name of this daemon's issue topic (or "results_topic", "dlq_topic")."""
+        default = {"topic": "coupon-issue", "results_topic": "coupon-issue-results", "dlq_topic": "coupon-issue-dlq"}
+        return self.tree.get("kafka", {}).get(which, default[which])
 
     # ---- configuration ----
     def write_config(self, text=None):
@@ -379,7 +406,11 @@ class Daemon:
 
     # ---- the embedded Kafka ----
     def kafka_bootstrap(self, timeout=15):
-        """The embedded cluster's bootstrap list, from the line the daemon logs when it is up."""
+        """The Kafka bootstrap list: the configured one, or the embedded cluster's, from the line the daemon
+        logs when it is up."""
+        if self.tree["kafka"].get("brokers", "embedded") != "embedded":
+            return self.tree["kafka"]["brokers"]
+
         def find():
             found = re.findall(r"embedded kafka up: \d+ brokers at (\S+?),? \d+ partitions", self.log())
             return found[-1] if found else None

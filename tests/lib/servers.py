@@ -358,6 +358,91 @@ class Postgres(_Server):
 
 # ---- exit-time teardown ----------------------------------------------------------------------------------
 
+class Kafka(_Server):
+    """A real Apache Kafka cluster of 1 or 3 KRaft nodes (scripts/kafka.sh) in a scratch directory, or the one
+    a test runner started already (attach=DIR: used, never stopped, by this process). Nodes are numbered 1..N
+    and are stopped, killed, paused and restarted by the pids kafka.sh recorded."""
+
+    name = "kafka"
+
+    def __init__(self, nodes=3, partitions=8, attach=None):
+        super().__init__()
+        self.script = os.path.join(os.environ.get("COUPONSD_SRCDIR", "."), "scripts", "kafka.sh")
+        self.owned = attach is None
+        self.dir = attach or tempfile.mkdtemp(prefix="couponsd-kafka-")
+        self.keep_dir = not self.owned
+        if self.owned:
+            self._register()
+            r = subprocess.run(["sh", self.script, "start", str(nodes), self.dir, str(partitions)],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                self.close()
+                raise RuntimeError(f"kafka.sh start failed: {r.stderr.strip()[-2000:]}")
+        with open(os.path.join(self.dir, "bootstrap")) as f:
+            self.bootstrap = f.read().strip()
+        with open(os.path.join(self.dir, "nodes")) as f:
+            self.nodes = int(f.read())
+
+    def _kafka_sh(self, *args, timeout=120):
+        r = subprocess.run(["sh", self.script, *args], capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"kafka.sh {' '.join(args)}: {r.stderr.strip()[-2000:]}")
+        return r.stdout.strip()
+
+    @property
+    def pid(self):
+        return self.node_pid(1)
+
+    def alive(self):
+        return all(self.node_alive(i) for i in range(1, self.nodes + 1))
+
+    def node_pid(self, i):
+        try:
+            with open(os.path.join(self.dir, f"node-{i}", "pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def node_alive(self, i):
+        pid = self.node_pid(i)
+        return pid is not None and _alive(pid)
+
+    def node(self, i, action):
+        """start | term | kill | pause | resume, on node i by its pid."""
+        self._kafka_sh("node", self.dir, str(i), action)
+
+    def create_topics(self, *specs):
+        """specs: "name:partitions[:key=value,...]", with the cluster's replication factor and min ISR."""
+        self._kafka_sh("topics", self.dir, *specs)
+
+    def admin(self, *args, timeout=60):
+        return self._kafka_sh("admin", self.dir, *args, timeout=timeout)
+
+    def leader(self, topic, partition):
+        return int(self.admin("leader", topic, str(partition)))
+
+    def controller(self):
+        return int(self.admin("controller"))
+
+    def wait_isr(self, topics, seconds=60):
+        self.admin("wait-isr", str(seconds), *topics, timeout=seconds + 30)
+
+    def heal(self, topics=(), seconds=90):
+        """Resumes paused nodes and starts dead ones, then waits until the topics are fully in sync again:
+        after a fault the next test must find the whole cluster."""
+        for i in range(1, self.nodes + 1):
+            if self.node_alive(i):
+                self.node(i, "resume")
+            else:
+                self.node(i, "start")
+        if topics:
+            self.wait_isr(topics, seconds)
+
+    def stop(self, timeout=30):
+        if self.owned and os.path.exists(os.path.join(self.dir, "nodes")):
+            self._kafka_sh("stop", self.dir, timeout=timeout + 30)
+
+
 _HOOKS_INSTALLED = False
 
 
@@ -418,6 +503,16 @@ def shared():
     """(redis, postgres) shared by every daemon of this test file; each daemon gets its own database and
     Redis key prefix through unique_name()."""
     return shared_redis(), shared_postgres()
+
+
+def shared_kafka():
+    """The real Kafka cluster of this test run: the one COUPONSD_KAFKA_DIR names (scripts/test.sh starts it
+    once for the whole real-Kafka pass), else one of this test file's own (3 nodes, stopped at exit)."""
+    k = _SHARED.get("kafka")
+    if k is None:
+        k = Kafka(attach=os.environ.get("COUPONSD_KAFKA_DIR") or None)
+        _SHARED["kafka"] = k
+    return k
 
 
 def unique_name(stem="t"):
