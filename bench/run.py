@@ -2,6 +2,7 @@
 """bench/run.py: couponsd's benchmark, with its ceilings measured in the same run (run by `make bench`).
 
     python3 bench/run.py --builddir DIR [--results DIR] [--scale S] [--only PHASES] [--producer K=V]...
+                         [--kafka embedded|real|both]
 
 DIR is a build configured without sanitizers or fault injection (`make bench` makes one: bench/build under
 the build tree, CFLAGS=-O2 -g) holding src/couponsd, tests/tools/kproduce and bench/{loadgen,ceiling,kfeed}.
@@ -9,7 +10,13 @@ the build tree, CFLAGS=-O2 -g) holding src/couponsd, tests/tools/kproduce and be
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process this script
 starts is stopped by the pid it got (redis-server and PostgreSQL by tests/lib/servers.py --stop, which also
 stops only the pids it recorded). The scale (BENCH_SCALE, default 1) multiplies every duration and count;
-at 1 the whole run takes about 3 minutes on 2 cores.
+at 1 the whole run takes about 3 minutes on 2 cores per Kafka.
+
+--kafka both (the default) runs every phase twice in one run: on the embedded Kafka (librdkafka's mock cluster,
+the daemon's own child) and on a real 3-node Apache Kafka cluster (KRaft, replication factor 3,
+min.insync.replicas=2, started with scripts/kafka.sh on loopback), and prints the two side by side. On the
+real cluster "where the CPU went" has a "kafka brokers" group (the three JVMs), and each daemon start gets
+topics of its own (the real-cluster equivalent of a fresh embedded cluster).
 
 Phases, in order (each figure is printed with the command that produced it):
   pgbench      the PostgreSQL ceiling: batched insert of 100 issued rows per transaction
@@ -148,6 +155,8 @@ class CpuMeter:
                 key = {"couponsd: http worker": "http workers", "couponsd: embedded kafka": "embedded kafka"}.get(
                     title, "consumers" if title.startswith("couponsd: consumer") else "couponsd other")
                 out.setdefault(key, []).append(pid)
+        if b.cluster_pids():
+            out["kafka brokers"] = b.cluster_pids()
         if getattr(b, "redis_pid", None):
             out["redis"] = [b.redis_pid]
         if getattr(b, "pg_pid", None):
@@ -285,8 +294,13 @@ class Progress:
 # ---- the benchmark --------------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, args):
+    def __init__(self, args, kafka="embedded", stamp=None):
         self.args = args
+        self.kafka = kafka  # "embedded" or "real"
+        self.kafka_dir = None  # the real cluster's directory (scripts/kafka.sh), once started
+        self.topics = {"topic": "coupon-issue", "results_topic": "coupon-issue-results",
+                       "dlq_topic": "coupon-issue-dlq"}
+        self.daemon_starts = 0
         self.scale = args.scale
         self.build = os.path.abspath(args.builddir)
         self.bin = os.path.join(self.build, "src", "couponsd")
@@ -294,7 +308,8 @@ class Bench:
         self.loadgen = os.path.join(self.build, "bench", "loadgen")
         self.ceiling_bin = os.path.join(self.build, "bench", "ceiling")
         self.kfeed = os.path.join(self.build, "bench", "kfeed")
-        self.stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.stamp = (stamp or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")) + \
+            ("" if kafka == "embedded" else f"-{kafka}-kafka")
         self.scratch = os.path.join(self.build, "runs", self.stamp)
         self.results_dir = os.path.abspath(args.results)
         os.makedirs(self.scratch, exist_ok=True)
@@ -305,12 +320,12 @@ class Bench:
         self.servers_dir = os.path.join(self.scratch, "servers")
         self.servers_up = False
         self.t0_real = time.time()
-        self.out = {"schema": 1, "started": now_iso(), "scale": self.scale, "machine": machine_info(),
+        self.out = {"schema": 1, "kafka": kafka, "started": now_iso(), "scale": self.scale, "machine": machine_info(),
                     "commands": {}, "phases": {}, "figures": [], "targets": []}
         self.timelines = []  # (series, t0_real_us, path)
         self.workers = os.cpu_count() or 1
         self.partitions = 8
-        plan = [("setup", 8)]
+        plan = [("setup", 8 if kafka == "embedded" else 30)]
         d = self.duration()
         for name, secs in (("pgbench", d + 4), ("start", 8), ("accept", 2 * d + 10),
                            ("soldout", 2 * d + 6), ("backlog", 20 * self.scale + 6), ("flash", 25 * self.scale + 10),
@@ -339,6 +354,9 @@ class Bench:
             self.stop_daemon()
         for p in reversed(self.procs):
             self.stop_proc(p)
+        if self.kafka_dir is not None:
+            self.kafka_sh("stop", self.kafka_dir)
+            self.kafka_dir = None
         if self.servers_up and not self.args.keep:
             subprocess.run([sys.executable, os.path.join(SRCDIR, "tests", "lib", "servers.py"), "--stop",
                             self.servers_dir], capture_output=True, timeout=120)
@@ -366,6 +384,43 @@ class Bench:
                                    "COUPONSD_PG_BIN", "/usr/lib/postgresql/15/bin"), "postgres"), "--version"]),
                                "postgres_settings": "fsync=off, synchronous_commit=off, full_page_writes=off, "
                                                     "shared_buffers=64MB (tests/lib/servers.py)"}
+
+    # ---- a real Kafka cluster (--kafka real) ----
+    def kafka_sh(self, *args, timeout=300):
+        r = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", "kafka.sh"), *args], capture_output=True,
+                           text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh {' '.join(args)}: {r.stderr[-2000:]}")
+        return r.stdout.strip()
+
+    def start_kafka(self):
+        """Three KRaft nodes in the scratch directory; every daemon start creates its own topics there."""
+        self.kafka_dir = os.path.join(self.scratch, "kafka")
+        self.kafka_bootstrap = self.kafka_sh("start", "3", self.kafka_dir, str(self.partitions))
+        self.out["kafka_cluster"] = {"bootstrap": self.kafka_bootstrap, "nodes": 3, "replication_factor": 3,
+                                     "min_insync_replicas": 2, "command": f"sh scripts/kafka.sh start 3 DIR "
+                                                                          f"{self.partitions}"}
+
+    def cluster_pids(self):
+        if self.kafka_dir is None:
+            return []
+        pids = []
+        for i in (1, 2, 3):
+            try:
+                with open(os.path.join(self.kafka_dir, f"node-{i}", "pid")) as f:
+                    pid = int(f.read())
+            except (OSError, ValueError):
+                continue
+            if alive(pid):
+                pids.append(pid)
+        return pids
+
+    def fresh_topics(self):
+        """Topics of their own for the next daemon (the real-cluster equivalent of a fresh embedded cluster)."""
+        self.daemon_starts += 1
+        stem = f"bench{self.daemon_starts}"
+        self.topics = {"topic": f"{stem}-issue", "results_topic": f"{stem}-results", "dlq_topic": f"{stem}-dlq"}
+        self.kafka_sh("topics", self.kafka_dir, *(f"{t}:{self.partitions}" for t in self.topics.values()))
 
     def psql(self, sql, db="couponsd", user="postgres"):
         r = subprocess.run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", user, "-d", db,
@@ -572,7 +627,9 @@ class Bench:
     def write_config(self, path, conninfo, workers=None, read_timeout="30s"):
         d = self.scratch
         producer = "".join(f"\n    {k}: \"{v}\"" for k, v in self.args.producer) if self.args.producer else " {}"
-        text = f"""# Written by bench/run.py: couponsd's defaults, on loopback, with embedded Kafka.
+        brokers = "embedded" if self.kafka == "embedded" else self.kafka_bootstrap
+        topics = "".join(f"\n  {k}: {v}" for k, v in self.topics.items()) if self.kafka != "embedded" else ""
+        text = f"""# Written by bench/run.py: couponsd's defaults, on loopback, with {self.kafka} Kafka.
 daemon:
   user: ""
   group: ""
@@ -588,7 +645,8 @@ http:
 admin:
   token: "{self.token}"
 kafka:
-  brokers: embedded
+  brokers: "{brokers}"{topics}
+  partitions: {self.partitions}
   producer:{producer}
 redis:
   host: 127.0.0.1
@@ -602,6 +660,8 @@ postgres:
         return path
 
     def start_daemon(self):
+        if self.kafka != "embedded":
+            self.fresh_topics()
         conf = self.write_config(os.path.join(self.scratch, "couponsd.yaml"), self.pg_conninfo)
         with open(conf) as f:
             self.out["config"] = f.read()
@@ -618,11 +678,14 @@ postgres:
         kids = children(self.daemon.pid)
         self.http_pids = [p for p, t in kids if t == "couponsd: http worker"]
         self.consumer_pids = [p for p, t in kids if t.startswith("couponsd: consumer partition")]
-        self.kafka_pids = [p for p, t in kids if t == "couponsd: embedded kafka"]
+        self.kafka_pids = [p for p, t in kids if t == "couponsd: embedded kafka"] + self.cluster_pids()
         self.partitions = len(self.consumer_pids) or self.partitions
-        log = open(os.path.join(self.scratch, "couponsd.log")).read()
-        m = re.findall(r"embedded kafka up: \d+ brokers at (\S+?),? \d+ partitions", log)
-        self.bootstrap = m[-1] if m else None
+        if self.kafka == "embedded":
+            log = open(os.path.join(self.scratch, "couponsd.log")).read()
+            m = re.findall(r"embedded kafka up: \d+ brokers at (\S+?),? \d+ partitions", log)
+            self.bootstrap = m[-1] if m else None
+        else:
+            self.bootstrap = self.kafka_bootstrap
         self.out["daemon"] = {"version": tool_version([self.bin, "-V"]), "http_workers": len(self.http_pids),
                               "consumers": len(self.consumer_pids), "bootstrap": self.bootstrap}
         if len(self.http_pids) != self.workers:
@@ -630,7 +693,7 @@ postgres:
                                   f"{self.workers}")
 
     def restart_daemon(self, phase):
-        """A fresh daemon (so a fresh embedded Kafka) for phase; the running one's results topic is read first
+        """A fresh daemon (so a fresh embedded Kafka, or fresh topics on the real one) for phase; the running one's results topic is read first
         into self.results_seen."""
         if self.daemon is None:
             return
@@ -722,7 +785,7 @@ postgres:
     def phase_backlog(self):
         ids = self.coupons(self.partitions, 100000000, "backlog")
         n = self.count(40000)
-        argv = [self.kfeed, "-b", self.bootstrap, "-t", "coupon-issue", "-C", ",".join(map(str, ids)),
+        argv = [self.kfeed, "-b", self.bootstrap, "-t", self.topics["topic"], "-C", ",".join(map(str, ids)),
                 "-U", "3000000000", "-n", str(n)]
         self.out["commands"]["backlog"] = cmdline(argv)
         t_start = time.time()
@@ -818,7 +881,7 @@ postgres:
 
     def dump_results_topic(self, name="results-topic.jsonl"):
         path = os.path.join(self.scratch, name)
-        argv = [self.kproduce, "-C", "-b", self.bootstrap, "-t", "coupon-issue-results", "-w", "30000"]
+        argv = [self.kproduce, "-C", "-b", self.bootstrap, "-t", self.topics["results_topic"], "-w", "30000"]
         self.out["commands"]["results_topic"] = cmdline(argv)
         with open(path, "w") as f:
             subprocess.run(argv, stdout=f, stderr=subprocess.DEVNULL, timeout=300)
@@ -1116,6 +1179,8 @@ postgres:
         self.port = self.free_port()
         self.progress.phase("setup")
         self.start_servers()
+        if self.kafka != "embedded":
+            self.start_kafka()
         ph = self.out["phases"]
         self.start_ceiling()
         if "pgbench" in self.only:
@@ -1170,6 +1235,7 @@ postgres:
         with open(path, "w") as f:
             json.dump(self.out, f, indent=1, default=str)
         self.progress.finish()
+        print(f"\n==== couponsd on {self.kafka} Kafka ====")
         print(self.report())
         print(f"\nJSON: {rel(path)}\nplot: {rel(png) if png else '(none)'}\nlogs: {rel(self.scratch)}")
         print(f"whole run: {self.out['duration_s']:.0f} s")
@@ -1184,6 +1250,8 @@ def main():
     ap.add_argument("--producer", action="append", type=lambda s: tuple(s.split("=", 1)), default=[],
                     help="kafka.producer property for couponsd, KEY=VALUE (default: none, librdkafka's defaults)")
     ap.add_argument("--keep", action="store_true", help="leave redis-server and PostgreSQL running")
+    ap.add_argument("--kafka", choices=("embedded", "real", "both"), default="both",
+                    help="which Kafka the daemon uses (default: both, one after the other, side by side)")
     args = ap.parse_args()
     for path in ("src/couponsd", "tests/tools/kproduce", "bench/loadgen", "bench/ceiling", "bench/kfeed"):
         if not os.access(os.path.join(args.builddir, path), os.X_OK):
@@ -1197,20 +1265,49 @@ def main():
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < HOLD_PER_WORKER + 1000:
         print(f"bench: ulimit -n is {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; the memory phase needs "
               f"{HOLD_PER_WORKER + 1000}", file=sys.stderr)
-    bench = Bench(args)
-
     def on_signal(signum, frame):
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("\nbench: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        bench.cleanup()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    done = []
+    for kafka in (("embedded", "real") if args.kafka == "both" else (args.kafka,)):
+        bench = Bench(args, kafka, stamp)
+        try:
+            bench.run()
+            done.append(bench)
+        except KeyboardInterrupt:
+            print("\nbench: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            bench.cleanup()
+    if len(done) == 2:
+        print(side_by_side(*done))
     return 0
+
+
+def side_by_side(embedded, real):
+    """Every figure of the two runs in one table: the same phases, the same machine, minutes apart."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else ("" if v is None else str(v))
+    real_by_key = {f["key"]: f for f in real.out["figures"]}
+    w = max((len(f["name"]) for f in embedded.out["figures"]), default=10)
+    lines = ["", "==== embedded Kafka and a real 3-node Kafka cluster, side by side ====",
+             f"{'figure':<{w}}  {'embedded':>12}  {'real':>12}  unit"]
+    for f in embedded.out["figures"]:
+        r = real_by_key.get(f["key"], {})
+        lines.append(f"{f['name']:<{w}}  {fmt(f['value']):>12}  {fmt(r.get('value')):>12}  {f['unit']}")
+    lines.append("")
+    lines.append("where the CPU went on the real cluster (cores):")
+    for name, ph in real.out["phases"].items():
+        cpu = ph.get("cpu") if isinstance(ph, dict) else None
+        if cpu:
+            lines.append(f"  {name:<15} kafka brokers {cpu.get('kafka brokers', 0)}, consumers {cpu.get('consumers', 0)}, "
+                         f"http workers {cpu.get('http workers', 0)}, postgres {cpu.get('postgres', 0)}, "
+                         f"redis {cpu.get('redis', 0)}, machine {cpu.get('machine_busy_cores')}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

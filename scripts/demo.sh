@@ -2,9 +2,19 @@
 # Builds couponsd and runs a flash sale in ./demo: a local redis-server and PostgreSQL on loopback ports, the
 # daemon on embedded Kafka, a coupon of 100 created through the admin API and a burst of 2,000 distinct users;
 # prints the outcome (issued = stock, nothing oversold) and leaves everything running.
+#
+#   sh scripts/demo.sh                 the embedded Kafka (librdkafka's mock cluster, the zero-setup default)
+#   sh scripts/demo.sh --kafka real    a real 3-node Apache Kafka cluster (KRaft) in ./demo/kafka, started
+#                                      with scripts/kafka.sh (replication factor 3, min.insync.replicas=2)
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+kafka=embedded
+case "${1:-} ${2:-}" in
+" " | "--kafka embedded") ;;
+"--kafka real") kafka=real ;;
+*) echo "usage: sh scripts/demo.sh [--kafka embedded|real]" >&2; exit 2 ;;
+esac
 port=${COUPONSD_DEMO_PORT:-8080}
 stock=${COUPONSD_DEMO_STOCK:-100}
 users=${COUPONSD_DEMO_USERS:-2000}
@@ -26,15 +36,24 @@ if [ -S "$demo/control.sock" ]; then
 fi
 python3 tests/lib/servers.py --stop "$demo/servers" >/dev/null 2>&1 || true
 rm -rf "$demo/servers"
+[ -f "$demo/kafka/nodes" ] && sh scripts/kafka.sh stop "$demo/kafka"
+rm -rf "$demo/kafka"
 
 echo "== starting redis-server and PostgreSQL in $demo/servers (loopback, free ports)"
 eval "$(python3 tests/lib/servers.py --demo "$demo/servers")"
 echo "redis-server pid $REDIS_PID on 127.0.0.1:$REDIS_PORT"
 echo "postgres     pid $PG_PID on 127.0.0.1:$PG_PORT ($PG_CONNINFO)"
 
+brokers=embedded
+if [ "$kafka" = real ]; then
+	echo "== starting a real 3-node Kafka cluster in $demo/kafka (scripts/kafka.sh; the first run fetches it with Maven)"
+	brokers=$(sh scripts/kafka.sh start 3 "$demo/kafka" 4)
+	echo "kafka brokers $brokers (topics coupon-issue, coupon-issue-results, coupon-issue-dlq: 4 partitions, RF 3)"
+fi
+
 token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 cat >"$conf" <<YAML
-# Written by scripts/demo.sh: a development setup on loopback with embedded Kafka.
+# Written by scripts/demo.sh: a development setup on loopback with $kafka Kafka.
 daemon:
   user: ""
   group: ""
@@ -50,7 +69,7 @@ http:
 admin:
   token: "$token"
 kafka:
-  brokers: embedded
+  brokers: "$brokers"
   partitions: 4
 redis:
   host: 127.0.0.1
@@ -161,4 +180,5 @@ couponsd is running as pid $master on 127.0.0.1:$port (admin token: $token).
 To stop everything:
   $bin -c $conf -s stop && python3 $top/tests/lib/servers.py --stop $demo/servers
 MSG
+[ "$kafka" = real ] && echo "  sh $top/scripts/kafka.sh stop $demo/kafka      # the real Kafka cluster"
 exit $status

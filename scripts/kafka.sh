@@ -51,7 +51,7 @@ java_cp() { echo "$(cache_dir)/libs/*:$(cache_dir)/classes"; }
 JAVA_OPTS="-Xms128m -Xmx384m -XX:+UseSerialGC -XX:CICompilerCount=2 -XX:+ExitOnOutOfMemoryError
  -Djava.awt.headless=true -Dlog4j2.configurationFile=$kdir/log4j2.properties"
 
-admin() { java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$(java_cp)" Admin "$@"; }
+admin() { fetch && java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$(java_cp)" Admin "$@"; }
 
 # ---- one cluster in DIR --------------------------------------------------------------------------------
 free_ports() {
@@ -105,9 +105,16 @@ log.cleaner.threads=1
 EOF
 }
 
+# A live process, not a zombie: a killed node's java is reparented to init, which may reap it late.
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
+
 node_start() { # DIR I
 	nd="$1/node-$2"
-	[ -f "$nd/pid" ] && kill -0 "$(cat "$nd/pid")" 2>/dev/null && die "node $2 in $1 is running already"
+	# A node just SIGKILLed may take a moment to be gone (a JVM's teardown): wait up to 10 s for it.
+	if [ -f "$nd/pid" ]; then
+		for _ in $(seq 1 100); do alive "$(cat "$nd/pid")" || break; sleep 0.1; done
+		alive "$(cat "$nd/pid")" && die "node $2 in $1 is running already"
+	fi
 	# shellcheck disable=SC2086
 	LOG_DIR="$nd" java $JAVA_OPTS -Dkafka.logs.dir="$nd" -cp "$(java_cp)" kafka.Kafka "$nd/server.properties" \
 		>>"$nd/stdout.log" 2>&1 </dev/null &
@@ -204,13 +211,14 @@ stop() { # DIR
 		fi
 		rm -f "$f"
 	done
+	live=""
 	for _ in $(seq 1 200); do
-		alive=""
-		for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-		[ -z "$alive" ] && break
+		live=""
+		for p in $pids; do alive "$p" && live="$live $p"; done
+		[ -z "$live" ] && break
 		sleep 0.1
 	done
-	for p in $alive; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in $live; do kill -KILL "$p" 2>/dev/null || true; done
 	rm -f "$1/nodes"
 }
 

@@ -38,8 +38,10 @@ public final class Admin {
         }
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
-        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
-        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "10000");
+        /* Short requests, a longer whole call: a stopped (SIGSTOP) broker still accepts connections and
+           never answers, and the client must have time to give up on it and ask another. */
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "3000");
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
         try (AdminClient admin = AdminClient.create(p)) {
             String[] rest = Arrays.copyOfRange(args, 2, args.length);
             switch (args[0]) {

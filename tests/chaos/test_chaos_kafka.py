@@ -42,7 +42,7 @@ def test_control_command_real(t):
         rc, out, err = d.ctl("kafka broker-down 2")
         t.ok(rc == 1 and "no embedded kafka is running" in err,
              "-s 'kafka broker-down 2' on a real cluster: exit 1, no embedded kafka to relay to", (rc, out, err))
-        t.eq(d.get("/readyz")[0], 200, "and the daemon is still ready")
+        t.eq(d.get("/healthz")[0], 200, "and the daemon still serves")
 
 
 def skip_mock_scenarios(t):

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from harness import Budget, Daemon, expect, kafka_consume, kafka_partition, parse_json, wait_for
+from harness import REAL_KAFKA, Budget, Daemon, expect, kafka_consume, kafka_partition, parse_json, wait_for
 from tap import Tap
 
 TOKEN = "admission-token"
@@ -155,6 +155,9 @@ def part_held_partition(t, d, a, b):
         os.kill(pid, signal.SIGCONT)
     ok, missing = wait_decided(d, a, accepted_ids(got), 30)
     t.ok(ok, f"resumed: every accepted request of p0 is decided ({missing} missing)")
+    # The admission view counts a request as pending until its consumer stored the offset, which comes after
+    # the decision is in PostgreSQL and its result is in Kafka (acks=all: on a real cluster a few ms later).
+    t.ok(wait_for(lambda: probe(d, a), BUDGET.left(15)), "and 202s come back once the backlog is stored")
     again = issue_many(d.port, a, refused[:50])
     t.eq(dict(statuses(again)), {202: len(refused[:50])},
          "the users that got 429 retry and get 202 (a 429 leaves no claim behind)")
@@ -277,8 +280,12 @@ def part_burst(t, d, a):
     t.ok(len(ids) >= BURST_ACCEPTED, f"burst: at least {BURST_ACCEPTED} accepted within the time bound")
     t.diag(f"burst: {len(ids)} events (~{len(ids) * 150 / (1 << 20):.1f} MiB) accepted on p0; "
            f"the partition's log now starts at offset {start_offset}")
-    t.ok(start_offset is not None and start_offset > 0,
-         f"burst: more than the mock's retention went through p0 (its log start moved to {start_offset})")
+    if REAL_KAFKA:
+        t.skip("burst: more than the mock's retention went through p0", "a real broker keeps the whole log "
+               f"(retention by time and size, here 7 days and unlimited); its log starts at {start_offset}")
+    else:
+        t.ok(start_offset is not None and start_offset > 0,
+             f"burst: more than the mock's retention went through p0 (its log start moved to {start_offset})")
     gaps = [ln for ln in d.log().splitlines() if re.search(r"never delivered|[1-9]\d* messages lost", ln)]
     t.ok(not gaps, "burst: no 'offsets ... never delivered' line: retention dropped only decided events",
          "\n".join(gaps[:5]))
