@@ -1,7 +1,7 @@
 /* fuzz_event.c: libFuzzer harness for the Kafka event JSON decoder (what the consumer reads off the topic).
  */
-#include "event.h"
-#include "ids.h"
+#include "core/issue_event.h"
+#include "core/ids.h"
 
 #include <stdint.h>
 #include <stdlib.h>

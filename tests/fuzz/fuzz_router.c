@@ -1,6 +1,6 @@
 /* fuzz_router.c: libFuzzer harness for request routing, the query's userId and the issue body's userId. */
-#include "http_router.h"
-#include "ids.h"
+#include "http/http_router.h"
+#include "core/ids.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../src/clock.h"
-#include "../../src/event.h"
-#include "../../src/json_escape.h"
+#include "core/clock.h"
+#include "core/issue_event.h"
+#include "core/json_escape.h"
 #include "tap.h"
 
 #define RANDOM_ROUNDS 4000
