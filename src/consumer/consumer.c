@@ -6,14 +6,13 @@
 #include "core/fault.h"
 #include "consumer/gate.h"
 #include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "consumer/results.h"
 #include "consumer/stock_check.h"
 #include "consumer/store.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +53,7 @@ typedef struct {
 	int release; /* a reservation still to be given back */
 	int written; /* the status is in Redis */
 	char *json;  /* once decided: status_to_json(), for both Redis and Kafka; freed by batch_clear() */
-	delivery_t delivery;
+	results_delivery_t delivery;
 } item_t;
 
 typedef struct {
@@ -67,9 +66,8 @@ typedef struct {
 	const config_t *cfg;
 	int partition;
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;
-	int wake[2];
-	struct event *wake_ev, *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
+	kafka_queue_t *queue; /* the partition's messages */
+	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
@@ -504,7 +502,7 @@ static void batch_finish(consumer_t *c)
 
 static void add_timer(struct event *ev, int64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(ms);
 
 	if (event_add(ev, &tv) != 0)
 		log_error("cannot arm a timer");
@@ -671,12 +669,8 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 	batch_run(c);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+static void on_messages(void *arg)
 {
-	char buf[256];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
 	fill_batch(arg);
 }
 
@@ -697,7 +691,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
-	results_serve(c->results); /* the safety net for a missed wake-up of the results producer */
 	fill_batch(c);
 	admission_tick(c);
 	if (c->count == 0)
@@ -797,10 +790,7 @@ static int consumer_create(consumer_t *c)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return -1;
-	c->queue = rd_kafka_queue_get_consumer(c->rk);
-	if (c->queue == NULL || assign_partition(c) != 0)
+	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR || assign_partition(c) != 0)
 		return -1;
 	lookup_committed(c);
 	return 0;
@@ -811,13 +801,8 @@ static int wakeups_start(consumer_t *c)
 {
 	struct event_base *base = c->w->base;
 
-	if (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
-		log_error("pipe: %s", strerror(errno));
-		c->wake[0] = c->wake[1] = -1;
-		return -1;
-	}
-	rd_kafka_queue_io_event_enable(c->queue, c->wake[1], "1", 1);
-	c->wake_ev = event_new(base, c->wake[0], EV_READ | EV_PERSIST, on_wake, c);
+	/* No safety net of its own: on_tick takes what a missed wake-up left queued. */
+	c->queue = kafka_queue_watch(base, rd_kafka_queue_get_consumer(c->rk), 0, on_messages, c);
 	c->poll_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
 	c->next_ev = event_new(base, -1, 0, on_tick, c);
 	c->retry_ev = event_new(base, -1, 0, on_retry, c);
@@ -825,9 +810,8 @@ static int wakeups_start(consumer_t *c)
 	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
 	c->linger_ev = event_new(base, -1, 0, on_linger, c);
 	c->deliver_ev = event_new(base, -1, 0, on_deliver_deadline, c);
-	if (c->wake_ev == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
-	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL ||
-	    event_add(c->wake_ev, NULL) != 0)
+	if (c->queue == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
+	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL)
 		return -1;
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
 	add_timer(c->prune_ev, PRUNE_EVERY_MS);
@@ -931,8 +915,8 @@ static void scratch_free(consumer_t *c)
 
 static void events_free(consumer_t *c)
 {
-	struct event **evs[] = {&c->wake_ev,  &c->poll_ev,  &c->next_ev,   &c->retry_ev,
-	                        &c->owner_ev, &c->prune_ev, &c->linger_ev, &c->deliver_ev};
+	struct event **evs[] = {&c->poll_ev,  &c->next_ev,   &c->retry_ev,  &c->owner_ev,
+	                        &c->prune_ev, &c->linger_ev, &c->deliver_ev};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)
@@ -948,20 +932,13 @@ static void consumer_destroy(consumer_t *c)
 	results_free(c->results);
 	if (c->items != NULL)
 		batch_clear(c);
-	if (c->queue != NULL) {
-		rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
-		rd_kafka_queue_destroy(c->queue);
-	}
+	kafka_queue_free(c->queue);
 	if (c->rk != NULL) {
 		rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
 
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_warn("consumer close: %s", rd_kafka_err2str(err));
 		rd_kafka_destroy(c->rk);
-	}
-	for (int i = 0; i < 2; i++) {
-		if (c->wake[i] >= 0)
-			close(c->wake[i]);
 	}
 	stock_check_free(c->stock_check);
 	store_free(c->store);
@@ -1007,7 +984,6 @@ int consumer_worker_main(worker_t *w)
 	c->w = w;
 	c->cfg = w->args.cfg;
 	c->partition = w->args.index;
-	c->wake[0] = c->wake[1] = -1;
 	c->next_offset = -1;
 	c->seen_accepted = -1;
 	w->ctx = c;

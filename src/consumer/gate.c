@@ -2,6 +2,7 @@
 #include "consumer/gate.h"
 
 #include "core/keys.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -192,8 +193,7 @@ static int simple(gate_t *g, redisReply *reply)
 static int connect_now(gate_t *g)
 {
 	const config_t *cfg = g->cfg;
-	struct timeval tv = {(time_t)(cfg->redis_timeout / 1000),
-	                     (suseconds_t)(cfg->redis_timeout % 1000) * 1000};
+	struct timeval tv = clock_timeval(cfg->redis_timeout);
 
 	/* A host starting with '/' is a unix socket path, as redis-cli -s takes it. */
 	if (cfg->redis_host[0] == '/')

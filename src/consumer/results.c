@@ -3,26 +3,24 @@
 
 #include "core/clock.h"
 #include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
 #include "core/keys.h"
 #include "core/log.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* How long results_abandon() waits for purged messages to be reported. */
 #define ABANDON_WAIT_MS 2000
+/* The safety-net serve for a missed wake-up (see kafka_queue.h). */
+#define POLL_SAFETY_MS 100
 
 struct results {
 	const config_t *cfg;
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *mainq;     /* delivery reports arrive here */
+	kafka_queue_t *mainq;        /* delivery reports arrive here */
 	rd_kafka_topic_t *topics[2]; /* results and dead letters, held from the start: see hold_topics() */
-	int wake[2];
-	struct event *wake_ev;
 	results_report_fn on_report;
 	void *report_arg;
 	int in_flight;
@@ -35,7 +33,7 @@ struct results {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	results_t *r = opaque;
-	delivery_t *delivery = m->_private;
+	results_delivery_t *delivery = m->_private;
 
 	r->in_flight--;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -54,28 +52,9 @@ void results_serve(results_t *r)
 		r->on_report(r->report_arg);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+static void serve(void *arg)
 {
-	char buf[256];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
 	results_serve(arg);
-}
-
-/* librdkafka writes a byte to our pipe when its queue becomes non-empty: nobody blocks in a flush. */
-static int wakeups_start(results_t *r, struct event_base *base)
-{
-	if (pipe2(r->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
-		log_error("pipe: %s", strerror(errno));
-		r->wake[0] = r->wake[1] = -1;
-		return -1;
-	}
-	if ((r->mainq = rd_kafka_queue_get_main(r->rk)) == NULL)
-		return -1;
-	rd_kafka_queue_io_event_enable(r->mainq, r->wake[1], "1", 1);
-	r->wake_ev = event_new(base, r->wake[0], EV_READ | EV_PERSIST, on_wake, r);
-	return r->wake_ev == NULL || event_add(r->wake_ev, NULL) != 0 ? -1 : 0;
 }
 
 /*
@@ -128,10 +107,12 @@ results_t *results_new(const config_t *cfg, const char *bootstrap, int partition
 		return NULL;
 	}
 	r->cfg = cfg;
-	r->wake[0] = r->wake[1] = -1;
 	r->on_report = on_report;
 	r->report_arg = arg;
-	if ((r->rk = producer_create(r, bootstrap, partition)) == NULL || wakeups_start(r, base) != 0) {
+	/* Delivery reports come through the loop: nobody ever blocks in a flush. */
+	if ((r->rk = producer_create(r, bootstrap, partition)) == NULL ||
+	    (r->mainq = kafka_queue_watch(base, rd_kafka_queue_get_main(r->rk), POLL_SAFETY_MS, serve, r)) ==
+	        NULL) {
 		results_free(r);
 		return NULL;
 	}
@@ -156,12 +137,7 @@ void results_free(results_t *r)
 {
 	if (r == NULL)
 		return;
-	if (r->wake_ev != NULL)
-		event_free(r->wake_ev);
-	if (r->mainq != NULL) {
-		rd_kafka_queue_io_event_enable(r->mainq, -1, NULL, 0);
-		rd_kafka_queue_destroy(r->mainq);
-	}
+	kafka_queue_free(r->mainq);
 	for (int i = 0; i < 2; i++) {
 		if (r->topics[i] != NULL)
 			rd_kafka_topic_destroy(r->topics[i]);
@@ -172,10 +148,6 @@ void results_free(results_t *r)
 		r->detached = 1;
 		rd_kafka_destroy(r->rk);
 	}
-	for (int i = 0; i < 2; i++) {
-		if (r->wake[i] >= 0)
-			close(r->wake[i]);
-	}
 	free(r);
 }
 
@@ -185,7 +157,7 @@ void results_free(results_t *r)
  * already queued stay in flight.
  */
 static int produce(results_t *r, const char *topic, const void *key, size_t key_len, const void *value,
-                   size_t value_len, rd_kafka_headers_t *headers, delivery_t *delivery)
+                   size_t value_len, rd_kafka_headers_t *headers, results_delivery_t *delivery)
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
@@ -202,7 +174,7 @@ static int produce(results_t *r, const char *topic, const void *key, size_t key_
 	return 0;
 }
 
-int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery)
+int results_produce(results_t *r, const request_status_t *st, const char *json, results_delivery_t *delivery)
 {
 	char key[24];
 
@@ -233,7 +205,7 @@ static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char
 	return h;
 }
 
-int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, delivery_t *delivery)
+int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, results_delivery_t *delivery)
 {
 	rd_kafka_headers_t *headers = dead_letter_headers(m, reason);
 

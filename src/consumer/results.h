@@ -14,7 +14,7 @@
  * delivery report writes it, from the consumer's own thread (inside
  * results_serve), so it needs no lock.
  */
-typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } delivery_t;
+typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } results_delivery_t;
 
 typedef struct results results_t;
 
@@ -48,17 +48,17 @@ int results_write_redis(redisContext *rc, const config_t *cfg, const request_sta
  * Redis and Kafka), to kafka.results_topic, key = the coupon id. 0, or -1
  * (*delivery untouched).
  */
-int results_produce(results_t *r, const request_status_t *st, const char *json, delivery_t *delivery);
+int results_produce(results_t *r, const request_status_t *st, const char *json, results_delivery_t *delivery);
 
 /*
  * Queues a message that could not be decoded to kafka.dlq_topic unchanged
  * (key, value and headers), plus the headers error, source-topic,
  * source-partition and source-offset. 0 or -1.
  */
-int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, delivery_t *delivery);
+int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason,
+                        results_delivery_t *delivery);
 
-/* Serves the delivery reports that have arrived, without blocking, then calls on_report. Also a safety
- * net for a missed wake-up. */
+/* Serves the delivery reports that have arrived, without blocking, then calls on_report. */
 void results_serve(results_t *r);
 
 /* Messages produced and not yet reported. */

@@ -126,8 +126,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static int arm(stock_check_t *sc, struct event_base *base)
 {
-	int64_t ms = sc->cfg->issue_stock_check_interval;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(sc->cfg->issue_stock_check_interval);
 
 	sc->timer = event_new(base, -1, EV_PERSIST, on_tick, sc);
 	if (sc->timer == NULL || event_add(sc->timer, &tv) != 0) {

@@ -30,6 +30,13 @@ int64_t clock_real_ms(void)
 	return read_clock_us(CLOCK_REALTIME) / 1000;
 }
 
+struct timeval clock_timeval(int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	return tv;
+}
+
 /* The old way, kept for what the cache does not cover: times before 1970, small buffers, gmtime failures. */
 static void format_slow(int64_t real_ms, char *buf, size_t size)
 {

@@ -2,6 +2,7 @@
 #include "core/log.h"
 
 #include "core/clock.h"
+#include "core/json_escape.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,23 +130,25 @@ void log_close(void)
 	release_sink();
 }
 
-/* Appends s to buf as the inside of a JSON string. */
-static size_t json_escape(char *buf, size_t pos, size_t size, const char *s)
-{
-	for (; *s != '\0' && pos + 7 < size; s++) {
-		unsigned char c = (unsigned char)*s;
+/* A message is cut at this length; its line fits whole even when every byte is escaped in JSON. */
+#define LOG_MSG_MAX 2048
+#define LOG_ROLE_MAX sizeof(log_state.role)
+#define LOG_LINE_MAX (JSON_ESCAPE_SIZE(LOG_MSG_MAX) + JSON_ESCAPE_SIZE(LOG_ROLE_MAX) + 128)
 
-		if (c == '"' || c == '\\') {
-			buf[pos++] = '\\';
-			buf[pos++] = (char)c;
-		} else if (c < 0x20) {
-			pos += (size_t)snprintf(buf + pos, size - pos, "\\u%04x", c);
-		} else {
-			buf[pos++] = (char)c;
-		}
-	}
-	buf[pos] = '\0';
-	return pos;
+static size_t format_json(char *line, size_t size, const char *stamp, log_level_t level, const char *msg)
+{
+	char role[JSON_ESCAPE_SIZE(LOG_ROLE_MAX)], text[JSON_ESCAPE_SIZE(LOG_MSG_MAX)];
+	int n;
+
+	/* Both fit by the sizes above; the fallbacks keep the line valid JSON all the same. */
+	if (json_escape(log_state.role, role, sizeof(role)) < 0)
+		snprintf(role, sizeof(role), "couponsd");
+	if (json_escape(msg, text, sizeof(text)) < 0)
+		snprintf(text, sizeof(text), "(unprintable message)");
+	n = snprintf(line, size,
+	             "{\"time\":\"%s\",\"level\":\"%s\",\"role\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n", stamp,
+	             level_names[level], role, (int)getpid(), text);
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
 static size_t format_line(char *line, size_t size, log_level_t level, const char *msg)
@@ -154,17 +157,10 @@ static size_t format_line(char *line, size_t size, log_level_t level, const char
 	size_t n;
 
 	clock_format_iso(clock_real_ms(), stamp, sizeof(stamp));
-	if (log_state.format == LOG_FORMAT_TEXT) {
-		n = (size_t)snprintf(line, size, "%s %-5s %s[%d]: %s\n", stamp, level_names[level],
-		                     log_state.role, (int)getpid(), msg);
-		return n < size ? n : size - 1;
-	}
-	n = (size_t)snprintf(line, size, "{\"time\":\"%s\",\"level\":\"%s\",\"role\":\"", stamp,
-	                     level_names[level]);
-	n = json_escape(line, n, size, log_state.role);
-	n += (size_t)snprintf(line + n, size - n, "\",\"pid\":%d,\"msg\":\"", (int)getpid());
-	n = json_escape(line, n < size ? n : size - 1, size - 3, msg);
-	n += (size_t)snprintf(line + n, size - n, "\"}\n");
+	if (log_state.format == LOG_FORMAT_JSON)
+		return format_json(line, size, stamp, level, msg);
+	n = (size_t)snprintf(line, size, "%s %-5s %s[%d]: %s\n", stamp, level_names[level], log_state.role,
+	                     (int)getpid(), msg);
 	return n < size ? n : size - 1;
 }
 
@@ -184,7 +180,7 @@ static void flatten(char *msg)
 void log_msg(log_level_t level, const char *fmt, ...)
 {
 	static const int syslog_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
-	char msg[2048], line[4096];
+	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX];
 	int saved_errno = errno;
 	va_list ap;
 	size_t n;

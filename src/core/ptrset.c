@@ -51,17 +51,6 @@ int ptrset_add(ptrset_t *set, void *p)
 	return 1;
 }
 
-int ptrset_contains(const ptrset_t *set, const void *p)
-{
-	if (set->capacity == 0)
-		return 0;
-	for (size_t i = slot_of(set, p); set->slots[i] != NULL; i = (i + 1) & (set->capacity - 1)) {
-		if (set->slots[i] == p)
-			return 1;
-	}
-	return 0;
-}
-
 int ptrset_remove(ptrset_t *set, void *p)
 {
 	size_t mask = set->capacity - 1, i, j;

@@ -16,7 +16,6 @@ size_t ptrset_hash(const void *p);
 int ptrset_add(ptrset_t *set, void *p);
 /* Returns 1 if removed, 0 if absent. */
 int ptrset_remove(ptrset_t *set, void *p);
-int ptrset_contains(const ptrset_t *set, const void *p);
 void ptrset_free(ptrset_t *set);
 
 #endif

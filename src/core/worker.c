@@ -14,19 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *worker_role_name(role_t role)
-{
-	switch (role) {
-	case ROLE_KAFKA:
-		return "embedded kafka";
-	case ROLE_HTTP:
-		return "http worker";
-	case ROLE_CONSUMER:
-		return "consumer";
-	}
-	return "worker";
-}
-
 static void begin_stop(worker_t *w)
 {
 	if (w->stopping)
@@ -101,8 +88,7 @@ static int heartbeat_start(worker_t *w)
 		every = 1000;
 	if (every < 50)
 		every = 50;
-	tv.tv_sec = every / 1000;
-	tv.tv_usec = (every % 1000) * 1000;
+	tv = clock_timeval(every);
 	w->beat_ev = event_new(w->base, -1, EV_PERSIST, on_heartbeat, w);
 	if (w->beat_ev == NULL || event_add(w->beat_ev, &tv) != 0)
 		return -1;

@@ -43,8 +43,6 @@ struct worker {
 /* Runs the role's main function in a freshly forked child; returns the exit code. */
 int worker_main(const worker_args_t *args);
 
-const char *worker_role_name(role_t role);
-
 /* Helpers for role implementations. */
 int worker_init(worker_t *w, const worker_args_t *args);
 int worker_ready(worker_t *w, const char *payload);

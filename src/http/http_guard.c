@@ -229,7 +229,7 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
  */
 static void set_read_timeout(const http_guard_t *g, guard_conn_t *t, int on)
 {
-	struct timeval tv = {(time_t)(g->timeout_ms / 1000), (suseconds_t)(g->timeout_ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(g->timeout_ms);
 
 	if (bufferevent_set_timeouts(evhttp_connection_get_bufferevent(t->conn), on ? &tv : NULL, &tv) != 0)
 		log_warn("cannot set a connection's timeouts");
@@ -276,16 +276,11 @@ void http_guard_request(http_guard_t *g, struct evhttp_request *req)
 	evhttp_request_set_on_complete_cb(req, on_complete, t);
 }
 
-int http_guard_count(const http_guard_t *g)
-{
-	return g->count;
-}
-
 http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64_t timeout_ms,
                              http_guard_close_fn on_close, void *arg)
 {
 	http_guard_t *g = calloc(1, sizeof(*g));
-	struct timeval tick = {0, SWEEP_MS * 1000};
+	struct timeval tick = clock_timeval(SWEEP_MS);
 
 	if (g == NULL)
 		return NULL;

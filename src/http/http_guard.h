@@ -29,9 +29,6 @@ http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64
  */
 void http_guard_request(http_guard_t *g, struct evhttp_request *req);
 
-/* The number of connections the guard follows. */
-int http_guard_count(const http_guard_t *g);
-
 /* After evhttp_free() (which ends every connection and so every entry). */
 void http_guard_free(http_guard_t *g);
 

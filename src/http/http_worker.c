@@ -98,7 +98,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 static int http_setup(http_worker_t *hw)
 {
 	const config_t *cfg = hw->w->args.cfg;
-	struct timeval tv = {cfg->http_read_timeout / 1000, (cfg->http_read_timeout % 1000) * 1000};
+	struct timeval tv = clock_timeval(cfg->http_read_timeout);
 
 	hw->api_ready = 1; /* set first: a half-built API is torn down by http_api_fini() too */
 	if (http_api_init(&hw->api, hw->w->base, cfg, hw->w->args.kafka_bootstrap) != 0) {
@@ -156,7 +156,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void http_on_stop(worker_t *w)
 {
 	http_worker_t *hw = w->ctx;
-	struct timeval tick = {0, 50 * 1000};
+	struct timeval tick = clock_timeval(50);
 
 	for (int i = 0; i < hw->bound_count; i++)
 		evhttp_del_accept_socket(hw->http, hw->bound[i]);
@@ -182,13 +182,13 @@ static void on_hang(evutil_socket_t fd, short what, void *arg)
 
 static void arm_hang_fault(http_worker_t *hw)
 {
-	struct timeval tv = {0, 100 * 1000};
+	struct timeval tv = clock_timeval(100);
 
 	if (fault_value("http_hang") != hw->w->args.index)
 		return;
 	hw->hang_ev = evtimer_new(hw->w->base, on_hang, hw);
-	if (hw->hang_ev != NULL)
-		evtimer_add(hw->hang_ev, &tv);
+	if (hw->hang_ev == NULL || evtimer_add(hw->hang_ev, &tv) != 0)
+		log_error("fault injection: cannot arm http_hang");
 }
 
 /*
@@ -205,14 +205,15 @@ static void on_topics_tick(evutil_socket_t fd, short what, void *arg)
 	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) != NULL)
 		return;
 	log_info("kafka topics agree with the configuration now; ready");
-	event_del(hw->topics_ev);
+	if (event_del(hw->topics_ev) != 0)
+		log_error("cannot stop the kafka topics check");
 	if (worker_ready(hw->w, NULL) != 0)
 		worker_finish(hw->w, 1);
 }
 
 static int report_ready(http_worker_t *hw)
 {
-	struct timeval tv = {0, TOPICS_RECHECK_MS * 1000};
+	struct timeval tv = clock_timeval(TOPICS_RECHECK_MS);
 	char why[256];
 
 	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) == NULL)

@@ -1,6 +1,7 @@
 /* pg_async.c: a non-blocking PostgreSQL connection on the worker's event loop (reads and admin writes). */
 #include "http/pg_async.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -84,16 +85,16 @@ static void watch(pg_async_t *pg, short what)
 
 static void set_deadline(pg_async_t *pg)
 {
-	int64_t ms = pg->cfg->postgres_timeout;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(pg->cfg->postgres_timeout);
 
-	evtimer_add(pg->deadline_ev, &tv);
+	if (evtimer_add(pg->deadline_ev, &tv) != 0)
+		log_error("postgres: cannot arm the query deadline");
 }
 
 /* Drops the connection, fails everything queued, and tries again later. */
 static void reset(pg_async_t *pg, const char *reason)
 {
-	struct timeval tv = {pg->backoff_ms / 1000, (pg->backoff_ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(pg->backoff_ms);
 	char why[512];
 
 	/* reason is often PQerrorMessage() of the connection freed below: keep a copy for the callbacks. */
@@ -113,7 +114,8 @@ static void reset(pg_async_t *pg, const char *reason)
 	pg->conn = NULL;
 	pg->connected = 0;
 	fail_all(pg, why);
-	evtimer_add(pg->reconnect_ev, &tv);
+	if (evtimer_add(pg->reconnect_ev, &tv) != 0)
+		log_error("postgres: cannot schedule the reconnect");
 	pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
 }
 

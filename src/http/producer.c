@@ -2,18 +2,16 @@
 #include "http/producer.h"
 
 #include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
 #include "core/kafka_topics.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/clock.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define POLL_SAFETY_MS 100
 /* How long a starting worker waits for Kafka's first answer (see await_brokers()). */
@@ -21,31 +19,26 @@
 
 struct producer {
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *mainq;
-	int wake[2];
-	struct event *wake_ev;
-	struct event *tick_ev;
+	kafka_queue_t *mainq; /* delivery reports, statistics and errors arrive here */
 	const config_t *cfg;
 	rd_kafka_topic_t *topics[KAFKA_TOPICS_COUNT]; /* held from the start: see producer_new() */
 	kafka_topics_t topic_state;                   /* what the metadata says of them */
 	int brokers_up;
-	int in_flight;
 };
 
+/* One message on its way: whom to tell when its delivery report arrives. */
 typedef struct {
-	producer_t *p;
 	produce_fn fn;
 	void *arg;
 	int64_t sent_us; /* for the produce latency histogram */
-} delivery_t;
+} produce_request_t;
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-	delivery_t *d = m->_private;
+	produce_request_t *d = m->_private;
 
 	if (d == NULL)
 		return;
-	d->p->in_flight--;
 	metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->sent_us);
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
@@ -92,24 +85,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka producer: %s", reason);
 }
 
-static void serve(producer_t *p)
+static void serve(void *arg)
 {
+	producer_t *p = arg;
+
 	while (rd_kafka_poll(p->rk, 0) > 0)
 		;
-}
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-	char buf[256];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	serve(arg);
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	serve(arg);
 }
 
 /* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
@@ -128,24 +109,6 @@ static rd_kafka_conf_t *producer_conf(producer_t *p, const config_t *cfg, const 
 		return NULL;
 	}
 	return conf;
-}
-
-static int wakeups_start(producer_t *p, struct event_base *base)
-{
-	struct timeval tick = {0, POLL_SAFETY_MS * 1000};
-
-	if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
-		p->wake[0] = p->wake[1] = -1;
-		return -1;
-	}
-	p->mainq = rd_kafka_queue_get_main(p->rk);
-	rd_kafka_queue_io_event_enable(p->mainq, p->wake[1], "1", 1);
-	p->wake_ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, on_wake, p);
-	p->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, p);
-	return p->wake_ev == NULL || p->tick_ev == NULL || event_add(p->wake_ev, NULL) != 0 ||
-	               event_add(p->tick_ev, &tick) != 0
-	           ? -1
-	           : 0;
 }
 
 /*
@@ -199,7 +162,6 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		return NULL;
 	p->cfg = cfg;
 	kafka_topics_init(&p->topic_state);
-	p->wake[0] = p->wake[1] = -1;
 	conf = producer_conf(p, cfg, bootstrap);
 	if (conf != NULL && (p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
 		log_error("cannot create the Kafka producer: %s", err);
@@ -207,7 +169,8 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 	}
 	if (p->rk != NULL)
 		hold_topics(p);
-	if (p->rk == NULL || wakeups_start(p, base) != 0) {
+	if (p->rk == NULL || (p->mainq = kafka_queue_watch(base, rd_kafka_queue_get_main(p->rk),
+	                                                   POLL_SAFETY_MS, serve, p)) == NULL) {
 		producer_free(p, 0);
 		return NULL;
 	}
@@ -218,12 +181,11 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value,
                                size_t len, produce_fn fn, void *arg)
 {
-	delivery_t *d = malloc(sizeof(*d));
+	produce_request_t *d = malloc(sizeof(*d));
 	rd_kafka_resp_err_t err;
 
 	if (d == NULL)
 		return PRODUCE_FAILED;
-	d->p = p;
 	d->fn = fn;
 	d->arg = arg;
 	d->sent_us = clock_mono_us();
@@ -239,7 +201,6 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
 		return PRODUCE_FAILED;
 	}
-	p->in_flight++;
 	return PRODUCE_OK;
 }
 
@@ -253,23 +214,11 @@ const char *producer_topic_problem(const producer_t *p, char *buf, size_t size)
 	return kafka_topics_problem(&p->topic_state, p->cfg, buf, size);
 }
 
-int producer_in_flight(const producer_t *p)
-{
-	return p->in_flight;
-}
-
 void producer_free(producer_t *p, int timeout_ms)
 {
 	if (p == NULL)
 		return;
-	if (p->wake_ev != NULL)
-		event_free(p->wake_ev);
-	if (p->tick_ev != NULL)
-		event_free(p->tick_ev);
-	if (p->mainq != NULL) {
-		rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
-		rd_kafka_queue_destroy(p->mainq);
-	}
+	kafka_queue_free(p->mainq);
 	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
 		if (p->topics[i] != NULL)
 			rd_kafka_topic_destroy(p->topics[i]);
@@ -279,10 +228,6 @@ void producer_free(producer_t *p, int timeout_ms)
 			log_warn("kafka producer: %d messages still undelivered at exit",
 			         rd_kafka_outq_len(p->rk));
 		rd_kafka_destroy(p->rk);
-	}
-	for (int i = 0; i < 2; i++) {
-		if (p->wake[i] >= 0)
-			close(p->wake[i]);
 	}
 	free(p);
 }

@@ -32,7 +32,6 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 
 /* Whether at least one broker connection is up (from librdkafka's statistics). */
 int producer_ready(const producer_t *p);
-int producer_in_flight(const producer_t *p);
 
 /* NULL while the topics agree with the configuration (or Kafka has not said), else why not, in buf. */
 const char *producer_topic_problem(const producer_t *p, char *buf, size_t size);

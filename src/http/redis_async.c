@@ -1,6 +1,7 @@
 /* redis_async.c: a non-blocking Redis connection on the worker's event loop, with timeouts and reconnects. */
 #include "http/redis_async.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -48,11 +49,12 @@ static void start_connect(redis_async_t *ra);
 
 static void schedule_reconnect(redis_async_t *ra)
 {
-	struct timeval tv = {ra->backoff_ms / 1000, (ra->backoff_ms % 1000) * 1000};
+	struct timeval tv = clock_timeval(ra->backoff_ms);
 
 	if (ra->closing)
 		return;
-	evtimer_add(ra->reconnect_ev, &tv);
+	if (evtimer_add(ra->reconnect_ev, &tv) != 0)
+		log_error("redis %s: cannot schedule the reconnect", ra->name);
 	ra->backoff_ms = ra->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ra->backoff_ms * 2;
 }
 
@@ -113,7 +115,7 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens)
 {
 	size_t lengths[EVAL_MAX_ARGS + 3];
-	struct timeval tv = {ra->cfg->redis_timeout / 1000, (ra->cfg->redis_timeout % 1000) * 1000};
+	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
 
 	if (lens == NULL) {
 		for (int i = 0; i < argc; i++)
@@ -122,7 +124,8 @@ static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **
 	}
 	if (redisAsyncCommandArgv(ra->ac, on_reply, cmd, argc, argv, lens) != REDIS_OK)
 		return -1;
-	evtimer_add(cmd->timer, &tv);
+	if (evtimer_add(cmd->timer, &tv) != 0)
+		log_error("redis %s: cannot arm a command deadline", ra->name);
 	return 0;
 }
 
@@ -288,7 +291,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void start_connect(redis_async_t *ra)
 {
-	struct timeval tv = {ra->cfg->redis_timeout / 1000, (ra->cfg->redis_timeout % 1000) * 1000};
+	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
 	redisAsyncContext *ac = redisAsyncConnect(ra->cfg->redis_host, ra->cfg->redis_port);
 
 	if (ac == NULL || ac->err) {
@@ -307,7 +310,8 @@ static void start_connect(redis_async_t *ra)
 		return;
 	}
 	ra->ac = ac;
-	evtimer_add(ra->connect_timeout_ev, &tv);
+	if (evtimer_add(ra->connect_timeout_ev, &tv) != 0)
+		log_error("redis %s: cannot arm the connect timeout", ra->name);
 }
 
 redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, const char *name)

@@ -2,6 +2,7 @@
 #include "http/sse.h"
 
 #include "core/keys.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/ptrset.h"
 #include "http/redis_async.h"
@@ -207,20 +208,10 @@ void sse_close_all(sse_t *sse)
 	}
 }
 
-int sse_count(const sse_t *sse)
-{
-	return sse->count;
-}
-
-int sse_subscribed(const sse_t *sse)
-{
-	return redis_async_connected(sse->sub);
-}
-
 sse_t *sse_new(struct event_base *base, const config_t *cfg)
 {
 	sse_t *sse = calloc(1, sizeof(*sse));
-	struct timeval tv = {KEEPALIVE_SECONDS, 0};
+	struct timeval tv = clock_timeval(KEEPALIVE_SECONDS * 1000);
 	char channel[KEYS_MAX];
 
 	if (sse == NULL)

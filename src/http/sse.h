@@ -28,8 +28,6 @@ void sse_connection_closed(sse_t *sse, struct evhttp_connection *conn);
 
 /* Ends every stream (graceful stop: clients reconnect to a live worker). */
 void sse_close_all(sse_t *sse);
-int sse_count(const sse_t *sse);
-int sse_subscribed(const sse_t *sse);
 
 /* Parses the status JSON of the results channel. Returns 0 or -1. */
 int sse_parse_status(const char *json, size_t len, request_status_t *out);

@@ -319,7 +319,7 @@ static void on_control(void *arg, control_client_t *client, const char *command)
 static int events_setup(master_t *m)
 {
 	int sigs[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT};
-	struct timeval tick = {0, WATCHDOG_TICK_MS * 1000};
+	struct timeval tick = clock_timeval(WATCHDOG_TICK_MS);
 
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		return -1;

@@ -49,8 +49,6 @@ typedef struct child {
 	int respawn_on_exit; /* a consumer handing its partition to a successor */
 } child_t;
 
-typedef struct control_waiter control_waiter_t;
-
 struct master {
 	struct event_base *base;
 	config_t *cfg;      /* the running configuration */

@@ -213,8 +213,7 @@ static void schedule_restart(master_t *m, child_t *c)
 	                                       : M_RESTARTS_KAFKA);
 	if (c->restart_ev == NULL)
 		c->restart_ev = evtimer_new(m->base, on_restart_timer, c);
-	tv.tv_sec = delay / 1000;
-	tv.tv_usec = (delay % 1000) * 1000;
+	tv = clock_timeval(delay);
 	if (c->restart_ev == NULL || evtimer_add(c->restart_ev, &tv) != 0) {
 		log_error("cannot schedule a restart of %s", proc_name(c, name, sizeof(name)));
 		return;
