@@ -1,28 +1,56 @@
-/* consumer.c: the consumer worker process, one per owned partition of the issue topic. */
+/* consumer.c: the consumer process, one per owned partition of the issue topic. */
 #include "consumer/consumer.h"
 
+#include "consumer/batch.h"
+#include "consumer/gate.h"
+#include "consumer/results.h"
+#include "consumer/stock_check.h"
+#include "consumer/store.h"
 #include "core/admission.h"
 #include "core/clock.h"
-#include "core/fault.h"
-#include "consumer/gate.h"
 #include "core/kafka_conf.h"
 #include "core/kafka_queue.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "consumer/results.h"
-#include "consumer/stock_check.h"
-#include "consumer/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+/*
+ * What runs in a consumer: one librdkafka consumer statically assigned one
+ * partition, and the batch pipeline (batch.c) that decides its events
+ * through the Redis gate (gate.c), the PostgreSQL store (store.c, whose
+ * rules are decide.c) and the results (results.c). Everything runs on the
+ * worker's event loop; nothing blocks on Kafka. Its events and timers:
+ *
+ *   queue       the partition's messages arrive (kafka_queue.c): fill the batch
+ *   poll_ev     every POLL_SAFETY_MS: fill the batch (a missed wake-up),
+ *               admission control's resync with the broker's log end every
+ *               ADMISSION_RESYNC_MS, and the lag metric while idle
+ *   linger_ev   issue.batch_linger after a short batch's first message: run it
+ *   next_ev     at once after a finished batch: the next one, once the loop
+ *               has breathed
+ *   retry_ev    after a failed attempt, issue.retry_initial doubling to
+ *               issue.retry_max: the same batch again, resuming where it stopped
+ *   deliver_ev  kafka.produce_timeout + DELIVERY_GRACE_MS after the results
+ *               were produced: a stalled delivery becomes an ordinary retry
+ *   owner_ev    at start, every OWNERSHIP_RETRY_MS for OWNERSHIP_GRACE_MS:
+ *               take the partition's ownership lock, or refuse the partition
+ *   prune_ev    every PRUNE_EVERY_MS: delete expired rejected_requests rows
+ *   stock check every issue.stock_check_interval, between batches only
+ *               (stock_check.c): Redis stock of the partition's coupons
+ *   results     the results producer's delivery reports (results.c, with its
+ *               own safety net): settle a batch that waited for them
+ *
+ * And its state: no batch (batch.count 0); a batch filling (filling); a
+ * batch running or waiting for its retry; a batch waiting for its
+ * deliveries (delivering). A graceful stop waits only for the last.
+ */
 
 /* The safety-net poll for when a queue wake-up is missed (librdkafka writes the pipe only on
  * empty->non-empty). */
 #define POLL_SAFETY_MS 100
-/* Gate/store rounds in one attempt; more means the stock key keeps vanishing: back off instead. */
-#define MAX_ROUNDS 4
 /* How long start-up waits for the committed offset, to notice messages lost while nobody consumed. */
 #define COMMITTED_LOOKUP_MS 2000
 /*
@@ -38,28 +66,8 @@
 #define PRUNE_MAX_STATEMENTS 10
 /* How often admission control's view of the partition is checked against the broker's high watermark. */
 #define ADMISSION_RESYNC_MS 1000
-/* batch_advance(): everything is done but delivery reports, which arrive through the loop. */
-#define BATCH_DELIVERING 1
 /* Beyond message.timeout.ms (kafka.produce_timeout), by which librdkafka reports every message. */
 #define DELIVERY_GRACE_MS 1000
-
-/* One message of the batch and everything learned about it so far; each stage resumes where it stopped. */
-typedef struct {
-	rd_kafka_message_t *msg;
-	request_status_t status; /* the event and, once decided, the decision */
-	char error[160];         /* non-empty: undecodable, it goes to the dead-letter topic */
-	gate_outcome_t gate;
-	int decided;
-	int release; /* a reservation still to be given back */
-	int written; /* the status is in Redis */
-	char *json;  /* once decided: status_to_json(), for both Redis and Kafka; freed by batch_clear() */
-	results_delivery_t delivery;
-} item_t;
-
-typedef struct {
-	int64_t batches, issued, dead_letters, compensations, gaps, lost;
-	int64_t rejected[REASON_NOT_OPEN + 1];
-} consumer_stats_t;
 
 typedef struct {
 	worker_t *w;
@@ -72,42 +80,35 @@ typedef struct {
 	store_t *store;
 	results_t *results;
 	stock_check_t *stock_check;
-	item_t *items;        /* the batch, in log order */
-	int count;            /* 0: no batch in progress */
-	int filling;          /* the batch still takes messages: nothing of it has run yet */
-	int delivering;       /* the batch waits for delivery reports (deliver_ev is its deadline) */
-	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
-	int nsync;
+	batch_t batch;
+	int filling;         /* the batch still takes messages: nothing of it has run yet */
+	int delivering;      /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	int64_t retry_ms;    /* current back-off; 0 after a success */
 	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
 	int64_t grace_until_ms;
 	int64_t resync_at_ms; /* next admission_resync() */
 	int64_t seen_accepted;
-	int fault_checked;
-	consumer_stats_t stats;
-	/* scratch for the module calls, batch_size long */
-	gate_request_t *gate_reqs;
-	store_item_t *store_items;
-	const issue_event_t **events;
-	const request_status_t **statuses;
-	const char **jsons;
-	int *map;
-	unsigned char *done;
 } consumer_t;
 
 static void batch_run(consumer_t *c);
+static void consumer_stop_now(consumer_t *c);
 
-static int item_valid(const item_t *it)
+static void add_timer(struct event *ev, int64_t ms)
 {
-	return it->error[0] == '\0';
+	struct timeval tv = clock_timeval(ms);
+
+	if (event_add(ev, &tv) != 0)
+		log_error("cannot arm a timer");
 }
 
 /* Messages must arrive offset after offset; a jump means the log lost them before we read them. */
 static void check_offset(consumer_t *c, int64_t offset)
 {
+	batch_stats_t *stats = &c->batch.stats;
+
 	if (c->next_offset >= 0 && offset > c->next_offset) {
-		c->stats.gaps++;
-		c->stats.lost += offset - c->next_offset;
+		stats->gaps++;
+		stats->lost += offset - c->next_offset;
 		metrics_inc(M_OFFSET_GAPS);
 		metrics_add(M_MESSAGES_LOST, (uint64_t)(offset - c->next_offset));
 		log_error(
@@ -119,335 +120,13 @@ static void check_offset(consumer_t *c, int64_t offset)
 	c->next_offset = offset + 1;
 }
 
-static void batch_add(consumer_t *c, rd_kafka_message_t *m)
+/* Forgets the batch, and the linger of one still filling. */
+static void batch_drop(consumer_t *c)
 {
-	item_t *it = &c->items[c->count++];
-
-	memset(it, 0, sizeof(*it));
-	it->msg = m;
-	check_offset(c, m->offset);
-	if (event_decode(m->payload, m->len, &it->status.event, it->error, sizeof(it->error)) == 0)
-		return;
-	if (it->error[0] == '\0')
-		snprintf(it->error, sizeof(it->error), "invalid event");
-	log_warn("%s[%d] offset %lld: %s; sending it to %s", c->cfg->kafka_topic, c->partition,
-	         (long long)m->offset, it->error, c->cfg->kafka_dlq_topic);
-}
-
-static void batch_clear(consumer_t *c)
-{
-	for (int i = 0; i < c->count; i++) {
-		rd_kafka_message_destroy(c->items[i].msg);
-		free(c->items[i].json);
-		c->items[i].json = NULL;
-	}
-	c->count = 0;
-	c->nsync = 0;
+	batch_clear(&c->batch);
 	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
 		log_error("cannot cancel the batch linger timer");
 	c->filling = 0;
-}
-
-static int has_undecided(const consumer_t *c)
-{
-	for (int i = 0; i < c->count; i++) {
-		if (item_valid(&c->items[i]) && !c->items[i].decided)
-			return 1;
-	}
-	return 0;
-}
-
-static int has_release(const consumer_t *c)
-{
-	for (int i = 0; i < c->count; i++) {
-		if (c->items[i].release)
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * Test builds: die between the Redis reservations and the PostgreSQL commit
- * (after the first gate round that reserved stock), once per Redis database.
- */
-static void fault_after_gate(consumer_t *c, int reserved)
-{
-	if (c->fault_checked || !reserved)
-		return;
-	c->fault_checked = 1;
-	if (fault_value("consumer_kill_after_gate") != c->partition)
-		return;
-	if (gate_claim_once(c->gate, "consumer_kill_after_gate") == 1) {
-		log_error("fault injection: killed after the redis gate, before the postgresql commit");
-		_exit(9);
-	}
-}
-
-static int gate_round(consumer_t *c)
-{
-	int n = 0, rc, reserved = 0;
-
-	for (int i = 0; i < c->count; i++) {
-		item_t *it = &c->items[i];
-
-		if (item_valid(it) && !it->decided && it->gate == GATE_PENDING) {
-			c->gate_reqs[n] = (gate_request_t){&it->status.event, GATE_PENDING};
-			c->map[n++] = i;
-		}
-	}
-	if (n == 0)
-		return 0;
-	rc = gate_reserve(c->gate, c->gate_reqs, n);
-	/* Answers read before a failure are real reservations: keep them. */
-	for (int k = 0; k < n; k++) {
-		c->items[c->map[k]].gate = c->gate_reqs[k].outcome;
-		reserved |= c->gate_reqs[k].outcome == GATE_RESERVED;
-	}
-	if (rc == 0)
-		fault_after_gate(c, reserved);
-	return rc;
-}
-
-static void count_decision(consumer_t *c, const item_t *it)
-{
-	if (it->status.state == STATUS_ISSUED) {
-		c->stats.issued++;
-		metrics_inc(M_ISSUED);
-	} else {
-		c->stats.rejected[it->status.reason]++;
-		metrics_inc((metric_t)(M_REJECTED_SOLD_OUT + it->status.reason - REASON_SOLD_OUT));
-	}
-}
-
-/* Remembers a coupon's remaining for the convergence step; a later commit's value replaces an earlier one. */
-static void note_sync(consumer_t *c, const store_coupon_t *coupons, int n)
-{
-	if (c->nsync == 0) { /* the usual case: one commit per batch */
-		memcpy(c->sync, coupons, sizeof(*coupons) * (size_t)n);
-		c->nsync = n;
-		return;
-	}
-	for (int k = 0; k < n; k++) {
-		int j = 0;
-
-		while (j < c->nsync && c->sync[j].coupon_id != coupons[k].coupon_id)
-			j++;
-		if (j == c->nsync && c->nsync < c->cfg->issue_batch_size)
-			c->nsync++;
-		if (j < c->nsync)
-			c->sync[j] = coupons[k];
-	}
-}
-
-static void store_copy_back(consumer_t *c, int n, int committed)
-{
-	int64_t now = clock_real_ms();
-
-	for (int k = 0; k < n; k++) {
-		item_t *it = &c->items[c->map[k]];
-		const store_item_t *si = &c->store_items[k];
-
-		/* A fresh reservation may have become "earlier" after a COMMIT of unknown outcome. */
-		it->gate = si->gate;
-		if (!committed || !si->decided)
-			continue;
-		it->decided = 1;
-		it->release = si->release;
-		it->status.state = si->state;
-		it->status.reason = si->reason;
-		it->status.decided_ms = now;
-		count_decision(c, it);
-	}
-}
-
-static store_rc_t store_round(consumer_t *c)
-{
-	const store_coupon_t *coupons;
-	int n = 0, ncoupons = 0;
-	store_rc_t rc;
-
-	for (int i = 0; i < c->count; i++) {
-		item_t *it = &c->items[i];
-
-		if (item_valid(it) && !it->decided && it->gate != GATE_PENDING) {
-			c->store_items[n] = (store_item_t){.event = &it->status.event, .gate = it->gate};
-			c->map[n++] = i;
-		}
-	}
-	if (n == 0)
-		return STORE_OK;
-	rc = store_commit(c->store, c->store_items, n, &coupons, &ncoupons);
-	store_copy_back(c, n, rc == STORE_OK);
-	if (rc == STORE_OK)
-		note_sync(c, coupons, ncoupons);
-	return rc;
-}
-
-/* Compensation: give back what Redis reserved for requests PostgreSQL did not issue. */
-static int release_round(consumer_t *c)
-{
-	int n = 0, rc;
-
-	for (int i = 0; i < c->count; i++) {
-		if (c->items[i].release) {
-			c->events[n] = &c->items[i].status.event;
-			c->done[n] = 0;
-			c->map[n++] = i;
-		}
-	}
-	if (n == 0)
-		return 0;
-	rc = gate_release(c->gate, c->events, n, c->done);
-	for (int k = 0; k < n; k++) {
-		if (c->done[k]) {
-			c->items[c->map[k]].release = 0;
-			c->stats.compensations++;
-			metrics_inc(M_COMPENSATIONS);
-		}
-	}
-	return rc;
-}
-
-/* Only after every release: a release after the SET would count its unit twice. */
-static int sync_round(consumer_t *c)
-{
-	int64_t ids[64];
-	int remaining[64];
-
-	while (c->nsync > 0) {
-		int n = c->nsync < 64 ? c->nsync : 64;
-
-		for (int k = 0; k < n; k++) {
-			ids[k] = c->sync[c->nsync - n + k].coupon_id;
-			remaining[k] = c->sync[c->nsync - n + k].remaining;
-		}
-		if (gate_sync_stock(c->gate, ids, remaining, n) != 0)
-			return -1;
-		c->nsync -= n;
-	}
-	return 0;
-}
-
-/* Requests that met a missing stock key ask again, now that the convergence step loaded it. */
-static void requeue_no_stock(consumer_t *c)
-{
-	for (int i = 0; i < c->count; i++) {
-		if (!c->items[i].decided && c->items[i].gate == GATE_NO_STOCK)
-			c->items[i].gate = GATE_PENDING;
-	}
-}
-
-static int decide_batch(consumer_t *c)
-{
-	store_rc_t rc;
-
-	for (int round = 0; round < MAX_ROUNDS; round++) {
-		if (!has_undecided(c) && !has_release(c) && c->nsync == 0)
-			return 0;
-		/* Ownership first: nothing is written, in Redis either, by a consumer that does not own the
-		 * partition. */
-		if ((rc = store_ensure(c->store)) != STORE_OK)
-			return rc;
-		if (gate_connect(c->gate) != 0 || gate_round(c) != 0)
-			return -1;
-		if ((rc = store_round(c)) != STORE_OK)
-			return rc;
-		if (release_round(c) != 0 || sync_round(c) != 0)
-			return -1;
-		requeue_no_stock(c);
-	}
-	if (!has_undecided(c) && !has_release(c) && c->nsync == 0)
-		return 0;
-	log_warn("%s[%d]: stock keys vanished %d times in a row; backing off", c->cfg->kafka_topic,
-	         c->partition, MAX_ROUNDS);
-	return -1;
-}
-
-/*
- * A decision never changes once made, so its JSON is encoded once and kept
- * with the item (a retried batch reuses it) for the PUBLISH and the results
- * topic alike.
- */
-static int encode_status(item_t *it)
-{
-	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-static int publish_redis(consumer_t *c)
-{
-	int n = 0;
-
-	for (int i = 0; i < c->count; i++) {
-		item_t *it = &c->items[i];
-
-		if (it->decided && !it->written) {
-			if (encode_status(it) != 0)
-				return -1;
-			c->statuses[n] = &it->status;
-			c->jsons[n] = it->json;
-			c->map[n++] = i;
-		}
-	}
-	if (n == 0)
-		return 0;
-	if (gate_connect(c->gate) != 0 ||
-	    results_write_redis(gate_redis(c->gate), c->cfg, c->statuses, c->jsons, n) != 0)
-		return -1;
-	for (int k = 0; k < n; k++)
-		c->items[c->map[k]].written = 1;
-	return 0;
-}
-
-/* Queues every dead letter (and, unless dead_only, every written result) not yet delivered. */
-static int produce_pending(consumer_t *c, int dead_only)
-{
-	for (int i = 0; i < c->count; i++) {
-		item_t *it = &c->items[i];
-		int rc = 0;
-
-		if (it->delivery == DELIVERY_FAILED)
-			it->delivery = DELIVERY_NONE;
-		if (it->delivery != DELIVERY_NONE)
-			continue;
-		if (!item_valid(it))
-			rc = results_dead_letter(c->results, it->msg, it->error, &it->delivery);
-		else if (!dead_only && it->written) /* written: publish_redis() encoded it */
-			rc = results_produce(c->results, &it->status, it->json, &it->delivery);
-		if (rc != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* 0: every delivery is reported done; BATCH_DELIVERING: some are in flight; -1: some failed. */
-static int deliveries_state(consumer_t *c)
-{
-	if (results_in_flight(c->results) > 0)
-		return BATCH_DELIVERING;
-	results_report_failures(c->results);
-	for (int i = 0; i < c->count; i++) {
-		if (c->items[i].delivery != DELIVERY_DONE)
-			return -1;
-	}
-	return 0;
-}
-
-static int batch_advance(consumer_t *c)
-{
-	int rc;
-
-	/* Dead letters need neither Redis nor PostgreSQL: they are on their way while the rest is decided. */
-	if (produce_pending(c, 1) != 0)
-		return -1;
-	if ((rc = decide_batch(c)) != 0)
-		return rc;
-	if (publish_redis(c) != 0 || produce_pending(c, 0) != 0)
-		return -1;
-	return deliveries_state(c);
 }
 
 /* Every outcome is durable: only now may Kafka forget these messages (auto commit does the rest). */
@@ -457,7 +136,7 @@ static void store_offsets(consumer_t *c)
 	rd_kafka_resp_err_t err;
 
 	rd_kafka_topic_partition_list_add(list, c->cfg->kafka_topic, c->partition)->offset =
-	    c->items[c->count - 1].msg->offset + 1;
+	    batch_end_offset(&c->batch);
 	err = rd_kafka_offsets_store(c->rk, list);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		err = list->elems[0].err;
@@ -486,26 +165,14 @@ static void report_lag(consumer_t *c, int64_t next)
 
 static void batch_finish(consumer_t *c)
 {
-	for (int i = 0; i < c->count; i++) {
-		c->stats.dead_letters += !item_valid(&c->items[i]);
-		if (!item_valid(&c->items[i]))
-			metrics_inc(M_DLQ_MESSAGES);
-	}
+	int64_t end = batch_end_offset(&c->batch);
+
 	store_offsets(c);
-	report_lag(c, c->items[c->count - 1].msg->offset + 1);
-	admission_decided(c->w->args.shm, c->partition, c->items[c->count - 1].msg->offset + 1);
-	c->stats.batches++;
-	log_debug("%s[%d]: batch of %d up to offset %lld done", c->cfg->kafka_topic, c->partition, c->count,
-	          (long long)c->items[c->count - 1].msg->offset);
-	batch_clear(c);
-}
-
-static void add_timer(struct event *ev, int64_t ms)
-{
-	struct timeval tv = clock_timeval(ms);
-
-	if (event_add(ev, &tv) != 0)
-		log_error("cannot arm a timer");
+	report_lag(c, end);
+	admission_decided(c->w->args.shm, c->partition, end);
+	log_debug("%s[%d]: batch of %d up to offset %lld done", c->cfg->kafka_topic, c->partition,
+	          c->batch.count, (long long)end - 1);
+	batch_done(&c->batch);
 }
 
 static void schedule_retry(consumer_t *c)
@@ -516,7 +183,8 @@ static void schedule_retry(consumer_t *c)
 	if (c->retry_ms > cfg->issue_retry_max)
 		c->retry_ms = cfg->issue_retry_max;
 	log_warn("%s[%d]: batch of %d from offset %lld not finished; retrying in %lld ms", cfg->kafka_topic,
-	         c->partition, c->count, (long long)c->items[0].msg->offset, (long long)c->retry_ms);
+	         c->partition, c->batch.count, (long long)c->batch.items[0].msg->offset,
+	         (long long)c->retry_ms);
 	add_timer(c->retry_ev, c->retry_ms);
 }
 
@@ -526,39 +194,37 @@ static void refuse(consumer_t *c)
 	log_error("partition %d of %s is owned by another consumer (another host or process); refusing",
 	          c->partition, c->cfg->kafka_topic);
 	admission_owner(c->w->args.shm, c->partition, 0); /* this host cannot see its progress */
-	if (c->count > 0) {
+	if (c->batch.count > 0) {
 		results_abandon(c->results);
-		batch_clear(c);
+		batch_drop(c);
 	}
 	worker_finish(c->w, 1);
 }
 
-static void consumer_stop_now(consumer_t *c);
-
 /* The end of one attempt at the batch: done, retried later, or the process leaves. */
-static void batch_settle(consumer_t *c, int rc)
+static void batch_settle(consumer_t *c, batch_rc_t rc)
 {
-	if (rc == STORE_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
+	if (rc == BATCH_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
 		refuse(c);
-	} else if (rc != 0 && results_fatal(c->results)) {
+	} else if (rc != BATCH_DONE && results_fatal(c->results)) {
 		/* Nothing more can be produced: a restarted process gets a new producer and replays the
 		 * batch. */
 		results_abandon(c->results);
-		batch_clear(c);
+		batch_drop(c);
 		worker_finish(c->w, 1);
 	} else if (c->w->stopping) {
 		/* A graceful stop waited for this batch's deliveries (consumer_on_stop). */
-		if (rc == 0)
+		if (rc == BATCH_DONE)
 			batch_finish(c);
 		consumer_stop_now(c);
-	} else if (rc != 0) {
+	} else if (rc != BATCH_DONE) {
 		schedule_retry(c);
 	} else {
 		admission_owner(c->w->args.shm, c->partition, 1);
 		batch_finish(c);
 		c->retry_ms = 0;
-		event_active(c->next_ev, EV_TIMEOUT,
-		             0); /* more may be queued: next batch after the loop breathes */
+		/* More may be queued: the next batch after the loop breathes. */
+		event_active(c->next_ev, EV_TIMEOUT, 0);
 	}
 }
 
@@ -570,7 +236,7 @@ static void batch_settle(consumer_t *c, int rc)
  */
 static void batch_run(consumer_t *c)
 {
-	int rc = batch_advance(c);
+	batch_rc_t rc = batch_advance(&c->batch);
 
 	if (rc != BATCH_DELIVERING) {
 		batch_settle(c, rc);
@@ -583,9 +249,9 @@ static void batch_run(consumer_t *c)
 static void on_results(void *arg)
 {
 	consumer_t *c = arg;
-	int rc;
+	batch_rc_t rc;
 
-	if (!c->delivering || (rc = deliveries_state(c)) == BATCH_DELIVERING)
+	if (!c->delivering || (rc = batch_deliveries(&c->batch)) == BATCH_DELIVERING)
 		return;
 	c->delivering = 0;
 	if (event_del(c->deliver_ev) != 0)
@@ -604,7 +270,7 @@ static void on_deliver_deadline(evutil_socket_t fd, short what, void *arg)
 	log_warn("%s[%d]: %d kafka deliveries still pending after %lld ms", c->cfg->kafka_topic, c->partition,
 	         results_in_flight(c->results),
 	         (long long)(c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS));
-	batch_settle(c, -1);
+	batch_settle(c, BATCH_RETRY);
 }
 
 static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
@@ -618,13 +284,14 @@ static void take_messages(consumer_t *c)
 {
 	rd_kafka_message_t *m;
 
-	while (c->count < c->cfg->issue_batch_size && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
+	while (!batch_full(&c->batch) && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle_error_message(c, m);
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		batch_add(c, m);
+		check_offset(c, m->offset);
+		batch_add(&c->batch, m);
 	}
 }
 
@@ -645,12 +312,12 @@ static void start_batch(consumer_t *c)
  */
 static void fill_batch(consumer_t *c)
 {
-	if (c->w->stopping || (c->count > 0 && !c->filling))
+	if (c->w->stopping || (c->batch.count > 0 && !c->filling))
 		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
 	take_messages(c);
-	if (c->count == 0)
+	if (c->batch.count == 0)
 		return;
-	if (c->count >= c->cfg->issue_batch_size || c->cfg->issue_batch_linger <= 0) {
+	if (batch_full(&c->batch) || c->cfg->issue_batch_linger <= 0) {
 		start_batch(c);
 	} else if (!c->filling) {
 		c->filling = 1;
@@ -663,7 +330,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 	consumer_t *c = arg;
 
 	c->filling = 0;
-	if (c->count == 0 || c->w->stopping)
+	if (c->batch.count == 0 || c->w->stopping)
 		return;
 	take_messages(c); /* a wake-up may be pending behind this timer */
 	batch_run(c);
@@ -693,7 +360,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 	fill_batch(c);
 	admission_tick(c);
-	if (c->count == 0)
+	if (c->batch.count == 0)
 		report_lag(c, c->next_offset);
 }
 
@@ -701,7 +368,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
-	if (c->count > 0 && !c->w->stopping)
+	if (c->batch.count > 0 && !c->w->stopping)
 		batch_run(c);
 }
 
@@ -796,8 +463,8 @@ static int consumer_create(consumer_t *c)
 	return 0;
 }
 
-/* librdkafka writes a byte to our pipe when its queue becomes non-empty: the loop never blocks on Kafka. */
-static int wakeups_start(consumer_t *c)
+/* The events and timers of the overview at the top of this file. */
+static int events_start(consumer_t *c)
 {
 	struct event_base *base = c->w->base;
 
@@ -820,7 +487,7 @@ static int wakeups_start(consumer_t *c)
 
 static void log_stats(const consumer_t *c)
 {
-	const consumer_stats_t *s = &c->stats;
+	const batch_stats_t *s = &c->batch.stats;
 
 	log_info("stopped; %lld batches, %lld issued, rejected: %lld sold out, %lld already issued, "
 	         "%lld not found, %lld not open; %lld dead letters, %lld compensations, "
@@ -847,13 +514,13 @@ static void consumer_stop_now(consumer_t *c)
 
 	if (c->filling) {
 		/* Nothing of it ran: like the messages still queued in librdkafka, the successor reads it. */
-		log_debug("dropping a batch of %d that was still filling", c->count);
-		batch_clear(c);
-	} else if (c->count > 0) {
+		log_debug("dropping a batch of %d that was still filling", c->batch.count);
+		batch_drop(c);
+	} else if (c->batch.count > 0) {
 		log_info("abandoning an undecided batch of %d from offset %lld; it will be delivered again",
-		         c->count, (long long)c->items[0].msg->offset);
+		         c->batch.count, (long long)c->batch.items[0].msg->offset);
 		results_abandon(c->results);
-		batch_clear(c);
+		batch_drop(c);
 	}
 	err = rd_kafka_commit(c->rk, NULL, 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -872,45 +539,10 @@ static void consumer_on_stop(worker_t *w)
 	consumer_t *c = w->ctx;
 
 	if (c->delivering) {
-		log_info("waiting for the kafka deliveries of a batch of %d before stopping", c->count);
+		log_info("waiting for the kafka deliveries of a batch of %d before stopping", c->batch.count);
 		return;
 	}
 	consumer_stop_now(c);
-}
-
-static int scratch_alloc(consumer_t *c)
-{
-	size_t n = (size_t)c->cfg->issue_batch_size;
-
-	c->items = calloc(n, sizeof(*c->items));
-	c->sync = calloc(n, sizeof(*c->sync));
-	c->gate_reqs = calloc(n, sizeof(*c->gate_reqs));
-	c->store_items = calloc(n, sizeof(*c->store_items));
-	c->events = calloc(n, sizeof(*c->events));
-	c->statuses = calloc(n, sizeof(*c->statuses));
-	c->jsons = calloc(n, sizeof(*c->jsons));
-	c->map = calloc(n, sizeof(*c->map));
-	c->done = calloc(n, 1);
-	if (c->items == NULL || c->sync == NULL || c->gate_reqs == NULL || c->store_items == NULL ||
-	    c->events == NULL || c->statuses == NULL || c->jsons == NULL || c->map == NULL ||
-	    c->done == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-static void scratch_free(consumer_t *c)
-{
-	free(c->items);
-	free(c->sync);
-	free(c->gate_reqs);
-	free(c->store_items);
-	free(c->events);
-	free(c->statuses);
-	free(c->jsons);
-	free(c->map);
-	free(c->done);
 }
 
 static void events_free(consumer_t *c)
@@ -930,8 +562,7 @@ static void consumer_destroy(consumer_t *c)
 	events_free(c);
 	/* Before the batch is freed: delivery reports write into its items. */
 	results_free(c->results);
-	if (c->items != NULL)
-		batch_clear(c);
+	batch_fini(&c->batch);
 	kafka_queue_free(c->queue);
 	if (c->rk != NULL) {
 		rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
@@ -943,7 +574,6 @@ static void consumer_destroy(consumer_t *c)
 	stock_check_free(c->stock_check);
 	store_free(c->store);
 	gate_free(c->gate);
-	scratch_free(c);
 }
 
 /* The stock check runs only between batches (stock_check.h says why that is safe). */
@@ -951,19 +581,19 @@ static int consumer_idle(void *arg)
 {
 	const consumer_t *c = arg;
 
-	return c->count == 0 && !c->w->stopping;
+	return c->batch.count == 0 && !c->w->stopping;
 }
 
 static int consumer_start(consumer_t *c)
 {
 	const worker_args_t *args = &c->w->args;
 
-	if (scratch_alloc(c) != 0 || (c->gate = gate_new(c->cfg)) == NULL ||
-	    (c->store = store_new(c->cfg, c->partition)) == NULL ||
-	    (c->results =
-	         results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results, c)) == NULL)
+	if ((c->gate = gate_new(c->cfg)) == NULL || (c->store = store_new(c->cfg, c->partition)) == NULL ||
+	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results,
+	                              c)) == NULL ||
+	    batch_init(&c->batch, c->cfg, c->partition, c->gate, c->store, c->results) != 0)
 		return -1;
-	if (consumer_create(c) != 0 || wakeups_start(c) != 0 ||
+	if (consumer_create(c) != 0 || events_start(c) != 0 ||
 	    (c->stock_check = stock_check_new(c->w->base, c->cfg, c->partition, c->store, c->gate,
 	                                      consumer_idle, c)) == NULL)
 		return -1;
@@ -972,7 +602,7 @@ static int consumer_start(consumer_t *c)
 	return worker_ready(c->w, NULL);
 }
 
-int consumer_worker_main(worker_t *w)
+int consumer_main(worker_t *w)
 {
 	consumer_t *c = calloc(1, sizeof(*c));
 	int rc = 1;

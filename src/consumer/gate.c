@@ -71,10 +71,16 @@ static const char release_lua[] =
  */
 #define GATE_CHUNK 128
 
+/* An item the reserve round asks about: valid, undecided, and not answered yet. */
+static int asks_gate(const item_t *it)
+{
+	return item_valid(it) && !it->decided && it->gate == GATE_PENDING;
+}
+
 /* A pending request's place in the reserve round: sorted by coupon, then by log order. */
 typedef struct {
 	int64_t coupon_id;
-	int index; /* into the caller's request array */
+	int index; /* into the caller's items */
 } slot_t;
 
 struct gate {
@@ -307,7 +313,7 @@ static int by_coupon_then_log(const void *pa, const void *pb)
  * keys, so their order among each other does not matter). Returns how many
  * are pending, or -1 when out of memory.
  */
-static int group_pending(gate_t *g, const gate_request_t *reqs, int n)
+static int group_pending(gate_t *g, const item_t *items, int n)
 {
 	int m = 0;
 
@@ -322,8 +328,8 @@ static int group_pending(gate_t *g, const gate_request_t *reqs, int n)
 		g->slots_cap = n;
 	}
 	for (int i = 0; i < n; i++) {
-		if (reqs[i].outcome == GATE_PENDING)
-			g->slots[m++] = (slot_t){reqs[i].event->coupon_id, i};
+		if (asks_gate(&items[i]))
+			g->slots[m++] = (slot_t){items[i].status.event.coupon_id, i};
 	}
 	/* The index makes the key unique, so qsort being unstable does not matter. */
 	qsort(g->slots, (size_t)m, sizeof(*g->slots), by_coupon_then_log);
@@ -355,7 +361,7 @@ static void push_arg(gate_t *g, int *argc, const char *arg, size_t len)
  * so the call is fit for Redis Cluster). The argv form skips hiredis' format
  * string parsing, which cost more than the call itself.
  */
-static int append_chunk(gate_t *g, const gate_request_t *reqs, int start, int len)
+static int append_chunk(gate_t *g, const item_t *items, int start, int len)
 {
 	const char *prefix = g->cfg->redis_key_prefix;
 	int64_t coupon = g->slots[start].coupon_id;
@@ -369,7 +375,7 @@ static int append_chunk(gate_t *g, const gate_request_t *reqs, int start, int le
 		goto too_long;
 	push_arg(g, &argc, g->keys[0], (size_t)klen);
 	for (int k = 0; k < len; k++) {
-		const issue_event_t *ev = reqs[g->slots[start + k].index].event;
+		const issue_event_t *ev = &items[g->slots[start + k].index].status.event;
 
 		if ((klen = keys_reservation(prefix, coupon, ev->request_id, g->keys[k + 1], KEYS_MAX)) < 0)
 			goto too_long;
@@ -390,8 +396,8 @@ too_long:
  * midway may have recorded its first requests; asked again, they get
  * "reserved earlier" or "sold out", as after a reply lost with the connection.
  */
-static int chunk_result(const redisReply *reply, gate_request_t *reqs, const slot_t *slots, int len,
-                        int *noscript)
+static int chunk_result(const redisReply *reply, item_t *items, const slot_t *slots, int len, int *noscript,
+                        int *fresh)
 {
 	int rc = 0;
 
@@ -408,7 +414,8 @@ static int chunk_result(const redisReply *reply, gate_request_t *reqs, const slo
 		const redisReply *code = reply->element[k];
 
 		if (code->type == REDIS_REPLY_INTEGER) {
-			reqs[slots[k].index].outcome = outcome_of(code->integer);
+			items[slots[k].index].gate = outcome_of(code->integer);
+			*fresh += items[slots[k].index].gate == GATE_RESERVED;
 		} else {
 			log_error("redis reserve script: unexpected reply element");
 			rc = -1;
@@ -418,15 +425,15 @@ static int chunk_result(const redisReply *reply, gate_request_t *reqs, const slo
 }
 
 /* Sends one reserve call per coupon (and chunk), then reads the answers in the same order. */
-static int reserve_round(gate_t *g, gate_request_t *reqs, int n, int *noscript)
+static int reserve_round(gate_t *g, item_t *items, int n, int *noscript, int *fresh)
 {
-	int m = group_pending(g, reqs, n), sent = 0, rc = 0, len;
+	int m = group_pending(g, items, n), sent = 0, rc = 0, len;
 
 	if (m < 0)
 		return -1;
 	for (int start = 0; start < m && rc == 0; start += len) {
 		len = chunk_len(g, m, start);
-		if ((rc = append_chunk(g, reqs, start, len)) == 0)
+		if ((rc = append_chunk(g, items, start, len)) == 0)
 			sent++;
 	}
 	for (int start = 0; sent > 0; start += len, sent--) {
@@ -435,19 +442,21 @@ static int reserve_round(gate_t *g, gate_request_t *reqs, int n, int *noscript)
 		len = chunk_len(g, m, start);
 		if ((reply = read_reply(g)) == NULL)
 			return -1;
-		if (chunk_result(reply, reqs, g->slots + start, len, noscript) != 0 && !*noscript)
+		if (chunk_result(reply, items, g->slots + start, len, noscript, fresh) != 0 && !*noscript)
 			rc = -1;
 		freeReplyObject(reply);
 	}
 	return rc;
 }
 
-int gate_reserve(gate_t *g, gate_request_t *reqs, int n)
+int gate_reserve(gate_t *g, item_t *items, int n)
 {
+	int fresh = 0;
+
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int noscript = 0;
 
-		if (reserve_round(g, reqs, n, &noscript) != 0)
+		if (reserve_round(g, items, n, &noscript, &fresh) != 0)
 			return -1;
 		if (!noscript)
 			break;
@@ -455,45 +464,47 @@ int gate_reserve(gate_t *g, gate_request_t *reqs, int n)
 			return -1;
 	}
 	for (int i = 0; i < n; i++) {
-		if (reqs[i].outcome == GATE_PENDING)
+		if (asks_gate(&items[i]))
 			return -1;
 	}
-	return 0;
+	return fresh;
 }
 
-static int release_round(gate_t *g, const issue_event_t *const *events, int n, unsigned char *done,
-                         int *noscript)
+/* Releases are read back in the order they were sent: each item's flag is cleared only after its reply. */
+static int release_round(gate_t *g, item_t *items, int n, int *noscript, int *released)
 {
 	int sent = 0, rc = 0;
 
 	for (int i = 0; i < n && rc == 0; i++) {
-		if (!done[i] && (rc = append_script(g, g->release_sha, events[i])) == 0)
+		if (items[i].release && (rc = append_script(g, g->release_sha, &items[i].status.event)) == 0)
 			sent++;
 	}
 	for (int i = 0; i < n && sent > 0; i++) {
 		redisReply *reply;
 		long long value;
 
-		if (done[i])
+		if (!items[i].release)
 			continue;
 		sent--;
 		if ((reply = read_reply(g)) == NULL)
 			return -1;
-		if (script_result(reply, &value, noscript) == 0)
-			done[i] = 1;
-		else if (!*noscript)
+		if (script_result(reply, &value, noscript) == 0) {
+			items[i].release = 0;
+			(*released)++;
+		} else if (!*noscript) {
 			rc = -1;
+		}
 		freeReplyObject(reply);
 	}
 	return rc;
 }
 
-int gate_release(gate_t *g, const issue_event_t *const *events, int n, unsigned char *done)
+int gate_release(gate_t *g, item_t *items, int n, int *released)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int noscript = 0;
 
-		if (release_round(g, events, n, done, &noscript) != 0)
+		if (release_round(g, items, n, &noscript, released) != 0)
 			return -1;
 		if (!noscript)
 			return 0;

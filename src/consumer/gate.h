@@ -2,30 +2,10 @@
 #ifndef COUPONSD_GATE_H
 #define COUPONSD_GATE_H
 
+#include "consumer/item.h"
 #include "core/config.h"
-#include "core/issue_event.h"
 
 #include <hiredis/hiredis.h>
-
-/*
- * What the reserve script said about one request. A request's reservation
- * key records the first outcome, so a replayed event gets the same answer
- * and stock is decremented at most once per request (docs/data.md).
- */
-typedef enum {
-	GATE_PENDING,          /* not asked yet, or the answer was lost with the connection */
-	GATE_RESERVED,         /* 0: reserved by this call (a fresh DECR) */
-	GATE_RESERVED_EARLIER, /* 1: reserved by an earlier run for the same request */
-	GATE_SOLD_OUT,         /* -1: no stock, now or recorded earlier */
-	GATE_NO_STOCK,         /* -2: the stock key is missing: load it from PostgreSQL, then ask again */
-	GATE_RELEASED_EARLIER, /* -3: reserved earlier, then given back by compensation */
-} gate_outcome_t;
-
-/* One request as the gate sees it; outcome is in and out. */
-typedef struct {
-	const issue_event_t *event;
-	gate_outcome_t outcome;
-} gate_request_t;
 
 typedef struct gate gate_t;
 
@@ -43,19 +23,22 @@ int gate_connect(gate_t *g);
 redisContext *gate_redis(gate_t *g);
 
 /*
- * Runs the reserve script for every request whose outcome is GATE_PENDING:
- * one call per coupon (chunked), each taking that coupon's requests in array
- * (Kafka log) order, the calls pipelined. Answers already read are kept even
- * when it fails midway. 0, or -1 when Redis failed (outcomes left PENDING).
+ * Runs the reserve script for every valid, undecided item whose gate is
+ * GATE_PENDING, and writes its answer into the item: one call per coupon
+ * (chunked), each taking that coupon's requests in array (Kafka log) order,
+ * the calls pipelined. Answers already read are kept even when it fails
+ * midway. The number of fresh reservations (GATE_RESERVED), or -1 when Redis
+ * failed (the unanswered items stay PENDING).
  */
-int gate_reserve(gate_t *g, gate_request_t *reqs, int n);
+int gate_reserve(gate_t *g, item_t *items, int n);
 
 /*
- * Gives back the reservation of each event (compensation): INCR stock and
- * record "released" only if the reservation is still recorded as reserved,
- * so a release is idempotent. done[i] is set to 1 for each one handled.
+ * Gives back the reservation of each item whose release is set
+ * (compensation): INCR stock and record "released" only if the reservation
+ * is still recorded as reserved, so a release is idempotent. Clears release
+ * in each item handled and adds them to *released. 0, or -1 when Redis failed.
  */
-int gate_release(gate_t *g, const issue_event_t *const *events, int n, unsigned char *done);
+int gate_release(gate_t *g, item_t *items, int n, int *released);
 
 /*
  * Makes each coupon's stock equal to PostgreSQL's remaining: a missing key

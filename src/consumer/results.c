@@ -33,7 +33,7 @@ struct results {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	results_t *r = opaque;
-	results_delivery_t *delivery = m->_private;
+	item_delivery_t *delivery = m->_private;
 
 	r->in_flight--;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -157,7 +157,7 @@ void results_free(results_t *r)
  * already queued stay in flight.
  */
 static int produce(results_t *r, const char *topic, const void *key, size_t key_len, const void *value,
-                   size_t value_len, rd_kafka_headers_t *headers, results_delivery_t *delivery)
+                   size_t value_len, rd_kafka_headers_t *headers, item_delivery_t *delivery)
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
@@ -174,12 +174,13 @@ static int produce(results_t *r, const char *topic, const void *key, size_t key_
 	return 0;
 }
 
-int results_produce(results_t *r, const request_status_t *st, const char *json, results_delivery_t *delivery)
+int results_produce(results_t *r, item_t *it)
 {
 	char key[24];
 
-	snprintf(key, sizeof(key), "%lld", (long long)st->event.coupon_id);
-	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), json, strlen(json), NULL, delivery);
+	snprintf(key, sizeof(key), "%lld", (long long)it->status.event.coupon_id);
+	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), it->json, strlen(it->json), NULL,
+	               &it->delivery);
 }
 
 static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char *reason)
@@ -205,16 +206,17 @@ static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char
 	return h;
 }
 
-int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason, results_delivery_t *delivery)
+int results_dead_letter(results_t *r, item_t *it)
 {
-	rd_kafka_headers_t *headers = dead_letter_headers(m, reason);
+	rd_kafka_message_t *m = it->msg;
+	rd_kafka_headers_t *headers = dead_letter_headers(m, it->error);
 
 	if (headers == NULL) {
 		log_error("cannot build the dead-letter headers");
 		return -1;
 	}
-	if (produce(r, r->cfg->kafka_dlq_topic, m->key, m->key_len, m->payload, m->len, headers, delivery) !=
-	    0) {
+	if (produce(r, r->cfg->kafka_dlq_topic, m->key, m->key_len, m->payload, m->len, headers,
+	            &it->delivery) != 0) {
 		rd_kafka_headers_destroy(headers);
 		return -1;
 	}
@@ -257,14 +259,38 @@ static int append_status(redisContext *rc, const config_t *cfg, const request_st
 	return ok ? 3 : -1;
 }
 
-int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
-                        const char *const *jsons, int n)
+/*
+ * A decision never changes once made, so its JSON is encoded once and kept
+ * with the item (a retried batch reuses it) for the PUBLISH and the results
+ * topic alike.
+ */
+static int encode_status(item_t *it)
+{
+	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int unwritten(const item_t *it)
+{
+	return it->decided && !it->written;
+}
+
+int results_write_redis(redisContext *rc, const config_t *cfg, item_t *items, int n)
 {
 	long long ttl_s = cfg->issue_result_ttl / 1000 > 0 ? cfg->issue_result_ttl / 1000 : 1;
 	int queued = 0, rc_all = 0, q;
 
 	for (int i = 0; i < n; i++) {
-		if ((q = append_status(rc, cfg, statuses[i], jsons[i], ttl_s)) < 0) {
+		if (unwritten(&items[i]) && encode_status(&items[i]) != 0)
+			return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (!unwritten(&items[i]))
+			continue;
+		if ((q = append_status(rc, cfg, &items[i].status, items[i].json, ttl_s)) < 0) {
 			/* Out of memory with part of a status queued: the pipeline can no longer be read in
 			 * step. */
 			log_error("cannot queue a status write");
@@ -287,6 +313,8 @@ int results_write_redis(redisContext *rc, const config_t *cfg, const request_sta
 		}
 		freeReplyObject(reply);
 	}
+	for (int i = 0; i < n && rc_all == 0; i++)
+		items[i].written |= items[i].decided;
 	return rc_all;
 }
 

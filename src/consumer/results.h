@@ -2,19 +2,12 @@
 #ifndef COUPONSD_RESULTS_H
 #define COUPONSD_RESULTS_H
 
+#include "consumer/item.h"
 #include "core/config.h"
-#include "core/issue_event.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
-
-/*
- * Delivery state of one message this module produced. The producer's
- * delivery report writes it, from the consumer's own thread (inside
- * results_serve), so it needs no lock.
- */
-typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } results_delivery_t;
 
 typedef struct results results_t;
 
@@ -34,29 +27,28 @@ results_t *results_new(const config_t *cfg, const char *bootstrap, int partition
 void results_free(results_t *r);
 
 /*
- * For each status: the hash at keys_status() (status, reason, couponId,
- * userId, acceptedAt, decidedAt) with EXPIRE issue.result_ttl, and PUBLISH
- * of jsons[i], the status's status_to_json(), on keys_results_channel().
- * Pipelined. 0 or -1; after an I/O error rc->err is set and the caller
- * reconnects.
+ * For each decided item whose status is not written yet: encodes its JSON
+ * once into it->json (for Redis and Kafka alike), then the hash at
+ * keys_status() (status, reason, couponId, userId, acceptedAt, decidedAt)
+ * with EXPIRE issue.result_ttl, and PUBLISH of the JSON on
+ * keys_results_channel(). Pipelined; sets written in each on success. 0 or
+ * -1; after an I/O error rc->err is set and the caller reconnects.
  */
-int results_write_redis(redisContext *rc, const config_t *cfg, const request_status_t *const *statuses,
-                        const char *const *jsons, int n);
+int results_write_redis(redisContext *rc, const config_t *cfg, item_t *items, int n);
 
 /*
- * Queues json, the status's status_to_json() (the caller encodes it once for
- * Redis and Kafka), to kafka.results_topic, key = the coupon id. 0, or -1
- * (*delivery untouched).
+ * Queues the item's it->json (results_write_redis() encoded it) to
+ * kafka.results_topic, key = the coupon id; its delivery report sets
+ * it->delivery. 0, or -1 (it->delivery untouched).
  */
-int results_produce(results_t *r, const request_status_t *st, const char *json, results_delivery_t *delivery);
+int results_produce(results_t *r, item_t *it);
 
 /*
- * Queues a message that could not be decoded to kafka.dlq_topic unchanged
- * (key, value and headers), plus the headers error, source-topic,
- * source-partition and source-offset. 0 or -1.
+ * Queues an item that could not be decoded to kafka.dlq_topic unchanged
+ * (key, value and headers), plus the headers error (it->error),
+ * source-topic, source-partition and source-offset. 0 or -1.
  */
-int results_dead_letter(results_t *r, rd_kafka_message_t *m, const char *reason,
-                        results_delivery_t *delivery);
+int results_dead_letter(results_t *r, item_t *it);
 
 /* Serves the delivery reports that have arrived, without blocking, then calls on_report. */
 void results_serve(results_t *r);

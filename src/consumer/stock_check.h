@@ -19,10 +19,10 @@ typedef struct stock_check stock_check_t;
 
 /*
  * Says whether the consumer is between batches; the check runs only then.
- * A batch is finished (batch_finish() in consumer_worker.c) only after
- * decide_batch() saw every request decided in a committed transaction,
- * every unissued reservation given back (release_round()) and the batch's
- * coupons converged (sync_round()). A batch that waits for its retry keeps
+ * A batch is finished (batch_finish() in consumer.c) only after
+ * decide_rounds() in batch.c saw every request decided in a committed
+ * transaction, every unissued reservation given back (release_round()) and
+ * the batch's coupons converged (sync_round()). A batch that waits for its retry keeps
  * its items (count > 0), and one that is abandoned (refusal, a fatal
  * producer, a stop) ends the event loop at once. The consumer runs on one
  * thread: between batches none of its reservations is outstanding and

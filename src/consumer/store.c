@@ -1,10 +1,11 @@
-/* store.c: the consumer's PostgreSQL side: partition ownership and the write-through of a batch. */
+/* store.c: the consumer's PostgreSQL side: partition ownership, and the SQL of a batch's one transaction. */
 #include "consumer/store.h"
 
+#include "consumer/pg_pipeline.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "core/migrate.h"
+#include "core/pg_session.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,54 +71,6 @@ typedef struct {
 	int failed;
 } buf_t;
 
-/* A coupon row locked by the transaction. */
-typedef struct {
-	int64_t id;
-	int remaining; /* as locked, then after the UPDATE */
-	int room;      /* what this batch may still issue */
-	int issued;    /* rows this batch inserts (as planned; the INSERT's count is checked) */
-	int has_start, has_end;
-	int64_t start_us, end_us;
-} coupon_row_t;
-
-typedef struct {
-	int64_t coupon_id, user_id;
-	int index; /* item index, or -1 for a row already in issued_coupons */
-} pair_t;
-
-typedef struct {
-	const char *request_id;
-	int index;
-} rid_t;
-
-/* A request already in rejected_requests, and why (request_id first: cmp_existing compares it). */
-typedef struct {
-	char request_id[UUID_TEXT_LEN + 1];
-	reject_reason_t reason;
-} prior_t;
-
-struct store {
-	const config_t *cfg;
-	int partition;
-	int32_t lock_key;
-	PGconn *conn;
-	int cap;               /* items the arrays below hold */
-	coupon_row_t *coupons; /* locked rows, sorted by id */
-	int ncoupons;
-	char (*existing)[UUID_TEXT_LEN + 1]; /* request ids already in issued_coupons, sorted */
-	int nexisting;
-	pair_t *holders; /* (coupon, user) already in issued_coupons, sorted */
-	int nholders;
-	prior_t *rejected; /* request ids already in rejected_requests, sorted */
-	int nrejected;
-	int *primary;              /* per item: the first item with the same request id */
-	int *pair_leader;          /* per item: the first item with the same (coupon, user) */
-	unsigned char *pair_taken; /* per leader: an item of the pair is being inserted */
-	unsigned char *planned;    /* per item: chosen for INSERT */
-	store_coupon_t *out;
-	buf_t arg[5];
-};
-
 static void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void buf_printf(buf_t *b, const char *fmt, ...)
@@ -169,6 +122,18 @@ static void buf_int(buf_t *b, long long v)
 	buf_printf(b, "%s%lld", b->len > 1 ? "," : "", v);
 }
 
+struct store {
+	const config_t *cfg;
+	int partition;
+	int32_t lock_key;
+	PGconn *conn;
+	int cap;               /* items the arrays below hold */
+	decide_facts_t facts;  /* what the batch's lookups found */
+	decision_t *decisions; /* per item */
+	store_coupon_t *out;   /* the batch's coupons and their remaining after the commit */
+	buf_t arg[5];
+};
+
 int32_t store_lock_key(const char *topic)
 {
 	uint32_t h = 2166136261u;
@@ -179,48 +144,6 @@ int32_t store_lock_key(const char *topic)
 	}
 	/* Two's complement without implementation-defined conversion: pg_locks shows the same bits. */
 	return h <= INT32_MAX ? (int32_t)h : (int32_t)(h - 2147483648u) - INT32_MAX - 1;
-}
-
-/* NOTICEs ("relation already exists, skipping") are chatter, not something an operator must act on. */
-static void on_notice(void *arg, const char *message)
-{
-	log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
-}
-
-PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
-                         size_t errsize)
-{
-	char connect_s[24], user_ms[24], idle_s[24];
-	/* Ours first, then conninfo (expand_dbname): whatever the operator wrote wins. */
-	const char *keys[] = {"connect_timeout",
-	                      "tcp_user_timeout",
-	                      "keepalives",
-	                      "keepalives_idle",
-	                      "keepalives_interval",
-	                      "keepalives_count",
-	                      "application_name",
-	                      "dbname",
-	                      NULL};
-	const char *values[] = {connect_s, user_ms, "1", idle_s, "1", "3", application_name, conninfo, NULL};
-	PGconn *conn;
-
-	snprintf(connect_s, sizeof(connect_s), "%lld", (long long)(timeout_ms + 999) / 1000);
-	snprintf(user_ms, sizeof(user_ms), "%lld", (long long)timeout_ms);
-	snprintf(idle_s, sizeof(idle_s), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL) {
-		snprintf(err, errsize, "out of memory");
-		return NULL;
-	}
-	if (PQstatus(conn) != CONNECTION_OK) {
-		const char *msg = PQerrorMessage(conn);
-
-		snprintf(err, errsize, "%.*s", (int)strcspn(msg, "\n"), msg);
-		PQfinish(conn);
-		return NULL;
-	}
-	PQsetNoticeProcessor(conn, on_notice, NULL);
-	return conn;
 }
 
 store_t *store_new(const config_t *cfg, int partition)
@@ -249,29 +172,15 @@ void store_free(store_t *s)
 	if (s == NULL)
 		return;
 	disconnect(s);
-	free(s->coupons);
-	free(s->existing);
-	free(s->rejected);
-	free(s->holders);
-	free(s->primary);
-	free(s->pair_leader);
-	free(s->pair_taken);
-	free(s->planned);
+	free(s->facts.coupons);
+	free(s->facts.issued);
+	free(s->facts.holders);
+	free(s->facts.rejected);
+	free(s->decisions);
 	free(s->out);
 	for (int i = 0; i < 5; i++)
 		free(s->arg[i].data);
 	free(s);
-}
-
-/* The text of the last failure, without libpq's trailing newline. */
-static void log_pg_failure(store_t *s, const char *what, const PGresult *res)
-{
-	const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
-
-	if (msg[0] == '\0')
-		msg = PQerrorMessage(s->conn);
-	metrics_inc(M_POSTGRES_ERRORS);
-	log_warn("postgresql %s: %.*s", what, (int)strcspn(msg, "\n"), msg);
 }
 
 /* Runs one command; NULL after logging unless the result has the expected status. */
@@ -279,7 +188,7 @@ static PGresult *run(store_t *s, const char *what, PGresult *res, ExecStatusType
 {
 	if (res != NULL && PQresultStatus(res) == expect)
 		return res;
-	log_pg_failure(s, what, res);
+	pg_session_log_failure(s->conn, what, res);
 	PQclear(res);
 	return NULL;
 }
@@ -292,145 +201,14 @@ static int run_simple(store_t *s, const char *sql, ExecStatusType expect)
 	return res != NULL ? 0 : -1;
 }
 
-/*
- * A pipeline: statements sent back to back and answered in order after one
- * Sync, so a batch waits for PostgreSQL once per pipeline rather than once
- * per statement. The server runs them one after the other, as before.
- */
-#define PIPE_MAX 4
-
-typedef struct {
-	const char *what[PIPE_MAX]; /* for the log, as run() names a statement */
-	ExecStatusType expect[PIPE_MAX];
-	PGresult *res[PIPE_MAX];
-	int n;
-	int entered; /* the connection is in pipeline mode */
-	int failed;  /* a statement was not sent, failed or was aborted: the transaction is lost */
-	int logged;  /* one line per failed pipeline: the statements after an error only say "aborted" */
-} pipe_t;
-
-static void pipe_fail(store_t *s, pipe_t *p, const char *what, const PGresult *res)
+/* Ends a pipeline; a session it left in an unknown state is closed, and with it the ownership lock. */
+static int pipeline_close(store_t *s, pg_pipeline_t *p)
 {
-	if (!p->logged)
-		log_pg_failure(s, what, res);
-	p->failed = p->logged = 1;
-}
+	int rc = pg_pipeline_close(p);
 
-/* Enters pipeline mode with the first statement, so a pipeline with nothing to send costs nothing. */
-static int pipe_enter(store_t *s, pipe_t *p)
-{
-	if (p->failed || p->n == PIPE_MAX) {
-		p->failed = 1;
-		return -1;
-	}
-	if (!p->entered && PQenterPipelineMode(s->conn) != 1) {
-		pipe_fail(s, p, "pipeline", NULL);
-		return -1;
-	}
-	p->entered = 1;
-	return 0;
-}
-
-/* Notes a statement handed to libpq (sent != 1: it was not); its index in p->res, or -1. */
-static int pipe_sent(store_t *s, pipe_t *p, int sent, const char *what, ExecStatusType expect)
-{
-	if (sent != 1) {
-		pipe_fail(s, p, what, NULL);
-		return -1;
-	}
-	p->what[p->n] = what;
-	p->expect[p->n] = expect;
-	p->res[p->n] = NULL;
-	return p->n++;
-}
-
-/* Queues a prepared statement (libpq copies the parameters: their buffers may be reused at once). */
-static int pipe_send(store_t *s, pipe_t *p, const char *what, const char *name, int nparams,
-                     const char *const *params, ExecStatusType expect)
-{
-	if (pipe_enter(s, p) != 0)
-		return -1;
-	return pipe_sent(s, p, PQsendQueryPrepared(s->conn, name, nparams, params, NULL, NULL, 0), what,
-	                 expect);
-}
-
-/* Queues a statement without parameters (the extended protocol: a pipeline allows nothing else). */
-static int pipe_send_sql(store_t *s, pipe_t *p, const char *sql, ExecStatusType expect)
-{
-	if (pipe_enter(s, p) != 0)
-		return -1;
-	return pipe_sent(s, p, PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0), sql, expect);
-}
-
-/*
- * The session is in a state this code does not know how to leave: close it.
- * Its transaction dies with it, and so does the ownership lock, which
- * store_ensure() takes again before anything else is written.
- */
-static int pipe_lost(store_t *s, pipe_t *p, const char *what)
-{
-	pipe_fail(s, p, what, NULL);
-	disconnect(s);
-	return -1;
-}
-
-/* Takes statement i's result and the NULL that ends it; -1 when the session broke. */
-static int pipe_collect(store_t *s, pipe_t *p, int i)
-{
-	PGresult *res = PQgetResult(s->conn);
-	PGresult *extra;
-
-	if (res == NULL)
-		return -1;
-	p->res[i] = res;
-	if ((extra = PQgetResult(s->conn)) != NULL) {
-		PQclear(extra);
-		return -1;
-	}
-	if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
-		p->failed = 1; /* skipped after an earlier statement failed, which is logged */
-	else if (PQresultStatus(res) != p->expect[i])
-		pipe_fail(s, p, p->what[i], res);
-	return 0;
-}
-
-static int pipe_synced(store_t *s)
-{
-	PGresult *res = PQgetResult(s->conn);
-	int synced = res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC;
-
-	PQclear(res);
-	return synced && PQexitPipelineMode(s->conn) == 1 ? 0 : -1;
-}
-
-/*
- * Sends the Sync and collects every statement's result. After a failed
- * statement the server skips the rest up to the Sync (PGRES_PIPELINE_ABORTED)
- * and leaves the transaction open but failed, for abandon()'s ROLLBACK: the
- * connection is back in normal mode then, or closed (pipe_lost).
- */
-static int pipe_close(store_t *s, pipe_t *p)
-{
-	if (!p->entered)
-		return p->failed ? -1 : 0;
-	if (PQpipelineSync(s->conn) != 1)
-		return pipe_lost(s, p, "pipeline sync");
-	for (int i = 0; i < p->n; i++) {
-		if (pipe_collect(s, p, i) != 0)
-			return pipe_lost(s, p, p->what[i]);
-	}
-	if (pipe_synced(s) != 0)
-		return pipe_lost(s, p, "pipeline sync");
-	p->entered = 0;
-	return p->failed ? -1 : 0;
-}
-
-static void pipe_clear(pipe_t *p)
-{
-	for (int i = 0; i < p->n; i++) {
-		PQclear(p->res[i]);
-		p->res[i] = NULL;
-	}
+	if (p->lost)
+		disconnect(s);
+	return rc;
 }
 
 static int session_setup(store_t *s)
@@ -492,7 +270,7 @@ store_rc_t store_ensure(store_t *s)
 	/* The ownership lock died with the old session: nothing is written before it is taken again. */
 	disconnect(s);
 	snprintf(app, sizeof(app), "couponsd consumer %d", s->partition);
-	s->conn = store_pg_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
+	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
 	if (s->conn == NULL) {
 		log_warn("postgresql: %s", err);
 		return STORE_RETRY;
@@ -522,76 +300,22 @@ static int grow(void *pp, size_t size, int n)
 	return 0;
 }
 
-/* Sizes every per-batch array for n items (coupons and existing rows are at most n, holders 2n). */
+/* Sizes every per-batch array for n items (coupons and rejected rows are at most n, issued rows 2n). */
 static int reserve_arrays(store_t *s, int n)
 {
+	decide_facts_t *f = &s->facts;
+
 	if (n <= s->cap)
 		return 0;
-	if (grow(&s->coupons, sizeof(*s->coupons), n) != 0 ||
-	    grow(&s->existing, sizeof(*s->existing), 2 * n) != 0 ||
-	    grow(&s->holders, sizeof(*s->holders), 2 * n) != 0 ||
-	    grow(&s->rejected, sizeof(*s->rejected), n) != 0 || grow(&s->primary, sizeof(int), n) != 0 ||
-	    grow(&s->pair_leader, sizeof(int), n) != 0 || grow(&s->pair_taken, 1, n) != 0 ||
-	    grow(&s->planned, 1, n) != 0 || grow(&s->out, sizeof(*s->out), n) != 0) {
+	if (grow(&f->coupons, sizeof(*f->coupons), n) != 0 ||
+	    grow(&f->issued, sizeof(*f->issued), 2 * n) != 0 ||
+	    grow(&f->holders, sizeof(*f->holders), 2 * n) != 0 ||
+	    grow(&f->rejected, sizeof(*f->rejected), n) != 0 ||
+	    grow(&s->decisions, sizeof(*s->decisions), n) != 0 || grow(&s->out, sizeof(*s->out), n) != 0) {
 		log_error("out of memory");
 		return -1;
 	}
 	s->cap = n;
-	return 0;
-}
-
-static int cmp_rid(const void *a, const void *b)
-{
-	const rid_t *x = a, *y = b;
-	int c = strcmp(x->request_id, y->request_id);
-
-	return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
-}
-
-static int cmp_pair(const void *a, const void *b)
-{
-	const pair_t *x = a, *y = b;
-
-	if (x->coupon_id != y->coupon_id)
-		return x->coupon_id < y->coupon_id ? -1 : 1;
-	if (x->user_id != y->user_id)
-		return x->user_id < y->user_id ? -1 : 1;
-	return (x->index > y->index) - (x->index < y->index);
-}
-
-/*
- * The same event twice in one batch (a producer retry) is one request:
- * the later copy follows the first. Two requests of one user for one coupon
- * are two requests: the later one is ALREADY_ISSUED if the first is issued.
- */
-static int group_items(store_t *s, const store_item_t *items, int n)
-{
-	rid_t *rids = malloc(sizeof(*rids) * (size_t)n);
-	pair_t *pairs = malloc(sizeof(*pairs) * (size_t)n);
-
-	if (rids == NULL || pairs == NULL) {
-		free(rids);
-		free(pairs);
-		log_error("out of memory");
-		return -1;
-	}
-	for (int i = 0; i < n; i++) {
-		rids[i] = (rid_t){items[i].event->request_id, i};
-		pairs[i] = (pair_t){items[i].event->coupon_id, items[i].event->user_id, i};
-	}
-	qsort(rids, (size_t)n, sizeof(*rids), cmp_rid);
-	qsort(pairs, (size_t)n, sizeof(*pairs), cmp_pair);
-	for (int i = 0; i < n; i++) {
-		int same_rid = i > 0 && strcmp(rids[i].request_id, rids[i - 1].request_id) == 0;
-		int same_pair = i > 0 && pairs[i].coupon_id == pairs[i - 1].coupon_id &&
-		                pairs[i].user_id == pairs[i - 1].user_id;
-
-		s->primary[rids[i].index] = same_rid ? s->primary[rids[i - 1].index] : rids[i].index;
-		s->pair_leader[pairs[i].index] =
-		    same_pair ? s->pair_leader[pairs[i - 1].index] : pairs[i].index;
-	}
-	free(rids);
-	free(pairs);
 	return 0;
 }
 
@@ -604,98 +328,105 @@ static int column_int64(const PGresult *res, int row, int col, int64_t *out)
 	return 1;
 }
 
-static void send_lock(store_t *s, pipe_t *p, const store_item_t *items, int n)
+/* Closes the arrays under construction; -1 when one could not be built. */
+static int close_args(store_t *s, int count, const char **params)
+{
+	for (int a = 0; a < count; a++) {
+		buf_printf(&s->arg[a], "}");
+		if (s->arg[a].failed)
+			return -1;
+		params[a] = s->arg[a].data;
+	}
+	return 0;
+}
+
+static void send_lock(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 {
 	const char *params[1];
 
 	buf_reset(&s->arg[0]);
-	for (int i = 0; i < n; i++)
-		buf_int(&s->arg[0], (long long)items[i].event->coupon_id);
-	buf_printf(&s->arg[0], "}");
-	if (s->arg[0].failed) {
-		p->failed = 1;
+	for (int i = 0; i < n; i++) {
+		if (item_for_store(&items[i]))
+			buf_int(&s->arg[0], (long long)items[i].status.event.coupon_id);
+	}
+	if (close_args(s, 1, params) != 0) {
+		pg_pipeline_fail(p);
 		return;
 	}
-	params[0] = s->arg[0].data;
-	pipe_send(s, p, "lock coupons", "couponsd_lock", 1, params, PGRES_TUPLES_OK);
+	pg_pipeline_send(p, "lock coupons", "couponsd_lock", 1, params, PGRES_TUPLES_OK);
 }
 
 static void read_locked(store_t *s, const PGresult *res)
 {
-	s->ncoupons = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
-	for (int i = 0; i < s->ncoupons; i++) {
-		coupon_row_t *c = &s->coupons[i];
+	decide_facts_t *f = &s->facts;
+
+	f->ncoupons = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
+	for (int i = 0; i < f->ncoupons; i++) {
+		decide_coupon_t *c = &f->coupons[i];
 
 		memset(c, 0, sizeof(*c));
 		column_int64(res, i, 0, &c->id);
-		c->remaining = c->room = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+		c->remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
 		c->has_start = column_int64(res, i, 2, &c->start_us);
 		c->has_end = column_int64(res, i, 3, &c->end_us);
 	}
 }
 
 /* Leaves $1 (the batch's request ids) in s->arg[0] for send_rejected(). */
-static void send_existing(store_t *s, pipe_t *p, const store_item_t *items, int n)
+static void send_existing(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 {
 	const char *params[3];
 
 	for (int a = 0; a < 3; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
-		buf_element(&s->arg[0], items[i].event->request_id);
-		buf_int(&s->arg[1], (long long)items[i].event->coupon_id);
-		buf_int(&s->arg[2], (long long)items[i].event->user_id);
-	}
-	for (int a = 0; a < 3; a++) {
-		buf_printf(&s->arg[a], "}");
-		if (s->arg[a].failed) {
-			p->failed = 1;
-			return;
-		}
-		params[a] = s->arg[a].data;
-	}
-	pipe_send(s, p, "find issued", "couponsd_existing", 3, params, PGRES_TUPLES_OK);
-}
+		const issue_event_t *ev = &items[i].status.event;
 
-static int cmp_existing(const void *a, const void *b)
-{
-	return strcmp(a, b);
+		if (!item_for_store(&items[i]))
+			continue;
+		buf_element(&s->arg[0], ev->request_id);
+		buf_int(&s->arg[1], (long long)ev->coupon_id);
+		buf_int(&s->arg[2], (long long)ev->user_id);
+	}
+	if (close_args(s, 3, params) != 0) {
+		pg_pipeline_fail(p);
+		return;
+	}
+	pg_pipeline_send(p, "find issued", "couponsd_existing", 3, params, PGRES_TUPLES_OK);
 }
 
 static void read_existing(store_t *s, const PGresult *res)
 {
+	decide_facts_t *f = &s->facts;
 	int rows = PQntuples(res) < 2 * s->cap ? PQntuples(res) : 2 * s->cap;
 
 	for (int i = 0; i < rows; i++) {
-		snprintf(s->existing[i], sizeof(s->existing[i]), "%s", PQgetvalue(res, i, 0));
-		s->holders[i].coupon_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		s->holders[i].user_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-		s->holders[i].index = -1;
+		snprintf(f->issued[i], sizeof(f->issued[i]), "%s", PQgetvalue(res, i, 0));
+		f->holders[i].coupon_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		f->holders[i].user_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 	}
-	s->nexisting = s->nholders = rows;
-	qsort(s->existing, (size_t)rows, sizeof(*s->existing), cmp_existing);
-	qsort(s->holders, (size_t)rows, sizeof(*s->holders), cmp_pair);
+	f->nissued = f->nholders = rows;
 }
 
-static void send_rejected(store_t *s, pipe_t *p)
+static void send_rejected(store_t *s, pg_pipeline_t *p)
 {
 	const char *params[] = {s->arg[0].data};
 
-	pipe_send(s, p, "find rejected", "couponsd_rejected", 1, params, PGRES_TUPLES_OK);
+	pg_pipeline_send(p, "find rejected", "couponsd_rejected", 1, params, PGRES_TUPLES_OK);
 }
 
 static void read_rejected(store_t *s, const PGresult *res)
 {
+	decide_facts_t *f = &s->facts;
 	int rows = PQntuples(res) < s->cap ? PQntuples(res) : s->cap;
 
 	for (int i = 0; i < rows; i++) {
-		snprintf(s->rejected[i].request_id, sizeof(s->rejected[i].request_id), "%s",
+		snprintf(f->rejected[i].request_id, sizeof(f->rejected[i].request_id), "%s",
 		         PQgetvalue(res, i, 0));
-		if (status_reason_parse(PQgetvalue(res, i, 1), &s->rejected[i].reason) != 0)
-			s->rejected[i].reason = REASON_SOLD_OUT;
+		if (status_reason_parse(PQgetvalue(res, i, 1), &f->rejected[i].reason) != 0)
+			f->rejected[i].reason = REASON_SOLD_OUT;
 	}
-	s->nrejected = rows;
-	qsort(s->rejected, (size_t)rows, sizeof(*s->rejected), cmp_existing);
+	f->nrejected = rows;
 }
 
 /*
@@ -703,182 +434,55 @@ static void read_rejected(store_t *s, const PGresult *res)
  * round trip. The server still runs the lookups after the lock is granted,
  * each with a snapshot of its own, so they see whatever committed before.
  */
-static int load_batch(store_t *s, const store_item_t *items, int n)
+static int load_batch(store_t *s, const item_t *items, int n)
 {
-	pipe_t p = {0};
+	pg_pipeline_t p = {.conn = s->conn};
 	int rc;
 
-	pipe_send_sql(s, &p, "BEGIN", PGRES_COMMAND_OK);
+	pg_pipeline_send_sql(&p, "BEGIN", PGRES_COMMAND_OK);
 	send_lock(s, &p, items, n);
 	send_existing(s, &p, items, n);
 	send_rejected(s, &p);
-	rc = pipe_close(s, &p);
+	rc = pipeline_close(s, &p);
 	if (rc == 0) {
 		read_locked(s, p.res[1]);
 		read_existing(s, p.res[2]);
 		read_rejected(s, p.res[3]);
+		decide_sort_facts(&s->facts);
 	}
-	pipe_clear(&p);
+	pg_pipeline_clear(&p);
 	return rc;
 }
 
-static const prior_t *prior_rejection(const store_t *s, const char *request_id)
-{
-	return bsearch(request_id, s->rejected, (size_t)s->nrejected, sizeof(*s->rejected), cmp_existing);
-}
-
-static int request_exists(const store_t *s, const char *request_id)
-{
-	return bsearch(request_id, s->existing, (size_t)s->nexisting, sizeof(*s->existing), cmp_existing) !=
-	       NULL;
-}
-
-static int user_holds(const store_t *s, const issue_event_t *ev)
-{
-	pair_t key = {ev->coupon_id, ev->user_id, -1};
-
-	return bsearch(&key, s->holders, (size_t)s->nholders, sizeof(*s->holders), cmp_pair) != NULL;
-}
-
-static int cmp_coupon_id(const void *key, const void *row)
-{
-	int64_t a = *(const int64_t *)key, b = ((const coupon_row_t *)row)->id;
-
-	return (a > b) - (a < b);
-}
-
-static coupon_row_t *find_coupon(const store_t *s, int64_t id)
-{
-	return bsearch(&id, s->coupons, (size_t)s->ncoupons, sizeof(*s->coupons), cmp_coupon_id);
-}
-
-/* [starts_at, ends_at), either end open when NULL. */
-static int coupon_open(const coupon_row_t *c, int64_t accepted_ms)
-{
-	int64_t at = accepted_ms * 1000;
-
-	return (!c->has_start || at >= c->start_us) && (!c->has_end || at < c->end_us);
-}
-
-static void set_decision(store_item_t *it, request_state_t state, reject_reason_t reason, int release)
-{
-	it->decided = 1;
-	it->state = state;
-	it->reason = reason;
-	it->release = release;
-}
-
-/*
- * A request the locked remaining decides: the earliest ones in log order fit.
- * That holds for a reservation and for a request the gate called sold out
- * alike: an earlier request of this batch may hold a unit PostgreSQL will
- * not issue (ALREADY_ISSUED), and first come, first served says it is the
- * next one's. reserved: a unit to give back when this one is rejected. The
- * batch's convergence step sets the Redis stock to remaining after the
- * releases.
+/* Queues the INSERT of the rows decide_batch() planned; its index in the pipeline, or -1 (none, or failed).
  */
-static void decide_by_room(store_t *s, store_item_t *items, int i, coupon_row_t *c, int reserved)
+static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n, int *planned)
 {
-	if (user_holds(s, items[i].event) || s->pair_taken[s->pair_leader[i]]) {
-		set_decision(&items[i], STATUS_REJECTED, REASON_ALREADY_ISSUED, reserved);
-	} else if (c->room <= 0) {
-		/* A reservation here: Redis let more through than PostgreSQL allows (rebuilt or drifted). */
-		set_decision(&items[i], STATUS_REJECTED, REASON_SOLD_OUT, reserved);
-	} else {
-		c->room--;
-		s->planned[i] = 1;
-		s->pair_taken[s->pair_leader[i]] = 1;
-		set_decision(&items[i], STATUS_ISSUED, REASON_NONE,
-		             0); /* confirmed by INSERT ... RETURNING */
-	}
-}
-
-static void decide_one(store_t *s, store_item_t *items, int i)
-{
-	store_item_t *it = &items[i];
-	int reserved = it->gate == GATE_RESERVED || it->gate == GATE_RESERVED_EARLIER;
-	coupon_row_t *c;
-	const prior_t *prior;
-
-	/*
-	 * A replay. If the gate reserved afresh, Redis had forgotten the request
-	 * and loaded stock from PostgreSQL, which already counted it: give it back.
-	 */
-	if (request_exists(s, it->event->request_id))
-		set_decision(it, STATUS_ISSUED, REASON_NONE, it->gate == GATE_RESERVED);
-	else if ((prior = prior_rejection(s, it->event->request_id)) != NULL)
-		/* Rejected before: say so again, and give back any reservation this replay took or left
-		 * behind. */
-		set_decision(it, STATUS_REJECTED, prior->reason, reserved);
-	else if ((c = find_coupon(s, it->event->coupon_id)) == NULL)
-		set_decision(it, STATUS_REJECTED, REASON_COUPON_NOT_FOUND, reserved);
-	else if (!coupon_open(c, it->event->accepted_ms))
-		set_decision(it, STATUS_REJECTED, REASON_NOT_OPEN, reserved);
-	else if (it->gate == GATE_SOLD_OUT)
-		decide_by_room(s, items, i, c, 0);
-	else if (it->gate == GATE_RELEASED_EARLIER)
-		set_decision(it, STATUS_REJECTED,
-		             user_holds(s, it->event) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);
-	else if (reserved)
-		decide_by_room(s, items, i, c, 1);
-	/* GATE_NO_STOCK stays undecided: the stock is loaded from PostgreSQL and the gate asked again. */
-}
-
-static void decide(store_t *s, store_item_t *items, int n)
-{
-	memset(s->planned, 0, (size_t)n);
-	memset(s->pair_taken, 0, (size_t)n);
-	for (int i = 0; i < n; i++) {
-		items[i].decided = items[i].release = 0;
-		if (s->primary[i] == i && items[i].gate != GATE_PENDING)
-			decide_one(s, items, i);
-	}
-	for (int i = 0; i < n; i++) {
-		const store_item_t *p = &items[s->primary[i]];
-
-		if (s->primary[i] != i && p->decided) {
-			/* The copy shares the first one's reservation record: it is never released twice. */
-			set_decision(&items[i], p->state, p->reason, 0);
-		}
-	}
-}
-
-static int insert_params(store_t *s, const store_item_t *items, int n, int *planned)
-{
+	const char *params[4];
 	char at[32];
 
 	*planned = 0;
 	for (int a = 0; a < 4; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
-		if (!s->planned[i])
+		const issue_event_t *ev = &items[i].status.event;
+
+		if (!s->decisions[i].insert)
 			continue;
-		clock_format_iso(items[i].event->accepted_ms, at, sizeof(at));
-		buf_element(&s->arg[0], items[i].event->request_id);
-		buf_int(&s->arg[1], (long long)items[i].event->coupon_id);
-		buf_int(&s->arg[2], (long long)items[i].event->user_id);
+		clock_format_iso(ev->accepted_ms, at, sizeof(at));
+		buf_element(&s->arg[0], ev->request_id);
+		buf_int(&s->arg[1], (long long)ev->coupon_id);
+		buf_int(&s->arg[2], (long long)ev->user_id);
 		buf_element(&s->arg[3], at);
 		(*planned)++;
 	}
-	for (int a = 0; a < 4; a++)
-		buf_printf(&s->arg[a], "}");
-	return s->arg[0].failed || s->arg[1].failed || s->arg[2].failed || s->arg[3].failed ? -1 : 0;
-}
-
-/* Queues the INSERT of the planned rows; its index in the pipeline, or -1 (none planned, or failed). */
-static int send_insert(store_t *s, pipe_t *p, const store_item_t *items, int n, int *planned)
-{
-	const char *params[4];
-
-	if (insert_params(s, items, n, planned) != 0) {
-		p->failed = 1;
+	if (close_args(s, 4, params) != 0) {
+		pg_pipeline_fail(p);
 		return -1;
 	}
 	if (*planned == 0)
 		return -1;
-	for (int a = 0; a < 4; a++)
-		params[a] = s->arg[a].data;
-	return pipe_send(s, p, "insert issued", "couponsd_insert", 4, params, PGRES_TUPLES_OK);
+	return pg_pipeline_send(p, "insert issued", "couponsd_insert", 4, params, PGRES_TUPLES_OK);
 }
 
 /*
@@ -903,89 +507,74 @@ static int check_inserted(const PGresult *res, int planned)
  * out with the INSERT, before its count is known: if fewer rows came back,
  * check_inserted() fails the batch and the ROLLBACK takes the UPDATE back too.
  */
-static int send_update(store_t *s, pipe_t *p, const store_item_t *items, int n)
+static int send_update(store_t *s, pg_pipeline_t *p)
 {
+	const decide_facts_t *f = &s->facts;
 	const char *params[2];
 	int touched = 0;
 
-	for (int i = 0; i < n; i++) {
-		if (s->planned[i])
-			find_coupon(s, items[i].event->coupon_id)->issued++;
-	}
 	buf_reset(&s->arg[0]);
 	buf_reset(&s->arg[1]);
-	for (int i = 0; i < s->ncoupons; i++) {
-		if (s->coupons[i].issued > 0) {
-			buf_int(&s->arg[0], (long long)s->coupons[i].id);
-			buf_int(&s->arg[1], s->coupons[i].issued);
+	for (int i = 0; i < f->ncoupons; i++) {
+		if (f->coupons[i].issued > 0) {
+			buf_int(&s->arg[0], (long long)f->coupons[i].id);
+			buf_int(&s->arg[1], f->coupons[i].issued);
 			touched++;
 		}
 	}
-	buf_printf(&s->arg[0], "}");
-	buf_printf(&s->arg[1], "}");
-	if (s->arg[0].failed || s->arg[1].failed)
-		p->failed = 1;
-	if (touched == 0 || p->failed)
+	if (close_args(s, 2, params) != 0) {
+		pg_pipeline_fail(p);
 		return -1;
-	params[0] = s->arg[0].data;
-	params[1] = s->arg[1].data;
-	return pipe_send(s, p, "update remaining", "couponsd_update", 2, params, PGRES_TUPLES_OK);
+	}
+	if (touched == 0)
+		return -1;
+	return pg_pipeline_send(p, "update remaining", "couponsd_update", 2, params, PGRES_TUPLES_OK);
 }
 
 static void read_remaining(store_t *s, const PGresult *res)
 {
-	for (int i = 0; i < PQntuples(res); i++) {
-		coupon_row_t *c = find_coupon(s, strtoll(PQgetvalue(res, i, 0), NULL, 10));
+	decide_facts_t *f = &s->facts;
 
-		if (c != NULL)
-			c->remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+	for (int i = 0; i < PQntuples(res); i++) {
+		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+
+		for (int k = 0; k < f->ncoupons; k++) {
+			if (f->coupons[k].id == id)
+				f->coupons[k].remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+		}
 	}
 }
 
-static int reject_params(store_t *s, const store_item_t *items, int n, int *rejected)
+static void send_rejections(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 {
-	char at[32];
+	char partition[16], at[32];
+	const char *params[6];
+	int rejected = 0;
 
-	*rejected = 0;
 	for (int a = 0; a < 5; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
-		if (!items[i].decided || items[i].state != STATUS_REJECTED || s->primary[i] != i)
+		const issue_event_t *ev = &items[i].status.event;
+
+		if (!s->decisions[i].record)
 			continue;
-		clock_format_iso(items[i].event->accepted_ms, at, sizeof(at));
-		buf_element(&s->arg[0], items[i].event->request_id);
-		buf_int(&s->arg[1], (long long)items[i].event->coupon_id);
-		buf_int(&s->arg[2], (long long)items[i].event->user_id);
-		buf_element(&s->arg[3], status_reason_name(items[i].reason));
+		clock_format_iso(ev->accepted_ms, at, sizeof(at));
+		buf_element(&s->arg[0], ev->request_id);
+		buf_int(&s->arg[1], (long long)ev->coupon_id);
+		buf_int(&s->arg[2], (long long)ev->user_id);
+		buf_element(&s->arg[3], status_reason_name(s->decisions[i].reason));
 		buf_element(&s->arg[4], at);
-		(*rejected)++;
+		rejected++;
 	}
-	for (int a = 0; a < 5; a++)
-		buf_printf(&s->arg[a], "}");
-	for (int a = 0; a < 5; a++) {
-		if (s->arg[a].failed)
-			return -1;
-	}
-	return 0;
-}
-
-static void send_rejections(store_t *s, pipe_t *p, const store_item_t *items, int n)
-{
-	char partition[16];
-	const char *params[6];
-	int rejected;
-
-	if (reject_params(s, items, n, &rejected) != 0) {
-		p->failed = 1;
+	if (close_args(s, 5, params) != 0) {
+		pg_pipeline_fail(p);
 		return;
 	}
 	if (rejected == 0)
 		return;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
-	for (int a = 0; a < 5; a++)
-		params[a] = s->arg[a].data;
 	params[5] = partition;
-	pipe_send(s, p, "insert rejected", "couponsd_reject", 6, params, PGRES_COMMAND_OK);
+	pg_pipeline_send(p, "insert rejected", "couponsd_reject", 6, params, PGRES_COMMAND_OK);
 }
 
 /*
@@ -993,28 +582,26 @@ static void send_rejections(store_t *s, pipe_t *p, const store_item_t *items, in
  * one round trip (none when the round decided nothing). The INSERT's count is
  * checked here, before the COMMIT that store_commit() sends on its own.
  */
-static int write_batch(store_t *s, const store_item_t *items, int n)
+static int write_batch(store_t *s, const item_t *items, int n)
 {
-	pipe_t p = {0};
+	pg_pipeline_t p = {.conn = s->conn};
 	int planned = 0, insert, update, rc;
 
 	insert = send_insert(s, &p, items, n, &planned);
-	update = send_update(s, &p, items, n);
+	update = send_update(s, &p);
 	send_rejections(s, &p, items, n);
-	rc = pipe_close(s, &p);
+	rc = pipeline_close(s, &p);
 	if (rc == 0 && insert >= 0)
 		rc = check_inserted(p.res[insert], planned);
 	if (rc == 0 && update >= 0)
 		read_remaining(s, p.res[update]);
-	pipe_clear(&p);
+	pg_pipeline_clear(&p);
 	return rc;
 }
 
 /* After a failed statement: roll back (or forget a dead session, and with it the lock). */
-static store_rc_t abandon(store_t *s, store_item_t *items, int n)
+static store_rc_t abandon(store_t *s)
 {
-	for (int i = 0; i < n; i++)
-		items[i].decided = items[i].release = 0;
 	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK &&
 	    run_simple(s, "ROLLBACK", PGRES_COMMAND_OK) == 0)
 		return STORE_RETRY;
@@ -1027,44 +614,48 @@ static store_rc_t abandon(store_t *s, store_item_t *items, int n)
  * a fresh reservation of this batch is then no longer "fresh" for the retry,
  * whose lookup may find its own row and must not give that reservation back.
  */
-static store_rc_t commit_failed(store_t *s, store_item_t *items, int n)
+static store_rc_t commit_failed(store_t *s, item_t *items, int n)
 {
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
 		log_warn("postgresql: the outcome of a COMMIT is unknown; the batch is retried");
 		for (int i = 0; i < n; i++) {
-			if (items[i].gate == GATE_RESERVED)
+			if (item_for_store(&items[i]) && items[i].gate == GATE_RESERVED)
 				items[i].gate = GATE_RESERVED_EARLIER;
 		}
 	}
-	return abandon(s, items, n);
+	return abandon(s);
 }
 
 static void collect_coupons(store_t *s, const store_coupon_t **coupons, int *ncoupons)
 {
-	for (int i = 0; i < s->ncoupons; i++) {
-		s->out[i].coupon_id = s->coupons[i].id;
-		s->out[i].remaining = s->coupons[i].remaining;
+	for (int i = 0; i < s->facts.ncoupons; i++) {
+		s->out[i].coupon_id = s->facts.coupons[i].id;
+		s->out[i].remaining = s->facts.coupons[i].remaining;
 	}
 	*coupons = s->out;
-	*ncoupons = s->ncoupons;
+	*ncoupons = s->facts.ncoupons;
 }
 
-store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coupon_t **coupons, int *ncoupons)
+store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **decisions,
+                        const store_coupon_t **coupons, int *ncoupons)
 {
 	*ncoupons = 0;
-	if (n == 0)
-		return STORE_OK;
-	if (s->conn == NULL || reserve_arrays(s, n) != 0 || group_items(s, items, n) != 0)
+	*decisions = NULL;
+	if (s->conn == NULL || reserve_arrays(s, n) != 0)
 		return STORE_RETRY;
 	if (load_batch(s, items, n) != 0)
-		return abandon(s, items, n);
-	decide(s, items, n);
+		return abandon(s);
+	if (decide_batch(items, n, &s->facts, s->decisions) != 0) {
+		log_error("out of memory");
+		return abandon(s);
+	}
 	if (write_batch(s, items, n) != 0)
-		return abandon(s, items, n);
+		return abandon(s);
 	/* On its own, so nothing commits before write_batch() has checked the INSERT's count. */
 	if (run_simple(s, "COMMIT", PGRES_COMMAND_OK) != 0)
 		return commit_failed(s, items, n);
 	collect_coupons(s, coupons, ncoupons);
+	*decisions = s->decisions;
 	return STORE_OK;
 }
 

@@ -1,10 +1,10 @@
-/* store.h: the consumer's PostgreSQL side: partition ownership and the write-through of a batch. */
+/* store.h: the consumer's PostgreSQL side: partition ownership, and the SQL of a batch's one transaction. */
 #ifndef COUPONSD_STORE_H
 #define COUPONSD_STORE_H
 
+#include "consumer/decide.h"
+#include "consumer/item.h"
 #include "core/config.h"
-#include "core/issue_event.h"
-#include "consumer/gate.h"
 
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -15,20 +15,6 @@ typedef enum {
 	STORE_NOT_OWNER = -2, /* another session holds this partition's ownership lock */
 } store_rc_t;
 
-/*
- * One request handed to store_commit(). The store decides it from what the
- * gate said and what PostgreSQL holds; the decision is written only when the
- * transaction committed.
- */
-typedef struct {
-	const issue_event_t *event;
-	gate_outcome_t gate;    /* in (RESERVED becomes RESERVED_EARLIER after a COMMIT of unknown outcome) */
-	int decided;            /* out: 1 when decided by this commit */
-	request_state_t state;  /* out: ISSUED or REJECTED */
-	reject_reason_t reason; /* out */
-	int release;            /* out: the gate's reservation must be given back (compensation) */
-} store_item_t;
-
 /* A coupon the batch touched and its remaining stock after the commit (to converge Redis to it). */
 typedef struct {
 	int64_t coupon_id;
@@ -36,14 +22,6 @@ typedef struct {
 } store_coupon_t;
 
 typedef struct store store_t;
-
-/*
- * Connects with timeouts that keep a dead server from hanging the caller
- * (connect_timeout, tcp_user_timeout, keepalives; each overridable in
- * conninfo). Returns NULL with the reason in err.
- */
-PGconn *store_pg_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
-                         size_t errsize);
 
 /* The ownership lock key k1 of a topic (k2 is the partition): FNV-1a of the topic name, as int4. */
 int32_t store_lock_key(const char *topic);
@@ -60,13 +38,17 @@ void store_free(store_t *s);
 store_rc_t store_ensure(store_t *s);
 
 /*
- * One transaction for the items (in Kafka log order; gate outcome known):
- * locks their coupon rows, decides each, inserts the issued rows,
- * decrements remaining and records the rejections. On STORE_OK, *coupons lists every existing coupon of
- * the items with its remaining after the commit (valid until the next call).
+ * One transaction for the items that item_for_store() names (in Kafka log
+ * order): locks their coupon rows, reads their issued and rejected rows,
+ * decides them (decide_batch()), inserts the issued rows, decrements
+ * remaining and records the rejections. On STORE_OK, *decisions (n long,
+ * indexed like items) holds what was decided and is now committed, and
+ * *coupons every existing coupon of the items with its remaining after the
+ * commit; both valid until the next call. After a COMMIT of unknown outcome
+ * a fresh reservation becomes GATE_RESERVED_EARLIER in its item.
  */
-store_rc_t store_commit(store_t *s, store_item_t *items, int n, const store_coupon_t **coupons,
-                        int *ncoupons);
+store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **decisions,
+                        const store_coupon_t **coupons, int *ncoupons);
 
 /*
  * Deletes up to 10000 of this partition's rejected_requests rows older than

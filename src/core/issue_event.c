@@ -121,7 +121,7 @@ int time_parse_iso(const char *text, int64_t *ms)
 	return 0;
 }
 
-int event_encode(const issue_event_t *ev, char *buf, size_t size)
+int issue_event_encode(const issue_event_t *ev, char *buf, size_t size)
 {
 	char at[32];
 	int n;
@@ -171,7 +171,7 @@ static int decode_fields(json_t *root, issue_event_t *ev, char *err, size_t errs
 	return 0;
 }
 
-int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize)
+int issue_event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize)
 {
 	json_error_t jerr;
 	json_t *root;

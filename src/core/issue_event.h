@@ -36,7 +36,7 @@ typedef struct {
 } request_status_t;
 
 /* Writes the event's JSON into buf; returns its length, or -1 if it does not fit. */
-int event_encode(const issue_event_t *ev, char *buf, size_t size);
+int issue_event_encode(const issue_event_t *ev, char *buf, size_t size);
 
 /*
  * Parses and validates an event exactly as SPEC section 3 writes it: a JSON
@@ -44,7 +44,7 @@ int event_encode(const issue_event_t *ev, char *buf, size_t size);
  * and an ISO-8601 UTC acceptedAt. Unknown members are ignored (forward
  * compatible). On failure returns -1 and a short reason in err.
  */
-int event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize);
+int issue_event_decode(const char *buf, size_t len, issue_event_t *ev, char *err, size_t errsize);
 
 /* Room for any status's JSON (requestId is at most 36 bytes, escaped at most 6 times that). */
 #define STATUS_JSON_SIZE 512

@@ -2,7 +2,7 @@
 #include "core/migrate.h"
 
 #include "core/log.h"
-#include "consumer/store.h"
+#include "core/pg_session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,7 +153,7 @@ int migrate_apply(PGconn *conn, char *err, size_t errsize)
 int migrate_conninfo(const char *conninfo, char *err, size_t errsize)
 {
 	PGconn *conn =
-	    store_pg_connect(conninfo, MIGRATE_CONNECT_TIMEOUT_MS, "couponsd migrate", err, errsize);
+	    pg_session_connect(conninfo, MIGRATE_CONNECT_TIMEOUT_MS, "couponsd migrate", err, errsize);
 	int rc;
 
 	if (conn == NULL)

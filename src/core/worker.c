@@ -1,12 +1,15 @@
 /* worker.c: what every child process shares: its loop, its channel to the master, its heartbeat. */
 #include "core/worker.h"
 
+#include "consumer/consumer.h"
 #include "core/channel.h"
 #include "core/clock.h"
 #include "core/fault.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proctitle.h"
+#include "http/http_worker.h"
+#include "kafka/kafka_embedded.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -217,7 +220,7 @@ int worker_main(const worker_args_t *args)
 		if (args->role == ROLE_HTTP)
 			rc = http_worker_main(&w);
 		else if (args->role == ROLE_CONSUMER)
-			rc = consumer_worker_main(&w);
+			rc = consumer_main(&w);
 		else
 			rc = kafka_embedded_main(&w);
 	}

@@ -50,8 +50,4 @@ int worker_run(worker_t *w);
 void worker_finish(worker_t *w, int code);
 void worker_cleanup(worker_t *w);
 
-int http_worker_main(worker_t *w);
-int consumer_worker_main(worker_t *w);
-int kafka_embedded_main(worker_t *w);
-
 #endif

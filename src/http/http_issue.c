@@ -159,7 +159,7 @@ static void on_delivered(produce_result_t result, int partition, int64_t offset,
 static void produce(issue_t *is)
 {
 	char value[256], key[24], why[256];
-	int len = event_encode(&is->ev, value, sizeof(value));
+	int len = issue_event_encode(&is->ev, value, sizeof(value));
 	produce_result_t r;
 
 	/* A 202 for an event that lands in a partition no consumer reads would be a promise never kept. */

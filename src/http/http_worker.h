@@ -4,4 +4,7 @@
 
 #include "core/worker.h"
 
+/* The role's main (role.c): runs HTTP worker w->args.index until it stops; the exit code. */
+int http_worker_main(worker_t *w);
+
 #endif

@@ -6,4 +6,7 @@
 
 #define KAFKA_EMBEDDED_BROKERS 3
 
+/* The role's main (role.c): runs the mock cluster until the master stops it; the exit code. */
+int kafka_embedded_main(worker_t *w);
+
 #endif
