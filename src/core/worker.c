@@ -1,15 +1,12 @@
 /* worker.c: what every child process shares: its loop, its channel to the master, its heartbeat. */
 #include "core/worker.h"
 
-#include "consumer/consumer.h"
 #include "core/channel.h"
 #include "core/clock.h"
 #include "core/fault.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proctitle.h"
-#include "http/http_worker.h"
-#include "kafka/kafka_embedded.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -45,7 +42,8 @@ static void dispatch(worker_t *w, const channel_msg_t *msg)
 		break;
 	default:
 		/* Messages for one role only (the embedded Kafka's fault commands in test builds). */
-		if (w->on_message != NULL)
+		if (w->on_message != NULL && msg->type < 32 &&
+		    (role_info(w->args.role)->sent & (1u << msg->type)))
 			w->on_message(w, msg);
 		else
 			log_warn("ignoring channel message of type %u", (unsigned)msg->type);
@@ -108,12 +106,8 @@ static int signals_setup(worker_t *w)
 		if (signal(ignored[i], SIG_IGN) == SIG_ERR)
 			return -1;
 	}
-	/*
-	 * The embedded cluster must outlive every Kafka client so that consumers
-	 * can commit on the way out: it leaves only when the master says so (or
-	 * dies), not on a SIGTERM sent to the whole process group.
-	 */
-	if (w->args.role == ROLE_KAFKA)
+	/* The embedded cluster must outlive every Kafka client (role.c says why). */
+	if (role_info(w->args.role)->ignores_sigterm)
 		return signal(SIGTERM, SIG_IGN) == SIG_ERR ? -1 : 0;
 	w->term_ev = evsignal_new(w->base, SIGTERM, on_sigterm, w);
 	return w->term_ev == NULL || event_add(w->term_ev, NULL) != 0 ? -1 : 0;
@@ -178,28 +172,19 @@ void worker_cleanup(worker_t *w)
 
 static void set_identity(const worker_args_t *args)
 {
-	char title[64], role[64];
+	const role_info_t *role = role_info(args->role);
+	char title[64], name[64];
 
-	if (args->role == ROLE_CONSUMER) {
-		snprintf(title, sizeof(title), "couponsd: consumer partition %d", args->index);
-		snprintf(role, sizeof(role), "consumer %d", args->index);
-	} else if (args->role == ROLE_HTTP) {
-		snprintf(title, sizeof(title), "couponsd: http worker");
-		snprintf(role, sizeof(role), "http worker %d", args->index);
-	} else {
-		snprintf(title, sizeof(title), "couponsd: embedded kafka");
-		snprintf(role, sizeof(role), "embedded kafka");
-	}
-	proctitle_set(title);
-	log_set_role(role);
+	proctitle_set(role_format(role->title, args->index, args->generation, title, sizeof(title)));
+	log_set_role(role_format(role->log_name, args->index, args->generation, name, sizeof(name)));
 }
 
 /* Test builds only: a worker that dies at once, to exercise the master's back-off. */
 static int crash_fault_armed(const worker_args_t *args)
 {
-	if (args->role == ROLE_HTTP && fault_value("http_crash") == args->index)
-		return 1;
-	return args->role == ROLE_CONSUMER && fault_value("consumer_crash") == args->index;
+	const char *fault = role_info(args->role)->crash_fault;
+
+	return fault != NULL && fault_value(fault) == args->index;
 }
 
 int worker_main(const worker_args_t *args)
@@ -216,14 +201,8 @@ int worker_main(const worker_args_t *args)
 		log_error("fault injection: crashing on start");
 		return 3;
 	}
-	if (worker_init(&w, args) == 0) {
-		if (args->role == ROLE_HTTP)
-			rc = http_worker_main(&w);
-		else if (args->role == ROLE_CONSUMER)
-			rc = consumer_main(&w);
-		else
-			rc = kafka_embedded_main(&w);
-	}
+	if (worker_init(&w, args) == 0)
+		rc = role_info(args->role)->main(&w);
 	worker_cleanup(&w);
 	log_debug("exiting with status %d", rc);
 	return rc;

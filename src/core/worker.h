@@ -6,10 +6,9 @@
 #include "core/config.h"
 #include "master/listen.h"
 #include "core/shm.h"
+#include "role.h"
 
 #include <event2/event.h>
-
-typedef enum { ROLE_KAFKA, ROLE_HTTP, ROLE_CONSUMER } role_t;
 
 /* Everything a child is started with. Owned by the master; valid in the child after fork(). */
 typedef struct {

@@ -428,8 +428,8 @@ int master_main(config_t *cfg, const char *config_path)
 	m.pidfile_fd = -1;
 	m.pid_path = strdup(cfg->daemon_pid_file);
 	m.control_path = strdup(cfg->daemon_control_socket);
-	proctitle_set("couponsd: master");
-	log_set_role("master");
+	proctitle_set(role_info(ROLE_MASTER)->title);
+	log_set_role(role_info(ROLE_MASTER)->log_name);
 	m.base = event_base_new();
 	m.shm = shm_create();
 	/* metrics.enabled needs a restart: the region is sized and mapped once, before the first fork. */

@@ -20,13 +20,7 @@
 
 const char *proc_name(const child_t *c, char *buf, size_t size)
 {
-	if (c->role == ROLE_HTTP)
-		snprintf(buf, size, "http worker %d (generation %u)", c->index, c->generation);
-	else if (c->role == ROLE_CONSUMER)
-		snprintf(buf, size, "consumer of partition %d", c->index);
-	else
-		snprintf(buf, size, "embedded kafka");
-	return buf;
+	return role_format(role_info(c->role)->slot_name, c->index, c->generation, buf, size);
 }
 
 child_t *proc_add(master_t *m, role_t role, int index, unsigned generation)
@@ -118,7 +112,7 @@ static void child_after_fork(master_t *m, child_t *self, int master_end)
 		control_close_fds(m->control);
 	if (m->pidfile_fd >= 0)
 		close(m->pidfile_fd); /* else our copy would keep the master's lock alive */
-	if (self->role != ROLE_HTTP)
+	if (!(role_info(self->role)->inherits & ROLE_INHERITS_LISTENERS))
 		listeners_close(&m->listeners);
 }
 
@@ -139,7 +133,7 @@ static void child_run(master_t *m, child_t *c, int fds[2], pid_t master_pid)
 	args.shm = m->shm;
 	args.shm_slot = c->shm_slot;
 	args.listeners = &m->listeners;
-	args.kafka_bootstrap = c->role == ROLE_KAFKA ? NULL : m->bootstrap;
+	args.kafka_bootstrap = role_info(c->role)->inherits & ROLE_INHERITS_BOOTSTRAP ? m->bootstrap : NULL;
 	exit(worker_main(&args));
 }
 
@@ -208,9 +202,7 @@ static void schedule_restart(master_t *m, child_t *c)
 	delay = c->backoff_ms;
 	c->backoff_ms = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
 	c->restarts++;
-	metrics_inc(c->role == ROLE_HTTP       ? M_RESTARTS_HTTP
-	            : c->role == ROLE_CONSUMER ? M_RESTARTS_CONSUMER
-	                                       : M_RESTARTS_KAFKA);
+	metrics_inc(role_info(c->role)->restarts);
 	if (c->restart_ev == NULL)
 		c->restart_ev = evtimer_new(m->base, on_restart_timer, c);
 	tv = clock_timeval(delay);
