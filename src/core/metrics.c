@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define ROUTES ROUTE_COUNT
+#define ROUTES METRICS_ROUTES
 
 static const int status_codes[] = {200, 201, 202, 400, 401, 404, 405, 409, 413, 429, 431, 500, 503, 0};
 #define STATUSES (sizeof(status_codes) / sizeof(status_codes[0]))
@@ -121,7 +121,7 @@ void metrics_observe(histogram_t h, int64_t micros)
 	atomic_fetch_add_explicit(&mine->count[h], 1, memory_order_relaxed);
 }
 
-void metrics_request(route_id_t route, int status, int64_t micros)
+void metrics_request(int route, int status, int64_t micros)
 {
 	size_t s = 0;
 

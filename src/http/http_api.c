@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(ROUTE_COUNT == METRICS_ROUTES, "metrics.h counts every route of http_router.h");
+
 static const char *phrase(int code)
 {
 	switch (code) {
@@ -324,7 +326,7 @@ static void on_complete(struct evhttp_request *req, void *arg)
 {
 	uintptr_t packed = (uintptr_t)arg;
 
-	metrics_request((route_id_t)(packed & 0xff), evhttp_request_get_response_code(req),
+	metrics_request((int)(packed & 0xff), evhttp_request_get_response_code(req),
 	                clock_mono_us() - (int64_t)(packed >> 8));
 }
 
@@ -367,7 +369,7 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 	route_match_t m;
 	pending_t *p;
 
-	router_match(method_of(req), path, &m);
+	http_router_match(method_of(req), path, &m);
 	count_request(req, m.route);
 	if (!within_limits(ctx, req))
 		return;

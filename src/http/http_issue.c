@@ -338,7 +338,7 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 	size_t len = 0;
 	int64_t user_id;
 	issue_t *is;
-	int rc = router_query_param(q, "userId", &user);
+	int rc = http_router_query_param(q, "userId", &user);
 
 	if (rc < 0) {
 		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT",
@@ -346,7 +346,7 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 		return;
 	}
 	body = http_body(req, &len);
-	rc = router_user_id(user, body, len, &user_id, msg, sizeof(msg));
+	rc = http_router_user_id(user, body, len, &user_id, msg, sizeof(msg));
 	free(user);
 	free(body);
 	if (rc != 0) {

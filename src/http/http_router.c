@@ -87,7 +87,7 @@ static void match_api(http_method_t method, const segments_t *s, route_match_t *
 	}
 }
 
-void router_match(http_method_t method, const char *path, route_match_t *m)
+void http_router_match(http_method_t method, const char *path, route_match_t *m)
 {
 	segments_t s;
 
@@ -142,8 +142,8 @@ static int body_user_id(const char *body, size_t len, int64_t *out, char *msg, s
 	return rc;
 }
 
-int router_user_id(const char *query_value, const char *body, size_t body_len, int64_t *user_id, char *msg,
-                   size_t msg_size)
+int http_router_user_id(const char *query_value, const char *body, size_t body_len, int64_t *user_id,
+                        char *msg, size_t msg_size)
 {
 	int64_t from_query = 0, from_body = 0;
 	int have_body = 0;
@@ -211,7 +211,7 @@ static int query_decode(const char *s, size_t len, char **out)
 	return 0;
 }
 
-int router_query_param(const char *query, const char *name, char **out)
+int http_router_query_param(const char *query, const char *name, char **out)
 {
 	size_t nlen = strlen(name), vlen = 0;
 	const char *value = NULL;

@@ -33,15 +33,15 @@ typedef struct {
 	char request_id[UUID_TEXT_LEN + 1]; /* lowercase */
 } route_match_t;
 
-void router_match(http_method_t method, const char *path, route_match_t *m);
+void http_router_match(http_method_t method, const char *path, route_match_t *m);
 
 /*
  * The issue route's user id: ?userId=N in the query (already split by the
  * caller into value, NULL if absent) or {"userId": N} in the body. Both may be
  * given if they agree. Returns 0, or -1 with a message for a 400.
  */
-int router_user_id(const char *query_value, const char *body, size_t body_len, int64_t *user_id, char *msg,
-                   size_t msg_size);
+int http_router_user_id(const char *query_value, const char *body, size_t body_len, int64_t *user_id,
+                        char *msg, size_t msg_size);
 
 /*
  * The value of one query parameter ("userId" in "a=1&userId=7"),
@@ -49,6 +49,6 @@ int router_user_id(const char *query_value, const char *body, size_t body_len, i
  * when absent, -1 when given twice, when an escape is malformed or decodes to
  * a NUL byte ("userId=1%00" must not read as "1"), or when out of memory.
  */
-int router_query_param(const char *query, const char *name, char **out);
+int http_router_query_param(const char *query, const char *name, char **out);
 
 #endif

@@ -149,7 +149,7 @@ static void test_resync(shm_t *shm)
 static void check_param(const char *query, int want_rc, const char *want)
 {
 	char *out = NULL;
-	int rc = router_query_param(query, "userId", &out);
+	int rc = http_router_query_param(query, "userId", &out);
 
 	ok(rc == want_rc &&
 	       ((want == NULL && out == NULL) || (want != NULL && out != NULL && strcmp(out, want) == 0)),
