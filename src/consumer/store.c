@@ -328,6 +328,14 @@ static int column_int64(const PGresult *res, int row, int col, int64_t *out)
 	return 1;
 }
 
+/* Appends a request's id, coupon and user to the arrays $1, $2 and $3 under construction. */
+static void add_request(store_t *s, const issue_event_t *ev)
+{
+	buf_element(&s->arg[0], ev->request_id);
+	buf_int(&s->arg[1], (long long)ev->coupon_id);
+	buf_int(&s->arg[2], (long long)ev->user_id);
+}
+
 /* Closes the arrays under construction; -1 when one could not be built. */
 static int close_args(store_t *s, int count, const char **params)
 {
@@ -384,9 +392,7 @@ static void send_existing(store_t *s, pg_pipeline_t *p, const item_t *items, int
 
 		if (!item_for_store(&items[i]))
 			continue;
-		buf_element(&s->arg[0], ev->request_id);
-		buf_int(&s->arg[1], (long long)ev->coupon_id);
-		buf_int(&s->arg[2], (long long)ev->user_id);
+		add_request(s, ev);
 	}
 	if (close_args(s, 3, params) != 0) {
 		pg_pipeline_fail(p);
@@ -470,9 +476,7 @@ static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n,
 		if (!s->decisions[i].insert)
 			continue;
 		clock_format_iso(ev->accepted_ms, at, sizeof(at));
-		buf_element(&s->arg[0], ev->request_id);
-		buf_int(&s->arg[1], (long long)ev->coupon_id);
-		buf_int(&s->arg[2], (long long)ev->user_id);
+		add_request(s, ev);
 		buf_element(&s->arg[3], at);
 		(*planned)++;
 	}
@@ -559,9 +563,7 @@ static void send_rejections(store_t *s, pg_pipeline_t *p, const item_t *items, i
 		if (!s->decisions[i].record)
 			continue;
 		clock_format_iso(ev->accepted_ms, at, sizeof(at));
-		buf_element(&s->arg[0], ev->request_id);
-		buf_int(&s->arg[1], (long long)ev->coupon_id);
-		buf_int(&s->arg[2], (long long)ev->user_id);
+		add_request(s, ev);
 		buf_element(&s->arg[3], status_reason_name(s->decisions[i].reason));
 		buf_element(&s->arg[4], at);
 		rejected++;
