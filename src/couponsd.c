@@ -1,10 +1,10 @@
 /* couponsd.c: the command line: run the master, test a configuration, or talk to a running master. */
-#include "config.h"
-#include "control.h"
-#include "log.h"
-#include "master.h"
-#include "migrate.h"
-#include "proctitle.h"
+#include "core/config.h"
+#include "master/control.h"
+#include "core/log.h"
+#include "master/master.h"
+#include "core/migrate.h"
+#include "core/proctitle.h"
 
 #include <event2/event.h>
 #include <getopt.h>

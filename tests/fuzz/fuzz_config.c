@@ -1,5 +1,5 @@
 /* fuzz_config.c: libFuzzer harness for the YAML configuration loader (couponsd -t, start and reload). */
-#include "config.h"
+#include "core/config.h"
 
 #include <stdint.h>
 #include <stdlib.h>

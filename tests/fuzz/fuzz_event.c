@@ -1,7 +1,7 @@
 /* fuzz_event.c: libFuzzer harness for the Kafka event JSON decoder (what the consumer reads off the topic).
  */
-#include "event.h"
-#include "ids.h"
+#include "core/issue_event.h"
+#include "core/ids.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,9 +26,9 @@ static void check_round_trip(const issue_event_t *ev)
 
 	require(ev->coupon_id > 0 && ev->user_id > 0);
 	require(uuid_valid(ev->request_id, strlen(ev->request_id)));
-	len = event_encode(ev, buf, sizeof(buf));
+	len = issue_event_encode(ev, buf, sizeof(buf));
 	require(len > 0);
-	require(event_decode(buf, (size_t)len, &again, err, sizeof(err)) == 0);
+	require(issue_event_decode(buf, (size_t)len, &again, err, sizeof(err)) == 0);
 	require(strcmp(again.request_id, ev->request_id) == 0 && again.coupon_id == ev->coupon_id &&
 	        again.user_id == ev->user_id && again.accepted_ms == ev->accepted_ms);
 	memset(&st, 0, sizeof(st));
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[160];
 
 	err[0] = '\0';
-	if (event_decode((const char *)data, size, &ev, err, sizeof(err)) == 0)
+	if (issue_event_decode((const char *)data, size, &ev, err, sizeof(err)) == 0)
 		check_round_trip(&ev);
 	else
 		require(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);

@@ -1,6 +1,6 @@
 /* fuzz_router.c: libFuzzer harness for request routing, the query's userId and the issue body's userId. */
-#include "http_router.h"
-#include "ids.h"
+#include "http/http_router.h"
+#include "core/ids.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@ static void require(int cond)
 		abort();
 }
 
-/* What router_match() promises: a status with an error, or a route with valid ids. */
+/* What http_router_match() promises: a status with an error, or a route with valid ids. */
 static void check_match(const route_match_t *m)
 {
 	require(memchr(m->message, '\0', sizeof(m->message)) != NULL);
@@ -41,13 +41,13 @@ static void check_user(const char *query, const char *body, size_t body_len)
 {
 	char *value = NULL, msg[128];
 	int64_t user = 0;
-	int rc = router_query_param(query, "userId", &value);
+	int rc = http_router_query_param(query, "userId", &value);
 
 	require(rc == -1 || rc == 0 || rc == 1);
 	require((rc == 1) == (value != NULL));
 	if (rc < 0)
 		return;
-	if (router_user_id(value, body, body_len, &user, msg, sizeof(msg)) == 0)
+	if (http_router_user_id(value, body, body_len, &user, msg, sizeof(msg)) == 0)
 		require(user > 0);
 	else
 		require(memchr(msg, '\0', sizeof(msg)) != NULL && msg[0] != '\0');
@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
 	copy[size - 1] = copy[size] = copy[size + 1] = '\0';
-	router_match((http_method_t)(data[0] % 4), copy, &m);
+	http_router_match((http_method_t)(data[0] % 4), copy, &m);
 	check_match(&m);
 	query = copy + strlen(copy) + 1;
 	body = query < copy + size ? query + strlen(query) + 1 : copy + size;

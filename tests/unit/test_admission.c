@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Relative on purpose: see test_config.c (the build tree's config.h would win over src/config.h). */
-#include "../../src/admission.h"
-#include "../../src/config.h"
-#include "../../src/http_router.h"
+#include "core/admission.h"
+#include "core/config.h"
+#include "http/http_router.h"
 #include "tap.h"
 
 static const int partition_counts[] = {1, 2, 3, 8, 12, 64, 1000, 1024};
@@ -150,7 +149,7 @@ static void test_resync(shm_t *shm)
 static void check_param(const char *query, int want_rc, const char *want)
 {
 	char *out = NULL;
-	int rc = router_query_param(query, "userId", &out);
+	int rc = http_router_query_param(query, "userId", &out);
 
 	ok(rc == want_rc &&
 	       ((want == NULL && out == NULL) || (want != NULL && out != NULL && strcmp(out, want) == 0)),

@@ -9,14 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/*
- * Relative to this file on purpose: autoconf's generated config.h sits at
- * the top of the build tree, and automake's -I. would pick it instead of
- * src/config.h for a plain #include "config.h" from tests/unit/.
- */
-#include "../../src/config.h"
-#include "../../src/config_keys.h"
-#include "../../src/config_value.h"
+/* With the folder, as in src/: a plain "config.h" could name a generated one at the top of the build tree. */
+#include "core/config.h"
+#include "core/config_keys.h"
+#include "core/config_value.h"
 #include "tap.h"
 
 /* ---- helpers ---- */

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../src/clock.h"
-#include "../../src/event.h"
-#include "../../src/json_escape.h"
+#include "core/clock.h"
+#include "core/issue_event.h"
+#include "core/json_escape.h"
 #include "tap.h"
 
 #define RANDOM_ROUNDS 4000
@@ -159,7 +159,7 @@ static int old_time_parse_iso(const char *text, int64_t *ms)
 	return 0;
 }
 
-/* ---- status_to_json and event_encode ---- */
+/* ---- status_to_json and issue_event_encode ---- */
 
 static void test_status_examples(void)
 {
@@ -242,15 +242,15 @@ static void test_event_round_trip(void)
 		ev.coupon_id = rnd() % 2 ? rnd_range(1, 1000) : INT64_MAX;
 		ev.user_id = rnd_range(1, INT64_MAX - 1);
 		ev.accepted_ms = random_ms();
-		len = event_encode(&ev, buf, sizeof(buf));
-		if (len > 0 && event_decode(buf, (size_t)len, &back, err, sizeof(err)) == 0 &&
+		len = issue_event_encode(&ev, buf, sizeof(buf));
+		if (len > 0 && issue_event_decode(buf, (size_t)len, &back, err, sizeof(err)) == 0 &&
 		    strcmp(back.request_id, ev.request_id) == 0 && back.coupon_id == ev.coupon_id &&
 		    back.user_id == ev.user_id && back.accepted_ms == ev.accepted_ms)
 			good++;
 		else if (good == i)
 			diag("first failure: %s (%s)", buf, err);
 	}
-	is_int(good, RANDOM_ROUNDS, "event_encode output decodes to the same event (%d random events)",
+	is_int(good, RANDOM_ROUNDS, "issue_event_encode output decodes to the same event (%d random events)",
 	       RANDOM_ROUNDS);
 }
 

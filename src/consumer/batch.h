@@ -1,0 +1,71 @@
+/* batch.h: the consumer's batch pipeline: gate, store, compensation, convergence, results, each resumable. */
+#ifndef COUPONSD_BATCH_H
+#define COUPONSD_BATCH_H
+
+#include "consumer/gate.h"
+#include "consumer/item.h"
+#include "consumer/results.h"
+#include "consumer/store.h"
+#include "core/config.h"
+
+/* What one attempt at a batch came to. */
+typedef enum {
+	BATCH_DONE,       /* every outcome is durable: the offsets may be stored */
+	BATCH_DELIVERING, /* everything is done but delivery reports, which arrive through the loop */
+	BATCH_RETRY, /* Redis, PostgreSQL or Kafka failed: the next attempt resumes where this one stopped */
+	BATCH_NOT_OWNER, /* another session holds the partition's ownership lock */
+} batch_rc_t;
+
+/* Counted for the consumer's last log line. */
+typedef struct {
+	int64_t batches, issued, dead_letters, compensations, gaps, lost;
+	int64_t rejected[REASON_NOT_OPEN + 1];
+} batch_stats_t;
+
+typedef struct {
+	const config_t *cfg;
+	int partition;
+	gate_t *gate;
+	store_t *store;
+	results_t *results;
+	item_t *items;        /* the batch, in log order, issue.batch_size long */
+	int count;            /* 0: no batch in progress */
+	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
+	int nsync;
+	int fault_checked;
+	batch_stats_t stats;
+} batch_t;
+
+/* The stages' modules are the caller's; the batch only uses them. 0, or -1 (logged). */
+int batch_init(batch_t *b, const config_t *cfg, int partition, gate_t *gate, store_t *store,
+               results_t *results);
+void batch_fini(batch_t *b);
+
+int batch_full(const batch_t *b);
+
+/* Adds a message (in offset order); one that does not decode goes to the dead-letter topic. */
+void batch_add(batch_t *b, rd_kafka_message_t *m);
+
+/*
+ * One attempt: dead letters out, then up to a few rounds of gate (Redis),
+ * store (one PostgreSQL transaction), compensation and convergence until
+ * every request is decided, then the statuses to Redis and the results
+ * topic. Never blocks on Kafka: BATCH_DELIVERING, then batch_deliveries()
+ * once reports arrive.
+ */
+batch_rc_t batch_advance(batch_t *b);
+
+/* BATCH_DONE when every delivery is reported done, BATCH_DELIVERING while some are in flight, else
+ * BATCH_RETRY. */
+batch_rc_t batch_deliveries(batch_t *b);
+
+/* The offset after the batch's last message (the batch must not be empty). */
+int64_t batch_end_offset(const batch_t *b);
+
+/* A finished batch: counted, then cleared. */
+void batch_done(batch_t *b);
+
+/* Frees the messages and forgets the batch (finished, or abandoned to be read again by a successor). */
+void batch_clear(batch_t *b);
+
+#endif

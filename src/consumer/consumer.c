@@ -1,0 +1,630 @@
+/* consumer.c: the consumer process, one per owned partition of the issue topic. */
+#include "consumer/consumer.h"
+
+#include "consumer/batch.h"
+#include "consumer/gate.h"
+#include "consumer/results.h"
+#include "consumer/stock_check.h"
+#include "consumer/store.h"
+#include "core/admission.h"
+#include "core/clock.h"
+#include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * What runs in a consumer: one librdkafka consumer statically assigned one
+ * partition, and the batch pipeline (batch.c) that decides its events
+ * through the Redis gate (gate.c), the PostgreSQL store (store.c, whose
+ * rules are decide.c) and the results (results.c). Everything runs on the
+ * worker's event loop; nothing blocks on Kafka. Its events and timers:
+ *
+ *   queue       the partition's messages arrive (kafka_queue.c): fill the batch
+ *   poll_ev     every POLL_SAFETY_MS: fill the batch (a missed wake-up),
+ *               admission control's resync with the broker's log end every
+ *               ADMISSION_RESYNC_MS, and the lag metric while idle
+ *   linger_ev   issue.batch_linger after a short batch's first message: run it
+ *   next_ev     at once after a finished batch: the next one, once the loop
+ *               has breathed
+ *   retry_ev    after a failed attempt, issue.retry_initial doubling to
+ *               issue.retry_max: the same batch again, resuming where it stopped
+ *   deliver_ev  kafka.produce_timeout + DELIVERY_GRACE_MS after the results
+ *               were produced: a stalled delivery becomes an ordinary retry
+ *   owner_ev    at start, every OWNERSHIP_RETRY_MS for OWNERSHIP_GRACE_MS:
+ *               take the partition's ownership lock, or refuse the partition
+ *   prune_ev    every PRUNE_EVERY_MS: delete expired rejected_requests rows
+ *   stock check every issue.stock_check_interval, between batches only
+ *               (stock_check.c): Redis stock of the partition's coupons
+ *   results     the results producer's delivery reports (results.c, with its
+ *               own safety net): settle a batch that waited for them
+ *
+ * And its state: no batch (batch.count 0); a batch filling (filling); a
+ * batch running or waiting for its retry; a batch waiting for its
+ * deliveries (delivering). A graceful stop waits only for the last.
+ */
+
+/* The safety-net poll for when a queue wake-up is missed (librdkafka writes the pipe only on
+ * empty->non-empty). */
+#define POLL_SAFETY_MS 100
+/* How long start-up waits for the committed offset, to notice messages lost while nobody consumed. */
+#define COMMITTED_LOOKUP_MS 2000
+/*
+ * A predecessor's PostgreSQL session can outlive its process by a few
+ * milliseconds (the server notices the closed socket asynchronously): for
+ * this long after start, a taken ownership lock is asked again instead of
+ * being refused at once.
+ */
+#define OWNERSHIP_GRACE_MS 3000
+#define OWNERSHIP_RETRY_MS 200
+/* rejected_requests older than issue.result_ttl are deleted this often, 10000 rows a statement. */
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_MAX_STATEMENTS 10
+/* How often admission control's view of the partition is checked against the broker's high watermark. */
+#define ADMISSION_RESYNC_MS 1000
+/* Beyond message.timeout.ms (kafka.produce_timeout), by which librdkafka reports every message. */
+#define DELIVERY_GRACE_MS 1000
+
+typedef struct {
+	worker_t *w;
+	const config_t *cfg;
+	int partition;
+	rd_kafka_t *rk;
+	kafka_queue_t *queue; /* the partition's messages */
+	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
+	gate_t *gate;
+	store_t *store;
+	results_t *results;
+	stock_check_t *stock_check;
+	batch_t batch;
+	int filling;         /* the batch still takes messages: nothing of it has run yet */
+	int delivering;      /* the batch waits for delivery reports (deliver_ev is its deadline) */
+	int64_t retry_ms;    /* current back-off; 0 after a success */
+	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
+	int64_t grace_until_ms;
+	int64_t resync_at_ms; /* next admission_resync() */
+	int64_t seen_accepted;
+} consumer_t;
+
+static void batch_run(consumer_t *c);
+static void consumer_stop_now(consumer_t *c);
+
+static void add_timer(struct event *ev, int64_t ms)
+{
+	struct timeval tv = clock_timeval(ms);
+
+	if (event_add(ev, &tv) != 0)
+		log_error("cannot arm a timer");
+}
+
+/* Messages must arrive offset after offset; a jump means the log lost them before we read them. */
+static void check_offset(consumer_t *c, int64_t offset)
+{
+	batch_stats_t *stats = &c->batch.stats;
+
+	if (c->next_offset >= 0 && offset > c->next_offset) {
+		stats->gaps++;
+		stats->lost += offset - c->next_offset;
+		metrics_inc(M_OFFSET_GAPS);
+		metrics_add(M_MESSAGES_LOST, (uint64_t)(offset - c->next_offset));
+		log_error(
+		    "%s[%d]: offsets %lld..%lld were never delivered: %lld messages lost (retention or a "
+		    "truncated log); their requests will never be decided",
+		    c->cfg->kafka_topic, c->partition, (long long)c->next_offset, (long long)offset - 1,
+		    (long long)(offset - c->next_offset));
+	}
+	c->next_offset = offset + 1;
+}
+
+/* Forgets the batch, and the linger of one still filling. */
+static void batch_drop(consumer_t *c)
+{
+	batch_clear(&c->batch);
+	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
+		log_error("cannot cancel the batch linger timer");
+	c->filling = 0;
+}
+
+/* Every outcome is durable: only now may Kafka forget these messages (auto commit does the rest). */
+static void store_offsets(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+
+	rd_kafka_topic_partition_list_add(list, c->cfg->kafka_topic, c->partition)->offset =
+	    batch_end_offset(&c->batch);
+	err = rd_kafka_offsets_store(c->rk, list);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = list->elems[0].err;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_error("%s[%d]: cannot store offset %lld: %s (the batch will be replayed, harmlessly)",
+		          c->cfg->kafka_topic, c->partition, (long long)list->elems[0].offset,
+		          rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
+/*
+ * Consumer lag for /metrics: librdkafka's cached high watermark (no broker
+ * round trip) minus our position (next < 0: nothing read yet, so the low one).
+ */
+static void report_lag(consumer_t *c, int64_t next)
+{
+	int64_t low, high;
+
+	if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, c->partition, &low, &high) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (next < 0)
+		next = low > 0 ? low : 0;
+	metrics_set_lag(c->partition, high > next ? high - next : 0);
+}
+
+static void batch_finish(consumer_t *c)
+{
+	int64_t end = batch_end_offset(&c->batch);
+
+	store_offsets(c);
+	report_lag(c, end);
+	admission_decided(c->w->args.shm, c->partition, end);
+	log_debug("%s[%d]: batch of %d up to offset %lld done", c->cfg->kafka_topic, c->partition,
+	          c->batch.count, (long long)end - 1);
+	batch_done(&c->batch);
+}
+
+static void schedule_retry(consumer_t *c)
+{
+	const config_t *cfg = c->cfg;
+
+	c->retry_ms = c->retry_ms == 0 ? cfg->issue_retry_initial : c->retry_ms * 2;
+	if (c->retry_ms > cfg->issue_retry_max)
+		c->retry_ms = cfg->issue_retry_max;
+	log_warn("%s[%d]: batch of %d from offset %lld not finished; retrying in %lld ms", cfg->kafka_topic,
+	         c->partition, c->batch.count, (long long)c->batch.items[0].msg->offset,
+	         (long long)c->retry_ms);
+	add_timer(c->retry_ev, c->retry_ms);
+}
+
+/* Another session owns the partition: leave, and let the master's back-off be the failover. */
+static void refuse(consumer_t *c)
+{
+	log_error("partition %d of %s is owned by another consumer (another host or process); refusing",
+	          c->partition, c->cfg->kafka_topic);
+	admission_owner(c->w->args.shm, c->partition, 0); /* this host cannot see its progress */
+	if (c->batch.count > 0) {
+		results_abandon(c->results);
+		batch_drop(c);
+	}
+	worker_finish(c->w, 1);
+}
+
+/* The end of one attempt at the batch: done, retried later, or the process leaves. */
+static void batch_settle(consumer_t *c, batch_rc_t rc)
+{
+	if (rc == BATCH_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
+		refuse(c);
+	} else if (rc != BATCH_DONE && results_fatal(c->results)) {
+		/* Nothing more can be produced: a restarted process gets a new producer and replays the
+		 * batch. */
+		results_abandon(c->results);
+		batch_drop(c);
+		worker_finish(c->w, 1);
+	} else if (c->w->stopping) {
+		/* A graceful stop waited for this batch's deliveries (consumer_on_stop). */
+		if (rc == BATCH_DONE)
+			batch_finish(c);
+		consumer_stop_now(c);
+	} else if (rc != BATCH_DONE) {
+		schedule_retry(c);
+	} else {
+		admission_owner(c->w->args.shm, c->partition, 1);
+		batch_finish(c);
+		c->retry_ms = 0;
+		/* More may be queued: the next batch after the loop breathes. */
+		event_active(c->next_ev, EV_TIMEOUT, 0);
+	}
+}
+
+/*
+ * Delivery reports come back through the loop (results_serve() calls
+ * on_results()), so heartbeats, timers and STOP keep being served while
+ * Kafka is slow; a deadline turns a stall into the ordinary retry, which
+ * produces failed messages again and waits again for those still in flight.
+ */
+static void batch_run(consumer_t *c)
+{
+	batch_rc_t rc = batch_advance(&c->batch);
+
+	if (rc != BATCH_DELIVERING) {
+		batch_settle(c, rc);
+		return;
+	}
+	c->delivering = 1;
+	add_timer(c->deliver_ev, c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS);
+}
+
+static void on_results(void *arg)
+{
+	consumer_t *c = arg;
+	batch_rc_t rc;
+
+	if (!c->delivering || (rc = batch_deliveries(&c->batch)) == BATCH_DELIVERING)
+		return;
+	c->delivering = 0;
+	if (event_del(c->deliver_ev) != 0)
+		log_error("cannot cancel the delivery deadline");
+	batch_settle(c, rc);
+}
+
+static void on_deliver_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (!c->delivering)
+		return;
+	c->delivering = 0;
+	results_report_failures(c->results);
+	log_warn("%s[%d]: %d kafka deliveries still pending after %lld ms", c->cfg->kafka_topic, c->partition,
+	         results_in_flight(c->results),
+	         (long long)(c->cfg->kafka_produce_timeout + DELIVERY_GRACE_MS));
+	batch_settle(c, BATCH_RETRY);
+}
+
+static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
+{
+	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		log_warn("consume: %s", rd_kafka_message_errstr(m));
+}
+
+/* Adds what librdkafka has queued, without blocking, until the batch is full. */
+static void take_messages(consumer_t *c)
+{
+	rd_kafka_message_t *m;
+
+	while (!batch_full(&c->batch) && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			handle_error_message(c, m);
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		check_offset(c, m->offset);
+		batch_add(&c->batch, m);
+	}
+}
+
+static void start_batch(consumer_t *c)
+{
+	if (c->filling && event_del(c->linger_ev) != 0)
+		log_error("cannot cancel the batch linger timer");
+	c->filling = 0;
+	batch_run(c);
+}
+
+/*
+ * Takes up to issue.batch_size messages, then decides them. A short batch
+ * first lingers up to issue.batch_linger for more (a timer; the loop keeps
+ * running): a batch pays one transaction, one gate round and one wait for
+ * deliveries however many events it holds, so at moderate rates a batch of
+ * one or two costs ten times more per decision than a full one.
+ */
+static void fill_batch(consumer_t *c)
+{
+	if (c->w->stopping || (c->batch.count > 0 && !c->filling))
+		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
+	take_messages(c);
+	if (c->batch.count == 0)
+		return;
+	if (batch_full(&c->batch) || c->cfg->issue_batch_linger <= 0) {
+		start_batch(c);
+	} else if (!c->filling) {
+		c->filling = 1;
+		add_timer(c->linger_ev, c->cfg->issue_batch_linger);
+	}
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	c->filling = 0;
+	if (c->batch.count == 0 || c->w->stopping)
+		return;
+	take_messages(c); /* a wake-up may be pending behind this timer */
+	batch_run(c);
+}
+
+static void on_messages(void *arg)
+{
+	fill_batch(arg);
+}
+
+/* Admission control: the broker's log end (as the last fetch saw it) keeps the shared view honest. */
+static void admission_tick(consumer_t *c)
+{
+	int64_t low, high, now = clock_mono_ms();
+
+	if (now < c->resync_at_ms)
+		return;
+	c->resync_at_ms = now + ADMISSION_RESYNC_MS;
+	if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, c->partition, &low, &high) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		admission_resync(c->w->args.shm, c->partition, high, &c->seen_accepted);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	fill_batch(c);
+	admission_tick(c);
+	if (c->batch.count == 0)
+		report_lag(c, c->next_offset);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (c->batch.count > 0 && !c->w->stopping)
+		batch_run(c);
+}
+
+/* Start-up: refuse early when another session owns the partition, after a short grace. */
+static void on_owner_check(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+	store_rc_t rc = store_ensure(c->store);
+
+	if (rc == STORE_NOT_OWNER && clock_mono_ms() < c->grace_until_ms)
+		add_timer(c->owner_ev, OWNERSHIP_RETRY_MS);
+	else if (rc == STORE_NOT_OWNER)
+		refuse(c);
+	else if (rc == STORE_OK)
+		admission_owner(c->w->args.shm, c->partition, 1);
+	/* STORE_RETRY: PostgreSQL is down; the first batch connects and takes the lock before any write. */
+}
+
+/* Only on a session that already owns the partition (the store keeps no other): pruning is a write too. */
+static void on_prune(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+	int deleted = 0, total = 0;
+
+	for (int i = 0; i < PRUNE_MAX_STATEMENTS; i++) {
+		if (store_prune(c->store, &deleted) != 0)
+			break;
+		total += deleted;
+		if (deleted < 10000)
+			break;
+	}
+	if (total > 0)
+		log_info("pruned %d rejected requests older than issue.result_ttl", total);
+}
+
+static int assign_partition(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+
+	/* Static assignment: the master, not a group rebalance, decides who owns a partition. */
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition)->offset =
+	    RD_KAFKA_OFFSET_STORED;
+	err = rd_kafka_assign(c->rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_error("cannot assign %s[%d]: %s", c->cfg->kafka_topic, c->partition,
+		          rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* The committed offset is where the first message should be: a later one means a gap. Best effort. */
+static void lookup_committed(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition);
+	if (rd_kafka_committed(c->rk, parts, COMMITTED_LOOKUP_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    parts->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && parts->elems[0].offset >= 0)
+		c->next_offset = parts->elems[0].offset;
+	else
+		log_info("%s[%d]: no committed offset known; starting from the earliest", c->cfg->kafka_topic,
+		         c->partition);
+	rd_kafka_topic_partition_list_destroy(parts);
+	/*
+	 * Admission control starts from where consumption starts. Without a
+	 * committed offset the previous value stands until the first batch
+	 * (or the once-a-second resync) corrects it: asking the broker for the
+	 * log start here would block start-up longer while Kafka is down.
+	 */
+	admission_start(c->w->args.shm, c->partition, c->next_offset, -1);
+}
+
+static int consumer_create(consumer_t *c)
+{
+	rd_kafka_conf_t *conf = kafka_conf_consumer(c->cfg, c->w->args.kafka_bootstrap, c->partition);
+	char err[512];
+
+	if (conf == NULL)
+		return -1;
+	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+	if (c->rk == NULL) {
+		log_error("cannot create the Kafka consumer: %s", err);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR || assign_partition(c) != 0)
+		return -1;
+	lookup_committed(c);
+	return 0;
+}
+
+/* The events and timers of the overview at the top of this file. */
+static int events_start(consumer_t *c)
+{
+	struct event_base *base = c->w->base;
+
+	/* No safety net of its own: on_tick takes what a missed wake-up left queued. */
+	c->queue = kafka_queue_watch(base, rd_kafka_queue_get_consumer(c->rk), 0, on_messages, c);
+	c->poll_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
+	c->next_ev = event_new(base, -1, 0, on_tick, c);
+	c->retry_ev = event_new(base, -1, 0, on_retry, c);
+	c->owner_ev = event_new(base, -1, 0, on_owner_check, c);
+	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
+	c->linger_ev = event_new(base, -1, 0, on_linger, c);
+	c->deliver_ev = event_new(base, -1, 0, on_deliver_deadline, c);
+	if (c->queue == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
+	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL)
+		return -1;
+	add_timer(c->poll_ev, POLL_SAFETY_MS);
+	add_timer(c->prune_ev, PRUNE_EVERY_MS);
+	return 0;
+}
+
+static void log_stats(const consumer_t *c)
+{
+	const batch_stats_t *s = &c->batch.stats;
+
+	log_info("stopped; %lld batches, %lld issued, rejected: %lld sold out, %lld already issued, "
+	         "%lld not found, %lld not open; %lld dead letters, %lld compensations, "
+	         "%lld offset gaps (%lld messages lost)",
+	         (long long)s->batches, (long long)s->issued, (long long)s->rejected[REASON_SOLD_OUT],
+	         (long long)s->rejected[REASON_ALREADY_ISSUED],
+	         (long long)s->rejected[REASON_COUPON_NOT_FOUND], (long long)s->rejected[REASON_NOT_OPEN],
+	         (long long)s->dead_letters, (long long)s->compensations, (long long)s->gaps,
+	         (long long)s->lost);
+	if (s->gaps > 0)
+		log_error("%lld offset gaps: %lld messages of %s[%d] were lost before they were consumed",
+		          (long long)s->gaps, (long long)s->lost, c->cfg->kafka_topic, c->partition);
+}
+
+/*
+ * Graceful stop, second half: a batch still waiting for Redis or PostgreSQL
+ * (or for a retry) is abandoned with its offsets unstored (its successor
+ * decides it again, harmlessly); what was stored is committed so the
+ * successor starts right there.
+ */
+static void consumer_stop_now(consumer_t *c)
+{
+	rd_kafka_resp_err_t err;
+
+	if (c->filling) {
+		/* Nothing of it ran: like the messages still queued in librdkafka, the successor reads it. */
+		log_debug("dropping a batch of %d that was still filling", c->batch.count);
+		batch_drop(c);
+	} else if (c->batch.count > 0) {
+		log_info("abandoning an undecided batch of %d from offset %lld; it will be delivered again",
+		         c->batch.count, (long long)c->batch.items[0].msg->offset);
+		results_abandon(c->results);
+		batch_drop(c);
+	}
+	err = rd_kafka_commit(c->rk, NULL, 0);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_error("final offset commit failed: %s", rd_kafka_err2str(err));
+	log_stats(c);
+	worker_finish(c->w, 0);
+}
+
+/*
+ * Graceful stop: a decided batch whose results are on their way is given
+ * until its delivery deadline (kafka.produce_timeout + 1 s), so that its
+ * offset is stored rather than its work replayed; batch_settle() then stops.
+ */
+static void consumer_on_stop(worker_t *w)
+{
+	consumer_t *c = w->ctx;
+
+	if (c->delivering) {
+		log_info("waiting for the kafka deliveries of a batch of %d before stopping", c->batch.count);
+		return;
+	}
+	consumer_stop_now(c);
+}
+
+static void events_free(consumer_t *c)
+{
+	struct event **evs[] = {&c->poll_ev,  &c->next_ev,   &c->retry_ev,  &c->owner_ev,
+	                        &c->prune_ev, &c->linger_ev, &c->deliver_ev};
+
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+		if (*evs[i] != NULL)
+			event_free(*evs[i]);
+		*evs[i] = NULL;
+	}
+}
+
+static void consumer_destroy(consumer_t *c)
+{
+	events_free(c);
+	/* Before the batch is freed: delivery reports write into its items. */
+	results_free(c->results);
+	batch_fini(&c->batch);
+	kafka_queue_free(c->queue);
+	if (c->rk != NULL) {
+		rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_warn("consumer close: %s", rd_kafka_err2str(err));
+		rd_kafka_destroy(c->rk);
+	}
+	stock_check_free(c->stock_check);
+	store_free(c->store);
+	gate_free(c->gate);
+}
+
+/* The stock check runs only between batches (stock_check.h says why that is safe). */
+static int consumer_idle(void *arg)
+{
+	const consumer_t *c = arg;
+
+	return c->batch.count == 0 && !c->w->stopping;
+}
+
+static int consumer_start(consumer_t *c)
+{
+	const worker_args_t *args = &c->w->args;
+
+	if ((c->gate = gate_new(c->cfg)) == NULL || (c->store = store_new(c->cfg, c->partition)) == NULL ||
+	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results,
+	                              c)) == NULL ||
+	    batch_init(&c->batch, c->cfg, c->partition, c->gate, c->store, c->results) != 0)
+		return -1;
+	if (consumer_create(c) != 0 || events_start(c) != 0 ||
+	    (c->stock_check = stock_check_new(c->w->base, c->cfg, c->partition, c->store, c->gate,
+	                                      consumer_idle, c)) == NULL)
+		return -1;
+	c->grace_until_ms = clock_mono_ms() + OWNERSHIP_GRACE_MS;
+	event_active(c->owner_ev, EV_TIMEOUT, 0);
+	return worker_ready(c->w, NULL);
+}
+
+int consumer_main(worker_t *w)
+{
+	consumer_t *c = calloc(1, sizeof(*c));
+	int rc = 1;
+
+	if (c == NULL) {
+		log_error("out of memory");
+		return 1;
+	}
+	c->w = w;
+	c->cfg = w->args.cfg;
+	c->partition = w->args.index;
+	c->next_offset = -1;
+	c->seen_accepted = -1;
+	w->ctx = c;
+	w->on_stop = consumer_on_stop;
+	if (consumer_start(c) == 0) {
+		log_info("assigned %s[%d] (group %s)", c->cfg->kafka_topic, c->partition,
+		         c->cfg->kafka_group_id);
+		rc = worker_run(w);
+	}
+	consumer_destroy(c);
+	free(c);
+	w->ctx = NULL;
+	return rc;
+}

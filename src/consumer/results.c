@@ -1,0 +1,330 @@
+/* results.c: publishing decisions (Redis status, pub/sub, the results topic) and dead letters. */
+#include "consumer/results.h"
+
+#include "core/clock.h"
+#include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
+#include "core/keys.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long results_abandon() waits for purged messages to be reported. */
+#define ABANDON_WAIT_MS 2000
+/* The safety-net serve for a missed wake-up (see kafka_queue.h). */
+#define POLL_SAFETY_MS 100
+
+struct results {
+	const config_t *cfg;
+	rd_kafka_t *rk;
+	kafka_queue_t *mainq;        /* delivery reports arrive here */
+	rd_kafka_topic_t *topics[2]; /* results and dead letters, held from the start: see hold_topics() */
+	results_report_fn on_report;
+	void *report_arg;
+	int in_flight;
+	int detached; /* abandoned: delivery states may be freed memory, never write them */
+	int failed;   /* delivery failures since the last results_report_failures() */
+	rd_kafka_resp_err_t last_error;
+};
+
+/* Runs inside rd_kafka_poll(), i.e. on the consumer's thread. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	results_t *r = opaque;
+	item_delivery_t *delivery = m->_private;
+
+	r->in_flight--;
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		r->failed++;
+		r->last_error = m->err;
+	}
+	if (delivery != NULL && !r->detached)
+		*delivery = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? DELIVERY_DONE : DELIVERY_FAILED;
+}
+
+void results_serve(results_t *r)
+{
+	while (rd_kafka_poll(r->rk, 0) > 0)
+		;
+	if (r->on_report != NULL)
+		r->on_report(r->report_arg);
+}
+
+static void serve(void *arg)
+{
+	results_serve(arg);
+}
+
+/*
+ * Nothing flushes this producer any more: a batch's results leave after
+ * linger.ms, which kafka_conf_producer() sets to 1 ms before kafka.producer's
+ * overrides (an operator's larger value delays each batch's end, and so the
+ * next batch, but never a client's answer: the Redis status is written first).
+ */
+static rd_kafka_t *producer_create(results_t *r, const char *bootstrap, int partition)
+{
+	char client_id[64], err[512];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+
+	snprintf(client_id, sizeof(client_id), "couponsd-consumer-%d-results", partition);
+	if ((conf = kafka_conf_producer(r->cfg, bootstrap, client_id)) == NULL)
+		return NULL;
+	rd_kafka_conf_set_opaque(conf, r);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (rk == NULL) {
+		log_error("cannot create the results producer: %s", err);
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
+}
+
+/*
+ * Topic handles make librdkafka fetch the topics' metadata now. Without
+ * them the first batch waited ~0.5 s for that lookup before its delivery
+ * report, and every batch behind it with it, after each start or reload.
+ */
+static void hold_topics(results_t *r)
+{
+	const char *names[] = {r->cfg->kafka_results_topic, r->cfg->kafka_dlq_topic};
+
+	for (int i = 0; i < 2; i++) {
+		if ((r->topics[i] = rd_kafka_topic_new(r->rk, names[i], NULL)) == NULL)
+			log_warn("kafka topic %s: %s", names[i], rd_kafka_err2str(rd_kafka_last_error()));
+	}
+}
+
+results_t *results_new(const config_t *cfg, const char *bootstrap, int partition, struct event_base *base,
+                       results_report_fn on_report, void *arg)
+{
+	results_t *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		log_error("out of memory");
+		return NULL;
+	}
+	r->cfg = cfg;
+	r->on_report = on_report;
+	r->report_arg = arg;
+	/* Delivery reports come through the loop: nobody ever blocks in a flush. */
+	if ((r->rk = producer_create(r, bootstrap, partition)) == NULL ||
+	    (r->mainq = kafka_queue_watch(base, rd_kafka_queue_get_main(r->rk), POLL_SAFETY_MS, serve, r)) ==
+	        NULL) {
+		results_free(r);
+		return NULL;
+	}
+	hold_topics(r);
+	return r;
+}
+
+void results_abandon(results_t *r)
+{
+	int64_t deadline = clock_mono_ms() + ABANDON_WAIT_MS;
+	rd_kafka_resp_err_t err = rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("kafka purge: %s", rd_kafka_err2str(err));
+	/* Purged messages are reported (with an error) on the next polls. */
+	while (r->in_flight > 0 && clock_mono_ms() < deadline)
+		rd_kafka_poll(r->rk, 50);
+	r->detached = 1;
+}
+
+void results_free(results_t *r)
+{
+	if (r == NULL)
+		return;
+	kafka_queue_free(r->mainq);
+	for (int i = 0; i < 2; i++) {
+		if (r->topics[i] != NULL)
+			rd_kafka_topic_destroy(r->topics[i]);
+	}
+	if (r->rk != NULL) {
+		if (r->in_flight > 0)
+			results_abandon(r);
+		r->detached = 1;
+		rd_kafka_destroy(r->rk);
+	}
+	free(r);
+}
+
+/*
+ * Queues one message. A full local queue is not waited for here (that would
+ * stop the loop): the caller retries the batch later, and the messages
+ * already queued stay in flight.
+ */
+static int produce(results_t *r, const char *topic, const void *key, size_t key_len, const void *value,
+                   size_t value_len, rd_kafka_headers_t *headers, item_delivery_t *delivery)
+{
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+	    RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
+		return -1;
+	}
+	/* On success the headers belong to the message. */
+	r->in_flight++;
+	*delivery = DELIVERY_IN_FLIGHT;
+	return 0;
+}
+
+int results_produce(results_t *r, item_t *it)
+{
+	char key[24];
+
+	snprintf(key, sizeof(key), "%lld", (long long)it->status.event.coupon_id);
+	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), it->json, strlen(it->json), NULL,
+	               &it->delivery);
+}
+
+static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char *reason)
+{
+	rd_kafka_headers_t *original = NULL, *h;
+	char partition[16], offset[24];
+	const char *topic = rd_kafka_topic_name(m->rkt);
+
+	snprintf(partition, sizeof(partition), "%d", (int)m->partition);
+	snprintf(offset, sizeof(offset), "%lld", (long long)m->offset);
+	h = rd_kafka_message_headers(m, &original) == RD_KAFKA_RESP_ERR_NO_ERROR
+	        ? rd_kafka_headers_copy(original)
+	        : rd_kafka_headers_new(4);
+	if (h == NULL)
+		return NULL;
+	if (rd_kafka_header_add(h, "error", -1, reason, -1) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_add(h, "source-topic", -1, topic, -1) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_add(h, "source-partition", -1, partition, -1) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_add(h, "source-offset", -1, offset, -1) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_headers_destroy(h);
+		return NULL;
+	}
+	return h;
+}
+
+int results_dead_letter(results_t *r, item_t *it)
+{
+	rd_kafka_message_t *m = it->msg;
+	rd_kafka_headers_t *headers = dead_letter_headers(m, it->error);
+
+	if (headers == NULL) {
+		log_error("cannot build the dead-letter headers");
+		return -1;
+	}
+	if (produce(r, r->cfg->kafka_dlq_topic, m->key, m->key_len, m->payload, m->len, headers,
+	            &it->delivery) != 0) {
+		rd_kafka_headers_destroy(headers);
+		return -1;
+	}
+	return 0;
+}
+
+int results_in_flight(const results_t *r)
+{
+	return r->in_flight;
+}
+
+void results_report_failures(results_t *r)
+{
+	if (r->failed == 0)
+		return;
+	log_warn("%d kafka deliveries failed (last: %s); they are sent again", r->failed,
+	         rd_kafka_err2str(r->last_error));
+	r->failed = 0;
+}
+
+/* Queues HSET, EXPIRE and PUBLISH for one status; returns the number of commands queued, or -1. */
+static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, const char *json,
+                         long long ttl_s)
+{
+	char key[KEYS_MAX], channel[KEYS_MAX], accepted[32], decided[32];
+	const char *reason = status_reason_name(st->reason);
+	int ok;
+
+	if (keys_status(cfg->redis_key_prefix, st->event.request_id, key, sizeof(key)) < 0 ||
+	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0)
+		return -1;
+	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
+	clock_format_iso(st->decided_ms, decided, sizeof(decided));
+	ok = redisAppendCommand(
+	         rc, "HSET %s status %s reason %s couponId %lld userId %lld acceptedAt %s decidedAt %s", key,
+	         status_state_name(st->state), reason != NULL ? reason : "", (long long)st->event.coupon_id,
+	         (long long)st->event.user_id, accepted, decided) == REDIS_OK &&
+	     redisAppendCommand(rc, "EXPIRE %s %lld", key, ttl_s) == REDIS_OK &&
+	     redisAppendCommand(rc, "PUBLISH %s %s", channel, json) == REDIS_OK;
+	return ok ? 3 : -1;
+}
+
+/*
+ * A decision never changes once made, so its JSON is encoded once and kept
+ * with the item (a retried batch reuses it) for the PUBLISH and the results
+ * topic alike.
+ */
+static int encode_status(item_t *it)
+{
+	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int unwritten(const item_t *it)
+{
+	return it->decided && !it->written;
+}
+
+int results_write_redis(redisContext *rc, const config_t *cfg, item_t *items, int n)
+{
+	long long ttl_s = cfg->issue_result_ttl / 1000 > 0 ? cfg->issue_result_ttl / 1000 : 1;
+	int queued = 0, rc_all = 0, q;
+
+	for (int i = 0; i < n; i++) {
+		if (unwritten(&items[i]) && encode_status(&items[i]) != 0)
+			return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (!unwritten(&items[i]))
+			continue;
+		if ((q = append_status(rc, cfg, &items[i].status, items[i].json, ttl_s)) < 0) {
+			/* Out of memory with part of a status queued: the pipeline can no longer be read in
+			 * step. */
+			log_error("cannot queue a status write");
+			rc->err = REDIS_ERR_OTHER;
+			snprintf(rc->errstr, sizeof(rc->errstr), "pipeline abandoned");
+			return -1;
+		}
+		queued += q;
+	}
+	for (int i = 0; i < queued; i++) {
+		void *reply = NULL;
+
+		if (redisGetReply(rc, &reply) != REDIS_OK) {
+			log_warn("redis: %s", rc->errstr);
+			return -1;
+		}
+		if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
+			log_error("redis status write: %s", ((redisReply *)reply)->str);
+			rc_all = -1;
+		}
+		freeReplyObject(reply);
+	}
+	for (int i = 0; i < n && rc_all == 0; i++)
+		items[i].written |= items[i].decided;
+	return rc_all;
+}
+
+int results_fatal(results_t *r)
+{
+	char reason[512];
+	rd_kafka_resp_err_t err = rd_kafka_fatal_error(r->rk, reason, sizeof(reason));
+
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	log_error("the results producer failed fatally: %s: %s", rd_kafka_err2name(err), reason);
+	return 1;
+}

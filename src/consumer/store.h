@@ -1,0 +1,69 @@
+/* store.h: the consumer's PostgreSQL side: partition ownership, and the SQL of a batch's one transaction. */
+#ifndef COUPONSD_STORE_H
+#define COUPONSD_STORE_H
+
+#include "consumer/decide.h"
+#include "consumer/item.h"
+#include "core/config.h"
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+typedef enum {
+	STORE_OK = 0,
+	STORE_RETRY = -1,     /* PostgreSQL is unreachable or failed: try again later */
+	STORE_NOT_OWNER = -2, /* another session holds this partition's ownership lock */
+} store_rc_t;
+
+/* A coupon the batch touched and its remaining stock after the commit (to converge Redis to it). */
+typedef struct {
+	int64_t coupon_id;
+	int remaining;
+} store_coupon_t;
+
+typedef struct store store_t;
+
+/* The ownership lock key k1 of a topic (k2 is the partition): FNV-1a of the topic name, as int4. */
+int32_t store_lock_key(const char *topic);
+
+store_t *store_new(const config_t *cfg, int partition);
+void store_free(store_t *s);
+
+/*
+ * Makes sure the session is connected and owns the partition: connects,
+ * applies migrations (postgres.auto_migrate), prepares statements and takes
+ * pg_try_advisory_lock(k1, partition). Called before every write, so a
+ * session lost to a PostgreSQL restart is replaced and re-locked first.
+ */
+store_rc_t store_ensure(store_t *s);
+
+/*
+ * One transaction for the items that item_for_store() names (in Kafka log
+ * order): locks their coupon rows, reads their issued and rejected rows,
+ * decides them (decide_batch()), inserts the issued rows, decrements
+ * remaining and records the rejections. On STORE_OK, *decisions (n long,
+ * indexed like items) holds what was decided and is now committed, and
+ * *coupons every existing coupon of the items with its remaining after the
+ * commit; both valid until the next call. After a COMMIT of unknown outcome
+ * a fresh reservation becomes GATE_RESERVED_EARLIER in its item.
+ */
+store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **decisions,
+                        const store_coupon_t **coupons, int *ncoupons);
+
+/*
+ * Deletes up to 10000 of this partition's rejected_requests rows older than
+ * issue.result_ttl (call after store_ensure). 0 with *deleted, or -1.
+ */
+int store_prune(store_t *s, int *deleted);
+
+/*
+ * The stock check (stock_check.c): one page of at most limit coupons with
+ * id > *cursor, in id order. out (limit long) gets (id, remaining) of those
+ * still open (ends_at unset or in the future), *n of them; *cursor moves to
+ * the last id scanned, or back to 0 after the last page. Call after
+ * store_ensure, so only the partition's owner acts on it. STORE_OK or
+ * STORE_RETRY.
+ */
+store_rc_t store_stock_page(store_t *s, int64_t *cursor, int limit, store_coupon_t *out, int *n);
+
+#endif

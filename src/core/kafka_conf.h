@@ -1,0 +1,33 @@
+/* kafka_conf.h: librdkafka configuration built from couponsd's config. */
+#ifndef COUPONSD_KAFKA_CONF_H
+#define COUPONSD_KAFKA_CONF_H
+
+#include "core/config.h"
+
+#include <librdkafka/rdkafka.h>
+
+/*
+ * A consumer configuration for one partition's worker: bootstrap servers,
+ * group id, manual offset storage, then kafka.consumer passed verbatim (so
+ * an operator can override any of ours). Returns NULL after logging.
+ */
+rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap, int partition);
+
+/*
+ * A producer configuration: bootstrap servers, client.id, acks=all,
+ * enable.idempotence=true, partitioner=murmur2_random, message.timeout.ms =
+ * kafka.produce_timeout, then kafka.producer passed verbatim. The caller adds
+ * its callbacks. Returns NULL after logging.
+ */
+rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id);
+
+/* Sets one property, logging librdkafka's reason when it refuses. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value);
+
+/* Applies kafka.producer or kafka.consumer verbatim, after couponsd's own settings. */
+int kafka_conf_apply(rd_kafka_conf_t *conf, const config_property_t *props, int count);
+
+/* Routes librdkafka's own log lines into couponsd's log. */
+void kafka_conf_set_logger(rd_kafka_conf_t *conf);
+
+#endif

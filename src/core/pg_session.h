@@ -1,0 +1,21 @@
+/* pg_session.h: a blocking libpq session that a dead server cannot hang, and one way to log its failures. */
+#ifndef COUPONSD_PG_SESSION_H
+#define COUPONSD_PG_SESSION_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Connects with timeouts that keep a dead server from hanging the caller
+ * (connect_timeout, tcp_user_timeout, keepalives; each overridable in
+ * conninfo). Returns NULL with the reason in err.
+ */
+PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
+                           size_t errsize);
+
+/* Counts and logs a failed statement: the result's message, else the connection's, without libpq's newline.
+ */
+void pg_session_log_failure(PGconn *conn, const char *what, const PGresult *res);
+
+#endif

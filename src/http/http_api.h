@@ -1,0 +1,63 @@
+/* http_api.h: the HTTP API of SPEC section 2: the handlers and what they share. */
+#ifndef COUPONSD_HTTP_API_H
+#define COUPONSD_HTTP_API_H
+
+#include "core/config.h"
+#include "http/coupon_cache.h"
+#include "core/issue_event.h"
+#include "http/http_router.h"
+#include "http/pg_async.h"
+#include "http/producer.h"
+#include "http/redis_async.h"
+#include "core/shm.h"
+#include "http/sse.h"
+
+#include <event2/http.h>
+#include <jansson.h>
+
+/* Request headers above this total get 431; libevent's own hard caps sit this much above ours. */
+#define HTTP_MAX_HEADERS 8192
+#define HTTP_HARD_CAP_SLACK 65536
+
+/* Everything a handler reaches: one per HTTP worker process. */
+typedef struct {
+	const config_t *cfg;
+	struct event_base *base;
+	redis_async_t *redis;
+	pg_async_t *pg;
+	producer_t *producer;
+	coupon_cache_t *coupons;
+	sse_t *sse;
+	shm_t *shm; /* the master's shared memory: partition progress for admission control */
+	int draining;
+} http_ctx_t;
+
+int http_api_init(http_ctx_t *ctx, struct event_base *base, const config_t *cfg, const char *bootstrap);
+void http_api_fini(http_ctx_t *ctx);
+void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req);
+
+/* Replies. Every error body is {"error":"CODE","message":"..."} plus, where SPEC says so, more members. */
+void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json_t *body);
+/* json is already JSON text (NULL answers 500): the hot paths write theirs by hand. */
+void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *json, size_t len);
+#define http_reply_literal(ctx, req, code, json) http_reply_body(ctx, req, code, json, sizeof(json) - 1)
+/* Longer error messages are cut (at a character boundary or not: the escaper mends a split one). */
+#define HTTP_MESSAGE_MAX 512
+void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void http_set_retry_after(struct evhttp_request *req, int seconds);
+
+/* Handlers (http_issue.c, http_status.c, http_admin.c). */
+void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
+void http_handle_status(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m, int stream);
+void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req);
+
+/* The status of a request from Redis, or PostgreSQL once Redis forgot it. found 0: unknown; -1: unavailable.
+ */
+typedef void (*status_fn)(http_ctx_t *ctx, const request_status_t *st, int found, void *arg);
+void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg);
+
+/* The request's body as a NUL-terminated string (NULL when empty); len gets its length. */
+char *http_body(struct evhttp_request *req, size_t *len);
+
+#endif

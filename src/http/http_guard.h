@@ -1,0 +1,35 @@
+/* http_guard.h: a whole-request deadline on every HTTP connection, so slow and partial requests end. */
+#ifndef COUPONSD_HTTP_GUARD_H
+#define COUPONSD_HTTP_GUARD_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdint.h>
+
+/*
+ * evhttp's read timeout restarts with every byte that arrives, so a client
+ * sending a header a byte a second is never cut. The guard gives each
+ * connection timeout_ms to deliver a whole request, counted from its accept
+ * or from the last answer it was sent; while a handler holds a request
+ * (an SSE stream for as long as it lasts) the clock stands still.
+ */
+typedef struct http_guard http_guard_t;
+
+/* Told of the end of every connection the guard knows. */
+typedef void (*http_guard_close_fn)(struct evhttp_connection *conn, void *arg);
+
+/* Installs itself as http's bufferevent factory (evhttp_set_bevcb). NULL when out of memory. */
+http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64_t timeout_ms,
+                             http_guard_close_fn on_close, void *arg);
+
+/*
+ * A whole request arrived and a handler took it: the clock stops until the
+ * answer is sent. Call it after the handler ran: the guard takes over the
+ * request's on-complete callback and calls the one the handler set first.
+ */
+void http_guard_request(http_guard_t *g, struct evhttp_request *req);
+
+/* After evhttp_free() (which ends every connection and so every entry). */
+void http_guard_free(http_guard_t *g);
+
+#endif

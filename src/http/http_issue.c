@@ -1,0 +1,366 @@
+/* http_issue.c: POST /api/coupons/{id}/issue: gates at the edge, then a 202 only once Kafka has the event. */
+#include "http/http_api.h"
+
+#include "core/admission.h"
+#include "core/clock.h"
+#include "core/json_escape.h"
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The per-(coupon, user) claim. It is taken for a short time first and only
+ * made to last (issue.result_ttl) once Kafka confirmed the event: a worker
+ * that dies between the claim and the produce must not lock the user out.
+ * Returns nil when this request took the claim, else the requestId holding it.
+ */
+static redis_script_t claim_script = {"local prev = redis.call('GET', KEYS[1])\n"
+                                      "if prev then return prev end\n"
+                                      "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                                      "return false\n",
+                                      ""};
+
+/* Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still this request's. */
+static redis_script_t settle_script = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                       "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
+                                       "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
+                                       ""};
+
+/* PENDING unless a consumer already wrote the outcome (it can be that fast). */
+static redis_script_t pending_script = {
+    "if redis.call('HSETNX', KEYS[1], 'status', 'PENDING') == 1 then\n"
+    "  redis.call('HSET', KEYS[1], 'couponId', ARGV[1], 'userId', ARGV[2], 'acceptedAt', ARGV[3],\n"
+    "             'reason', '', 'decidedAt', '')\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "end\n"
+    "return 1\n",
+    ""};
+
+typedef struct {
+	http_ctx_t *ctx;
+	struct evhttp_request *req;
+	issue_event_t ev;
+	char user_key[KEYS_MAX];
+	int partition;     /* where the producer's partitioner will put the event (admission.c) */
+	int claimed;       /* this request holds the per-user claim in Redis */
+	int confirmations; /* Redis replies still awaited before the 202 */
+} issue_t;
+
+static void issue_free(issue_t *is)
+{
+	free(is);
+}
+
+static void reply_accepted(issue_t *is)
+{
+	char url[64], body[256];
+	int n;
+
+	snprintf(url, sizeof(url), "/api/requests/%s", is->ev.request_id);
+	evhttp_add_header(evhttp_request_get_output_headers(is->req), "Location", url);
+	/* Every member is ours: a UUID we generated, two ids, a constant and the URL built from them. */
+	n = snprintf(body, sizeof(body),
+	             "{\"requestId\":\"%s\",\"status\":\"PENDING\",\"couponId\":%lld,\"userId\":%lld,"
+	             "\"statusUrl\":\"%s\"}",
+	             is->ev.request_id, (long long)is->ev.coupon_id, (long long)is->ev.user_id, url);
+	http_reply_body(is->ctx, is->req, 202, n < 0 || (size_t)n >= sizeof(body) ? NULL : body,
+	                n < 0 ? 0 : (size_t)n);
+	issue_free(is);
+}
+
+static void on_confirmed(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+
+	if (--is->confirmations == 0)
+		reply_accepted(is);
+}
+
+static void ignore_reply(redisReply *reply, void *arg)
+{
+}
+
+/* Sets the claim's lifetime (ms), 0 to drop it; fn gets the reply (may be NULL when Redis is gone). */
+static int settle_claim(issue_t *is, long long ttl_ms, redis_reply_fn fn, void *arg)
+{
+	char ttl[24];
+	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+
+	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms);
+	return redis_async_eval(is->ctx->redis, &settle_script, fn, arg, 1, 3, argv);
+}
+
+static int write_pending(issue_t *is)
+{
+	char key[KEYS_MAX], coupon[24], user[24], at[32], ttl[24];
+	const char *argv[] = {key, coupon, user, at, ttl};
+	const config_t *cfg = is->ctx->cfg;
+
+	keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key));
+	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
+	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
+	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->issue_result_ttl / 1000));
+	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
+}
+
+/* Admission control predicted one partition, Kafka chose another: its limit is checked in the wrong place. */
+static void check_prediction(issue_t *is, int partition)
+{
+	static int warned;
+
+	if (partition == is->partition || warned)
+		return;
+	warned = 1;
+	log_warn(
+	    "coupon %lld: admission control expected partition %d, Kafka used %d; is kafka.partitions the "
+	    "topic's partition count, and is the partitioner murmur2_random?",
+	    (long long)is->ev.coupon_id, is->partition, partition);
+}
+
+/*
+ * The event is durably in Kafka: record PENDING and make the claim last, then
+ * answer 202. These stay two scripts on purpose: the status hash is tagged by
+ * requestId (req:{<uuid>}) and the claim by coupon ({<c>}:user:<u>), so they
+ * sit in different Redis Cluster slots (SPEC 3 keeps the keys cluster-ready)
+ * and one script touching both would fail with CROSSSLOT there. Both go out
+ * back to back on the one connection, so hiredis writes them in one flush and
+ * the replies come back together: one round trip, pipelined.
+ */
+static void on_delivered(produce_result_t result, int partition, int64_t offset, void *arg)
+{
+	issue_t *is = arg;
+
+	if (result != PRODUCE_OK) {
+		if (is->claimed)
+			settle_claim(is, 0, ignore_reply, NULL); /* let the user try again */
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE",
+		                 "the request could not be queued durably in time; try again");
+		issue_free(is);
+		return;
+	}
+	admission_delivered(is->ctx->shm, partition, offset);
+	check_prediction(is, partition);
+	is->confirmations = 1;
+	if (write_pending(is) == 0)
+		is->confirmations++;
+	if (is->claimed && settle_claim(is, is->ctx->cfg->issue_result_ttl, on_confirmed, is) == 0)
+		is->confirmations++;
+	on_confirmed(NULL, is); /* drops the initial 1; answers now if Redis took nothing */
+}
+
+static void produce(issue_t *is)
+{
+	char value[256], key[24], why[256];
+	int len = issue_event_encode(&is->ev, value, sizeof(value));
+	produce_result_t r;
+
+	/* A 202 for an event that lands in a partition no consumer reads would be a promise never kept. */
+	if (producer_topic_problem(is->ctx->producer, why, sizeof(why)) != NULL) {
+		if (is->claimed)
+			settle_claim(is, 0, ignore_reply, NULL);
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "%s", why);
+		issue_free(is);
+		return;
+	}
+
+	snprintf(key, sizeof(key), "%lld", (long long)is->ev.coupon_id);
+	r = len < 0 ? PRODUCE_FAILED
+	            : producer_send(is->ctx->producer, is->ctx->cfg->kafka_topic, key, value, (size_t)len,
+	                            on_delivered, is);
+	if (r == PRODUCE_OK)
+		return;
+	if (is->claimed)
+		settle_claim(is, 0, ignore_reply, NULL);
+	http_set_retry_after(is->req, 1);
+	if (r == PRODUCE_FULL)
+		http_reply_error(is->ctx, is->req, 429, "OVERLOADED",
+		                 "too many requests are waiting for Kafka");
+	else
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the request could not be queued");
+	issue_free(is);
+}
+
+/* Both members come from Redis and are escaped: whatever is stored there must not break the body. */
+static int existing_status_json(const char *request_id, const char *status, char *body, size_t size)
+{
+	char id[JSON_ESCAPE_SIZE(UUID_TEXT_LEN + 1)];
+	size_t room = JSON_ESCAPE_SIZE(strlen(status));
+	char *state = malloc(room);
+	int n = -1;
+
+	if (state != NULL && json_escape(request_id, id, sizeof(id)) >= 0 &&
+	    json_escape(status, state, room) >= 0)
+		n = snprintf(
+		    body, size,
+		    "{\"error\":\"ALREADY_REQUESTED\",\"message\":\"this user already has a request for "
+		    "this coupon\",\"requestId\":\"%s\",\"status\":\"%s\"}",
+		    id, state);
+	free(state);
+	return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+static void on_existing_status(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+	const char *status = reply != NULL && reply->type == REDIS_REPLY_STRING ? reply->str : "PENDING";
+	size_t size = JSON_ESCAPE_SIZE(strlen(status)) + 512;
+	char *body = malloc(size);
+	int n = body != NULL ? existing_status_json(is->ev.request_id, status, body, size) : -1;
+
+	http_reply_body(is->ctx, is->req, 409, n < 0 ? NULL : body, n < 0 ? 0 : (size_t)n);
+	free(body);
+	issue_free(is);
+}
+
+static void already_requested(issue_t *is, const char *request_id)
+{
+	char key[KEYS_MAX];
+	const char *argv[] = {"HGET", key, "status"};
+
+	snprintf(is->ev.request_id, sizeof(is->ev.request_id), "%s", request_id);
+	keys_status(is->ctx->cfg->redis_key_prefix, request_id, key, sizeof(key));
+	if (redis_async_argv(is->ctx->redis, on_existing_status, is, 3, argv, NULL) != 0)
+		on_existing_status(NULL, is);
+}
+
+static void on_claim(redisReply *reply, void *arg)
+{
+	issue_t *is = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+		already_requested(is, reply->str);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_NIL)
+		is->claimed = 1;
+	else
+		log_warn(
+		    "redis claim for user %lld: %s; accepting without the edge dedupe (the consumer still "
+		    "enforces one per user)",
+		    (long long)is->ev.user_id, reply != NULL ? reply->str : "no reply");
+	produce(is);
+}
+
+/*
+ * Redis is a fast gate, not the truth: when it cannot be asked, the request
+ * still goes to Kafka, and the consumer's PostgreSQL constraint keeps one
+ * coupon per user. Availability wins over the nicer 409 in that case.
+ */
+static void claim(issue_t *is)
+{
+	const config_t *cfg = is->ctx->cfg;
+	char ttl[24];
+	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->kafka_produce_timeout + 5000));
+	keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key,
+	          sizeof(is->user_key));
+	if (redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
+		on_claim(NULL, is);
+}
+
+static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
+{
+	int64_t now = clock_real_ms();
+
+	if (c == NULL) {
+		http_set_retry_after(is->req, 1);
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "the database cannot be reached");
+	} else if (!c->exists) {
+		http_reply_error(is->ctx, is->req, 404, "COUPON_NOT_FOUND", "no coupon %lld",
+		                 (long long)c->id);
+	} else if ((c->starts_ms != 0 && now < c->starts_ms) || (c->ends_ms != 0 && now >= c->ends_ms)) {
+		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now",
+		                 (long long)c->id);
+	} else if (coupon_cache_sold_out(c)) {
+		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
+		                 (long long)c->id);
+	} else {
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Lag-aware admission: a partition whose consumer is issue.max_pending or
+ * more events behind takes no more until it catches up. That bounds how
+ * long a 202 waits for its decision and keeps the backlog within what Kafka
+ * retains. Checked after the coupon's own answers (404, NOT_OPEN, SOLD_OUT
+ * are final, a 429 says "later") and before the claim, so a 429 leaves
+ * nothing behind in Redis.
+ */
+static int overloaded(issue_t *is)
+{
+	const config_t *cfg = is->ctx->cfg;
+	int64_t pending = admission_pending(is->ctx->shm, cfg, is->partition);
+
+	if (pending < cfg->issue_max_pending)
+		return 0;
+	metrics_inc(M_ADMISSION_REJECTS);
+	http_set_retry_after(is->req, 1);
+	http_reply_error(
+	    is->ctx, is->req, 429, "OVERLOADED",
+	    "%lld requests of partition %d wait for a decision (issue.max_pending %d); try again",
+	    (long long)pending, is->partition, cfg->issue_max_pending);
+	return 1;
+}
+
+static void on_coupon(const coupon_info_t *c, void *arg)
+{
+	issue_t *is = arg;
+
+	if (reject_by_coupon(is, c) != 0 || overloaded(is)) {
+		issue_free(is);
+		return;
+	}
+	if (uuid_generate(is->ev.request_id) != 0) {
+		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "no randomness for a request id");
+		issue_free(is);
+		return;
+	}
+	is->ev.accepted_ms = clock_real_ms();
+	claim(is);
+}
+
+void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	char msg[128], *body, *user = NULL;
+	size_t len = 0;
+	int64_t user_id;
+	issue_t *is;
+	int rc = http_router_query_param(q, "userId", &user);
+
+	if (rc < 0) {
+		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT",
+		                 "userId must be given once, as a decimal integer");
+		return;
+	}
+	body = http_body(req, &len);
+	rc = http_router_user_id(user, body, len, &user_id, msg, sizeof(msg));
+	free(user);
+	free(body);
+	if (rc != 0) {
+		http_reply_error(ctx, req, 400, "INVALID_ARGUMENT", "%s", msg);
+		return;
+	}
+	if ((is = calloc(1, sizeof(*is))) == NULL) {
+		http_reply_error(ctx, req, 503, "UNAVAILABLE", "out of memory");
+		return;
+	}
+	is->ctx = ctx;
+	is->req = req;
+	is->ev.coupon_id = m->coupon_id;
+	is->ev.user_id = user_id;
+	is->partition = admission_coupon_partition(m->coupon_id, ctx->cfg->kafka_partitions);
+	coupon_cache_get(ctx->coupons, m->coupon_id, on_coupon, is);
+}

@@ -1,0 +1,264 @@
+/* http_worker.c: the HTTP worker process (libevent evhttp on the master's listen sockets). */
+#include "http/http_worker.h"
+
+#include "core/clock.h"
+#include "core/fault.h"
+#include "http/http_api.h"
+#include "http/http_guard.h"
+#include "core/log.h"
+#include "core/ptrset.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A drained worker exits once its connections are gone and nothing arrived for this long. */
+#define DRAIN_QUIET_MS 250
+/* How often a worker whose Kafka topics disagree with the configuration looks again. */
+#define TOPICS_RECHECK_MS 500
+
+typedef struct {
+	worker_t *w;
+	struct evhttp *http;
+	http_guard_t *guard; /* the whole-request deadline (http.read_timeout) */
+	struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
+	int bound_count;
+	ptrset_t conns;        /* connections that have carried a request and are still open */
+	int64_t last_activity; /* clock_mono_ms() of the last accepted request */
+	int draining;
+	struct event *drain_ev;
+	struct event *hang_ev;
+	struct event *topics_ev; /* while the topics disagree: READY is withheld */
+	http_ctx_t api;
+	int api_ready;
+	int accept_paused; /* at http.max_connections: new clients wait in the kernel's backlog */
+} http_worker_t;
+
+/*
+ * http.max_connections: at the limit the worker stops accepting (connections
+ * wait in the listen backlog or go to another worker) and resumes below it.
+ * Counted are the connections that carried a request; one that never sends
+ * one is closed at http.read_timeout anyway.
+ */
+static void set_accepting(http_worker_t *hw, int on)
+{
+	if (hw->draining || hw->accept_paused == !on)
+		return;
+	for (int i = 0; i < hw->bound_count; i++) {
+		struct evconnlistener *l = evhttp_bound_socket_get_listener(hw->bound[i]);
+
+		if (on ? evconnlistener_enable(l) : evconnlistener_disable(l))
+			log_warn("cannot %s accepting", on ? "resume" : "pause");
+	}
+	hw->accept_paused = !on;
+	if (!on)
+		log_warn("http.max_connections (%d) reached; not accepting until a connection closes",
+		         hw->w->args.cfg->http_max_connections);
+}
+
+static void on_conn_close(struct evhttp_connection *conn, void *arg)
+{
+	http_worker_t *hw = arg;
+
+	ptrset_remove(&hw->conns, conn);
+	if (hw->api_ready)
+		sse_connection_closed(hw->api.sse, conn);
+	if (hw->accept_paused && (int)hw->conns.count < hw->w->args.cfg->http_max_connections)
+		set_accepting(hw, 1);
+}
+
+static void track_connection(http_worker_t *hw, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+	hw->last_activity = clock_mono_ms();
+	if (conn == NULL)
+		return;
+	if (ptrset_add(&hw->conns, conn) < 0)
+		log_warn("out of memory tracking a connection");
+	if ((int)hw->conns.count >= hw->w->args.cfg->http_max_connections)
+		set_accepting(hw, 0);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	http_worker_t *hw = arg;
+
+	track_connection(hw, req);
+	http_api_dispatch(&hw->api, req);
+	/* After the handler: it may have set the request's on-complete callback, which the guard chains. */
+	http_guard_request(hw->guard, req);
+}
+
+static int http_setup(http_worker_t *hw)
+{
+	const config_t *cfg = hw->w->args.cfg;
+	struct timeval tv = clock_timeval(cfg->http_read_timeout);
+
+	hw->api_ready = 1; /* set first: a half-built API is torn down by http_api_fini() too */
+	if (http_api_init(&hw->api, hw->w->base, cfg, hw->w->args.kafka_bootstrap) != 0) {
+		log_error("cannot set up the HTTP API's clients");
+		return -1;
+	}
+	hw->api.shm = hw->w->args.shm;
+	hw->http = evhttp_new(hw->w->base);
+	if (hw->http == NULL)
+		return -1;
+	/* The timeout restarts with every byte read; the guard bounds a whole request. */
+	evhttp_set_timeout_tv(hw->http, &tv);
+	hw->guard = http_guard_new(hw->w->base, hw->http, cfg->http_read_timeout, on_conn_close, hw);
+	if (hw->guard == NULL)
+		return -1;
+	/*
+	 * libevent answers what exceeds its own limits with an HTML page, so its
+	 * limits are hard caps above ours: http.max_body and the header limit are
+	 * enforced in http_api_dispatch(), with SPEC's JSON errors (413, 431).
+	 */
+	evhttp_set_max_body_size(hw->http, cfg->http_max_body + HTTP_HARD_CAP_SLACK);
+	evhttp_set_max_headers_size(hw->http, HTTP_HARD_CAP_SLACK);
+	/* Every method reaches the router, which answers 405 in JSON (libevent would say 501 in HTML). */
+	evhttp_set_allowed_methods(hw->http, 0xffff);
+	evhttp_set_gencb(hw->http, on_request, hw);
+	for (int i = 0; i < hw->w->args.listeners->count; i++) {
+		hw->bound[i] = evhttp_accept_socket_with_handle(hw->http, hw->w->args.listeners->fds[i]);
+		if (hw->bound[i] == NULL) {
+			log_error("cannot accept on inherited listen socket %d",
+			          hw->w->args.listeners->fds[i]);
+			return -1;
+		}
+		hw->bound_count++;
+	}
+	return 0;
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	http_worker_t *hw = arg;
+
+	if (hw->conns.count == 0 && clock_mono_ms() - hw->last_activity >= DRAIN_QUIET_MS) {
+		log_info("drained; exiting");
+		worker_finish(hw->w, 0);
+	}
+}
+
+/*
+ * Graceful stop: stop accepting (the listen sockets stay open in the master
+ * and the next generation, so queued connections are not lost), answer what
+ * is in flight with Connection: close, and leave when the last connection
+ * has gone. Idle keep-alive connections end at http.read_timeout; the master
+ * enforces daemon.shutdown_timeout on top.
+ */
+static void http_on_stop(worker_t *w)
+{
+	http_worker_t *hw = w->ctx;
+	struct timeval tick = clock_timeval(50);
+
+	for (int i = 0; i < hw->bound_count; i++)
+		evhttp_del_accept_socket(hw->http, hw->bound[i]);
+	hw->bound_count = 0;
+	hw->draining = 1;
+	hw->api.draining = 1;
+	sse_close_all(hw->api.sse);
+	hw->last_activity = clock_mono_ms();
+	hw->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain_tick, hw);
+	if (hw->drain_ev == NULL || event_add(hw->drain_ev, &tick) != 0) {
+		log_error("cannot schedule the drain; exiting now");
+		worker_finish(w, 1);
+	}
+}
+
+/* Test builds only: block the loop so the heartbeat stops, as a real hang would. */
+static void on_hang(evutil_socket_t fd, short what, void *arg)
+{
+	log_error("fault injection: hanging the event loop");
+	for (;;)
+		pause();
+}
+
+static void arm_hang_fault(http_worker_t *hw)
+{
+	struct timeval tv = clock_timeval(100);
+
+	if (fault_value("http_hang") != hw->w->args.index)
+		return;
+	hw->hang_ev = evtimer_new(hw->w->base, on_hang, hw);
+	if (hw->hang_ev == NULL || evtimer_add(hw->hang_ev, &tv) != 0)
+		log_error("fault injection: cannot arm http_hang");
+}
+
+/*
+ * SPEC 3: couponsd does not become ready while a topic is missing or the
+ * issue topic's partition count is not kafka.partitions. The worker serves
+ * (issue requests get 503 with the reason) but withholds READY, so a start
+ * never reports READY=1 and a reload fails and keeps the old generation.
+ */
+static void on_topics_tick(evutil_socket_t fd, short what, void *arg)
+{
+	http_worker_t *hw = arg;
+	char why[256];
+
+	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) != NULL)
+		return;
+	log_info("kafka topics agree with the configuration now; ready");
+	if (event_del(hw->topics_ev) != 0)
+		log_error("cannot stop the kafka topics check");
+	if (worker_ready(hw->w, NULL) != 0)
+		worker_finish(hw->w, 1);
+}
+
+static int report_ready(http_worker_t *hw)
+{
+	struct timeval tv = clock_timeval(TOPICS_RECHECK_MS);
+	char why[256];
+
+	if (producer_topic_problem(hw->api.producer, why, sizeof(why)) == NULL)
+		return worker_ready(hw->w, NULL);
+	log_error("not ready: %s; checking again every %d ms", why, TOPICS_RECHECK_MS);
+	hw->topics_ev = event_new(hw->w->base, -1, EV_PERSIST, on_topics_tick, hw);
+	return hw->topics_ev != NULL && event_add(hw->topics_ev, &tv) == 0 ? 0 : -1;
+}
+
+static void http_destroy(http_worker_t *hw)
+{
+	if (hw->topics_ev != NULL)
+		event_free(hw->topics_ev);
+	if (hw->drain_ev != NULL)
+		event_free(hw->drain_ev);
+	if (hw->hang_ev != NULL)
+		event_free(hw->hang_ev);
+	/* The API first: its pending callbacks answer requests that evhttp still owns. */
+	if (hw->api_ready)
+		http_api_fini(&hw->api);
+	hw->api_ready = 0;
+	if (hw->http != NULL)
+		evhttp_free(hw->http);
+	http_guard_free(hw->guard); /* after evhttp_free(): every connection has ended by then */
+	ptrset_free(&hw->conns);
+	free(hw);
+}
+
+int http_worker_main(worker_t *w)
+{
+	http_worker_t *hw = calloc(1, sizeof(*hw));
+	int rc = 1;
+
+	if (hw == NULL) {
+		log_error("out of memory");
+		return 1;
+	}
+	hw->w = w;
+	w->ctx = hw;
+	w->on_stop = http_on_stop;
+	if (http_setup(hw) == 0 && report_ready(hw) == 0) {
+		arm_hang_fault(hw);
+		rc = worker_run(w);
+	}
+	http_destroy(hw);
+	w->ctx = NULL;
+	return rc;
+}

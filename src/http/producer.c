@@ -1,0 +1,233 @@
+/* producer.c: the HTTP worker's Kafka producer, driven by the worker's event loop. */
+#include "http/producer.h"
+
+#include "core/kafka_conf.h"
+#include "core/kafka_queue.h"
+#include "core/kafka_topics.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/clock.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POLL_SAFETY_MS 100
+/* How long a starting worker waits for Kafka's first answer (see await_brokers()). */
+#define STARTUP_METADATA_MS 1000
+
+struct producer {
+	rd_kafka_t *rk;
+	kafka_queue_t *mainq; /* delivery reports, statistics and errors arrive here */
+	const config_t *cfg;
+	rd_kafka_topic_t *topics[KAFKA_TOPICS_COUNT]; /* held from the start: see producer_new() */
+	kafka_topics_t topic_state;                   /* what the metadata says of them */
+	int brokers_up;
+};
+
+/* One message on its way: whom to tell when its delivery report arrives. */
+typedef struct {
+	produce_fn fn;
+	void *arg;
+	int64_t sent_us; /* for the produce latency histogram */
+} produce_request_t;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	produce_request_t *d = m->_private;
+
+	if (d == NULL)
+		return;
+	metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->sent_us);
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+		         rd_kafka_err2str(m->err));
+	}
+	d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition,
+	      m->offset, d->arg);
+	free(d);
+}
+
+/*
+ * Readiness from the statistics librdkafka emits every second: is any broker
+ * connection UP, and do the topics exist with kafka.partitions partitions?
+ */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	producer_t *p = opaque;
+	json_t *root = json_loadb(json, len, 0, NULL), *brokers, *b;
+	const char *name;
+	int up = 0;
+
+	brokers = json_object_get(root, "brokers");
+	json_object_foreach(brokers, name, b)
+	{
+		const char *state = json_string_value(json_object_get(b, "state"));
+
+		up += state != NULL && strcmp(state, "UP") == 0;
+	}
+	if (root != NULL) {
+		p->brokers_up = up;
+		kafka_topics_from_stats(&p->topic_state, p->cfg, root);
+	}
+	json_decref(root);
+	return 0; /* librdkafka frees json */
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	producer_t *p = opaque;
+
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		p->brokers_up = 0;
+	log_warn("kafka producer: %s", reason);
+}
+
+static void serve(void *arg)
+{
+	producer_t *p = arg;
+
+	while (rd_kafka_poll(p->rk, 0) > 0)
+		;
+}
+
+/* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
+static rd_kafka_conf_t *producer_conf(producer_t *p, const config_t *cfg, const char *bootstrap)
+{
+	rd_kafka_conf_t *conf = kafka_conf_producer(cfg, bootstrap, "couponsd-http");
+
+	if (conf == NULL)
+		return NULL;
+	rd_kafka_conf_set_opaque(conf, p);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	if (kafka_conf_set(conf, "statistics.interval.ms", "1000") != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+/*
+ * Readiness comes from librdkafka's statistics, once a second: without a
+ * first answer now, a new worker says "kafka unreachable" for its first
+ * second, and /readyz flaps after every start and reload. The same answers
+ * say whether the three topics exist as configured. Bounded: when Kafka is
+ * down, the worker starts unready after STARTUP_METADATA_MS in all.
+ */
+static void await_brokers(producer_t *p)
+{
+	int64_t deadline = clock_mono_ms() + STARTUP_METADATA_MS;
+
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		int64_t left = deadline - clock_mono_ms();
+
+		if (p->topics[i] == NULL || left <= 0 ||
+		    rd_kafka_metadata(p->rk, 0, p->topics[i], &md, (int)left) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return;
+		p->brokers_up = md->broker_cnt > 0;
+		kafka_topics_from_metadata(&p->topic_state, p->cfg, md);
+		rd_kafka_metadata_destroy(md);
+	}
+}
+
+/*
+ * A topic handle makes librdkafka fetch the topic's metadata now. Without it
+ * the first message of each worker waited for that lookup (~0.5 s), so the
+ * first requests after a start or reload answered slowly. The results and
+ * dead-letter topics are only produced to by the consumers; their handles
+ * here make the statistics report whether they exist.
+ */
+static void hold_topics(producer_t *p)
+{
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		const char *name = kafka_topics_name(p->cfg, i);
+
+		if ((p->topics[i] = rd_kafka_topic_new(p->rk, name, NULL)) == NULL)
+			log_warn("kafka topic %s: %s", name, rd_kafka_err2str(rd_kafka_last_error()));
+	}
+}
+
+producer_t *producer_new(struct event_base *base, const config_t *cfg, const char *bootstrap)
+{
+	producer_t *p = calloc(1, sizeof(*p));
+	rd_kafka_conf_t *conf;
+	char err[512];
+
+	if (p == NULL)
+		return NULL;
+	p->cfg = cfg;
+	kafka_topics_init(&p->topic_state);
+	conf = producer_conf(p, cfg, bootstrap);
+	if (conf != NULL && (p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
+		log_error("cannot create the Kafka producer: %s", err);
+		rd_kafka_conf_destroy(conf);
+	}
+	if (p->rk != NULL)
+		hold_topics(p);
+	if (p->rk == NULL || (p->mainq = kafka_queue_watch(base, rd_kafka_queue_get_main(p->rk),
+	                                                   POLL_SAFETY_MS, serve, p)) == NULL) {
+		producer_free(p, 0);
+		return NULL;
+	}
+	await_brokers(p);
+	return p;
+}
+
+produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value,
+                               size_t len, produce_fn fn, void *arg)
+{
+	produce_request_t *d = malloc(sizeof(*d));
+	rd_kafka_resp_err_t err;
+
+	if (d == NULL)
+		return PRODUCE_FAILED;
+	d->fn = fn;
+	d->arg = arg;
+	d->sent_us = clock_mono_us();
+	err =
+	    rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+	                      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	                      RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		free(d);
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return PRODUCE_FULL;
+		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
+		return PRODUCE_FAILED;
+	}
+	return PRODUCE_OK;
+}
+
+int producer_ready(const producer_t *p)
+{
+	return p->brokers_up > 0;
+}
+
+const char *producer_topic_problem(const producer_t *p, char *buf, size_t size)
+{
+	return kafka_topics_problem(&p->topic_state, p->cfg, buf, size);
+}
+
+void producer_free(producer_t *p, int timeout_ms)
+{
+	if (p == NULL)
+		return;
+	kafka_queue_free(p->mainq);
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		if (p->topics[i] != NULL)
+			rd_kafka_topic_destroy(p->topics[i]);
+	}
+	if (p->rk != NULL) {
+		if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_warn("kafka producer: %d messages still undelivered at exit",
+			         rd_kafka_outq_len(p->rk));
+		rd_kafka_destroy(p->rk);
+	}
+	free(p);
+}

@@ -1,0 +1,364 @@
+/* redis_async.c: a non-blocking Redis connection on the worker's event loop, with timeouts and reconnects. */
+#include "http/redis_async.h"
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define EVAL_MAX_ARGS 16
+
+struct redis_async {
+	struct event_base *base;
+	const config_t *cfg;
+	char name[32];
+	redisAsyncContext *ac;
+	int connected;
+	int closing;
+	int64_t backoff_ms;
+	struct event *reconnect_ev;
+	struct event *connect_timeout_ev;
+	char *channel; /* subscriber mode */
+	redis_message_fn on_message;
+	void *message_arg;
+};
+
+/* One command in flight. Freed only from hiredis's callback, which runs exactly once per command. */
+typedef struct {
+	redis_async_t *ra;
+	redis_reply_fn fn;
+	void *arg;
+	struct event *timer;
+	int finished;
+	redis_script_t *script; /* EVALSHA: kept to resend as EVAL on NOSCRIPT */
+	int argc;
+	const char *argv[EVAL_MAX_ARGS + 3];
+	char numkeys[16];
+	char *owned[EVAL_MAX_ARGS]; /* copies of the script's keys and arguments */
+} redis_cmd_t;
+
+static void start_connect(redis_async_t *ra);
+
+static void schedule_reconnect(redis_async_t *ra)
+{
+	struct timeval tv = clock_timeval(ra->backoff_ms);
+
+	if (ra->closing)
+		return;
+	if (evtimer_add(ra->reconnect_ev, &tv) != 0)
+		log_error("redis %s: cannot schedule the reconnect", ra->name);
+	ra->backoff_ms = ra->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ra->backoff_ms * 2;
+}
+
+static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
+{
+	start_connect(arg);
+}
+
+static void finish(redis_cmd_t *cmd, redisReply *reply)
+{
+	if (cmd->finished)
+		return;
+	cmd->finished = 1;
+	evtimer_del(cmd->timer);
+	cmd->fn(reply, cmd->arg);
+}
+
+static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens);
+static void cmd_drop(redis_cmd_t *cmd);
+
+/* NOSCRIPT after a Redis restart or SCRIPT FLUSH: the script is sent whole, which also caches it again. */
+static int retry_as_eval(redis_cmd_t *cmd)
+{
+	const char *argv[EVAL_MAX_ARGS + 3];
+
+	memcpy(argv, cmd->argv, sizeof(argv));
+	argv[0] = "EVAL";
+	argv[1] = cmd->script->body;
+	cmd->script = NULL;
+	return send_cmd(cmd->ra, cmd, cmd->argc, argv, NULL);
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redis_cmd_t *cmd = privdata;
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && cmd->script != NULL && !cmd->finished &&
+	    strncmp(reply->str, "NOSCRIPT", 8) == 0 && retry_as_eval(cmd) == 0)
+		return; /* cmd lives on in the resent command */
+	finish(cmd, reply);
+	cmd_drop(cmd);
+}
+
+static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	redis_cmd_t *cmd = arg;
+	redis_async_t *ra = cmd->ra;
+
+	metrics_inc(M_REDIS_ERRORS);
+	log_warn("redis %s: no reply within %lld ms; resetting the connection", ra->name,
+	         (long long)ra->cfg->redis_timeout);
+	finish(cmd, NULL);
+	if (ra->ac != NULL && ra->connected)
+		redisAsyncDisconnect(ra->ac);
+}
+
+static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens)
+{
+	size_t lengths[EVAL_MAX_ARGS + 3];
+	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
+
+	if (lens == NULL) {
+		for (int i = 0; i < argc; i++)
+			lengths[i] = strlen(argv[i]);
+		lens = lengths;
+	}
+	if (redisAsyncCommandArgv(ra->ac, on_reply, cmd, argc, argv, lens) != REDIS_OK)
+		return -1;
+	if (evtimer_add(cmd->timer, &tv) != 0)
+		log_error("redis %s: cannot arm a command deadline", ra->name);
+	return 0;
+}
+
+static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg)
+{
+	redis_cmd_t *cmd = calloc(1, sizeof(*cmd));
+
+	if (cmd == NULL)
+		return NULL;
+	cmd->ra = ra;
+	cmd->fn = fn;
+	cmd->arg = arg;
+	cmd->timer = evtimer_new(ra->base, on_cmd_timeout, cmd);
+	if (cmd->timer == NULL) {
+		free(cmd);
+		return NULL;
+	}
+	return cmd;
+}
+
+static void cmd_drop(redis_cmd_t *cmd)
+{
+	for (int i = 0; i < EVAL_MAX_ARGS; i++)
+		free(cmd->owned[i]);
+	event_free(cmd->timer);
+	free(cmd);
+}
+
+int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv,
+                     const size_t *lens)
+{
+	redis_cmd_t *cmd;
+
+	if (!ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg)) == NULL)
+		return -1;
+	if (send_cmd(ra, cmd, argc, argv, lens) != 0) {
+		cmd_drop(cmd);
+		return -1;
+	}
+	return 0;
+}
+
+static void on_script_loaded(redisReply *reply, void *arg)
+{
+	redis_script_t *script = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING && reply->len == 40)
+		memcpy(script->sha, reply->str, 41);
+}
+
+/* The script's keys and arguments are copied: a NOSCRIPT retry may need them after the caller moved on. */
+static int copy_args(redis_cmd_t *cmd, int argc, const char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		cmd->owned[i] = strdup(argv[i]);
+		if (cmd->owned[i] == NULL)
+			return -1;
+		cmd->argv[3 + i] = cmd->owned[i];
+	}
+	return 0;
+}
+
+int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
+                     int argc, const char **argv)
+{
+	redis_cmd_t *cmd;
+
+	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL ||
+	    (cmd = cmd_new(ra, fn, arg)) == NULL)
+		return -1;
+	snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", nkeys);
+	cmd->argc = argc + 3;
+	cmd->argv[0] = script->sha[0] != '\0' ? "EVALSHA" : "EVAL";
+	cmd->argv[1] = script->sha[0] != '\0' ? script->sha : script->body;
+	cmd->argv[2] = cmd->numkeys;
+	cmd->script = script->sha[0] != '\0' ? script : NULL;
+	if (copy_args(cmd, argc, argv) != 0 || send_cmd(ra, cmd, cmd->argc, cmd->argv, NULL) != 0) {
+		cmd_drop(cmd);
+		return -1;
+	}
+	if (script->sha[0] == '\0') {
+		const char *load[] = {"SCRIPT", "LOAD", script->body};
+
+		redis_async_argv(ra, on_script_loaded, script, 3, load, NULL);
+	}
+	return 0;
+}
+
+/* ---- connection management ---- */
+
+static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redis_async_t *ra = privdata;
+	redisReply *reply = r;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+		return;
+	if (reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "message") == 0 &&
+	    reply->element[2]->type == REDIS_REPLY_STRING)
+		ra->on_message(reply->element[2]->str, reply->element[2]->len, ra->message_arg);
+}
+
+static void send_setup(redis_async_t *ra)
+{
+	const config_t *cfg = ra->cfg;
+	char db[16];
+
+	/* Replies to these are not awaited: a wrong password shows up as errors on every later command. */
+	if (cfg->redis_password[0] != '\0')
+		redisAsyncCommand(ra->ac, NULL, NULL, "AUTH %s", cfg->redis_password);
+	if (cfg->redis_db != 0) {
+		snprintf(db, sizeof(db), "%d", cfg->redis_db);
+		redisAsyncCommand(ra->ac, NULL, NULL, "SELECT %s", db);
+	}
+	if (ra->channel != NULL)
+		redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	redis_async_t *ra = ac->data;
+
+	evtimer_del(ra->connect_timeout_ev);
+	if (status != REDIS_OK) {
+		log_warn("redis %s: cannot connect to %s:%d: %s", ra->name, ra->cfg->redis_host,
+		         ra->cfg->redis_port, ac->errstr);
+		ra->ac = NULL; /* hiredis frees a context that failed to connect */
+		schedule_reconnect(ra);
+		return;
+	}
+	ra->connected = 1;
+	ra->backoff_ms = BACKOFF_MIN_MS;
+	log_info("redis %s: connected to %s:%d", ra->name, ra->cfg->redis_host, ra->cfg->redis_port);
+	send_setup(ra);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	redis_async_t *ra = ac->data;
+
+	ra->ac = NULL;
+	ra->connected = 0;
+	if (!ra->closing) {
+		log_warn("redis %s: disconnected%s%s", ra->name, status != REDIS_OK ? ": " : "",
+		         status != REDIS_OK ? ac->errstr : "");
+		schedule_reconnect(ra);
+	}
+}
+
+/* hiredis 0.14 has no connect timeout: a SYN into the void would leave us connecting forever. */
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	redis_async_t *ra = arg;
+	redisAsyncContext *ac = ra->ac;
+
+	if (ac == NULL || ra->connected)
+		return;
+	log_warn("redis %s: connect to %s:%d timed out", ra->name, ra->cfg->redis_host, ra->cfg->redis_port);
+	ra->ac = NULL;
+	redisAsyncFree(ac);
+	schedule_reconnect(ra);
+}
+
+static void start_connect(redis_async_t *ra)
+{
+	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
+	redisAsyncContext *ac = redisAsyncConnect(ra->cfg->redis_host, ra->cfg->redis_port);
+
+	if (ac == NULL || ac->err) {
+		log_warn("redis %s: %s", ra->name, ac != NULL ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		schedule_reconnect(ra);
+		return;
+	}
+	ac->data = ra;
+	if (redisLibeventAttach(ac, ra->base) != REDIS_OK ||
+	    redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+	    redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
+		redisAsyncFree(ac);
+		schedule_reconnect(ra);
+		return;
+	}
+	ra->ac = ac;
+	if (evtimer_add(ra->connect_timeout_ev, &tv) != 0)
+		log_error("redis %s: cannot arm the connect timeout", ra->name);
+}
+
+redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, const char *name)
+{
+	redis_async_t *ra = calloc(1, sizeof(*ra));
+
+	if (ra == NULL)
+		return NULL;
+	ra->base = base;
+	ra->cfg = cfg;
+	ra->backoff_ms = BACKOFF_MIN_MS;
+	snprintf(ra->name, sizeof(ra->name), "%s", name);
+	ra->reconnect_ev = evtimer_new(base, on_reconnect_timer, ra);
+	ra->connect_timeout_ev = evtimer_new(base, on_connect_timeout, ra);
+	if (ra->reconnect_ev == NULL || ra->connect_timeout_ev == NULL) {
+		redis_async_free(ra);
+		return NULL;
+	}
+	start_connect(ra);
+	return ra;
+}
+
+void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn, void *arg)
+{
+	ra->channel = strdup(channel);
+	ra->on_message = fn;
+	ra->message_arg = arg;
+	if (ra->connected && ra->channel != NULL)
+		redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel);
+}
+
+int redis_async_connected(const redis_async_t *ra)
+{
+	return ra->connected;
+}
+
+void redis_async_free(redis_async_t *ra)
+{
+	if (ra == NULL)
+		return;
+	ra->closing = 1;
+	if (ra->ac != NULL)
+		redisAsyncFree(ra->ac); /* fails every pending command: their callbacks run with NULL */
+	if (ra->reconnect_ev != NULL)
+		event_free(ra->reconnect_ev);
+	if (ra->connect_timeout_ev != NULL)
+		event_free(ra->connect_timeout_ev);
+	free(ra->channel);
+	free(ra);
+}
