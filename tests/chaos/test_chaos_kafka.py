@@ -74,7 +74,7 @@ def test_produce_errors(t):
     non-retriable one (the delivery fails: 503 at the edge, a retried batch in a consumer). The producers run
     with one request in flight here: librdkafka 2.0.2's mock does not check idempotent sequence numbers, so
     with several in flight a retriable error can make the client take a failed batch for persisted, a mock
-    artefact a real broker prevents (src/fault.h; tests/chaos/mock_seq_repro.c shows it without couponsd)."""
+    artefact a real broker prevents (src/core/fault.h; tests/chaos/mock_seq_repro.c shows it without couponsd)."""
     def fault(f):
         for at, count, code in ((0.2, 40, "NOT_LEADER_FOR_PARTITION"), (0.35, 30, "REQUEST_TIMED_OUT"),
                                 (0.5, 30, "INVALID_RECORD"), (0.65, 30, "NOT_ENOUGH_REPLICAS"),

@@ -55,7 +55,7 @@ def actions(p):
         kafka = [
             ("kafka-broker", 2, broker_flap),
             # Non-retriable only: the producers keep their default five requests in flight here, and with that
-            # the 2.0.2 mock mishandles retriable codes (test_chaos_kafka.py, src/fault.h).
+            # the 2.0.2 mock mishandles retriable codes (test_chaos_kafka.py, src/core/fault.h).
             ("kafka-produce-errors", 2,
              lambda f: f.kafka(f"produce-errors {f.rng.randint(10, 40)} INVALID_RECORD")),
         ]
