@@ -21,8 +21,8 @@ static const role_info_t roles[] = {
     [ROLE_HTTP] = {"http worker", "couponsd: http worker", "http worker %d", "http worker %d (generation %u)",
                    http_worker_main, ROLE_INHERITS_LISTENERS | ROLE_INHERITS_BOOTSTRAP, 0, M_RESTARTS_HTTP,
                    "http_crash", 0},
-    [ROLE_CONSUMER] = {"consumer", "couponsd: consumer partition %d", "consumer %d",
-                       "consumer of partition %d", consumer_main, ROLE_INHERITS_BOOTSTRAP, 0,
+    [ROLE_CONSUMER] = {"consumer", "couponsd: consumer partition %d", "consumer partition %d",
+                       "consumer partition %d", consumer_main, ROLE_INHERITS_BOOTSTRAP, 0,
                        M_RESTARTS_CONSUMER, "consumer_crash", 0},
     [ROLE_MASTER] = {"master", "couponsd: master", "master", "master", NULL, 0, 0, M_COUNTERS, NULL, 0},
 };

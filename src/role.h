@@ -18,14 +18,15 @@ struct worker;
 /*
  * A role's names are printf formats that take the process's index (HTTP
  * worker number, or partition) and generation, in that order; each may use
- * neither, one or both. The spellings are the ones operators and the tests
- * already match: the title in ps, the log prefix, the master's slot name.
+ * neither, one or both. One spelling of each role everywhere: the title in
+ * ps is "couponsd: " and the log name; the master's slot name adds what
+ * tells two processes of one slot apart (an HTTP worker's generation).
  */
 typedef struct {
 	const char *name;              /* the role itself: "consumer" */
 	const char *title;             /* ps: "couponsd: consumer partition %d" */
-	const char *log_name;          /* before each log line's pid: "consumer %d" */
-	const char *slot_name;         /* the master's lines about the process: "consumer of partition %d" */
+	const char *log_name;          /* before each log line's pid: "consumer partition %d" */
+	const char *slot_name;         /* the master's lines about the process: "consumer partition %d" */
 	int (*main)(struct worker *w); /* NULL for the master, whose main is master_main() */
 	unsigned inherits;             /* ROLE_INHERITS_* */
 	unsigned sent; /* channel messages beyond STOP, REOPEN and LOG it takes: bit 1 << channel_type_t */

@@ -269,7 +269,7 @@ store_rc_t store_ensure(store_t *s)
 		return STORE_OK;
 	/* The ownership lock died with the old session: nothing is written before it is taken again. */
 	disconnect(s);
-	snprintf(app, sizeof(app), "couponsd consumer %d", s->partition);
+	snprintf(app, sizeof(app), "couponsd: consumer partition %d", s->partition);
 	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
 	if (s->conn == NULL) {
 		log_warn("postgresql: %s", err);

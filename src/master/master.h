@@ -26,7 +26,7 @@ typedef struct master master_t;
 
 /*
  * A slot is one place for a process: "http worker 2 of generation 5",
- * "consumer of partition 3", "embedded kafka". It outlives the process in it,
+ * "consumer partition 3", "embedded kafka". It outlives the process in it,
  * so restarts and their back-off belong to the slot; pid is 0 while empty.
  */
 typedef struct child {

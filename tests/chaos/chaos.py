@@ -252,7 +252,7 @@ class Faults:
         if partition is None:
             return self.kill(list(cons.values()), "consumer")
         pid = cons.get(f"couponsd: consumer partition {partition}")
-        return self.kill([pid] if pid else [], f"consumer of partition {partition}")
+        return self.kill([pid] if pid else [], f"consumer partition {partition}")
 
     def kafka(self, command):
         rc, out, err = self.d.ctl(f"kafka {command}")

@@ -94,7 +94,7 @@ def test_produce_errors(t):
 STALL_WORKER_TIMEOUT_MS = 3000
 STALL_SECONDS = 8.0  # all brokers down: longer than kafka.produce_timeout (5 s) + the 1 s grace
 DELIVERY_STALL = r"kafka deliveries still pending after \d+ ms"  # the consumer's log line, old code and new
-CONSUMER_KILLED = r"consumer of partition \d+ \(pid \d+\) has not ticked for \d+ ms \(daemon\.worker_timeout\)"
+CONSUMER_KILLED = r"consumer partition \d+ \(pid \d+\) has not ticked for \d+ ms \(daemon\.worker_timeout\)"
 
 
 def test_stall_keeps_heartbeat(t):

@@ -29,7 +29,7 @@ def test_consumer_kill(t):
             f.kill_consumer()
 
     def evidence(d, f, v):
-        n = log_count(d, r"consumer of partition \d+ \(pid \d+\) was killed by signal 9")
+        n = log_count(d, r"consumer partition \d+ \(pid \d+\) was killed by signal 9")
         return n >= 6, f"the master saw 6 consumers killed by SIGKILL ({n})"
     scenario(t, "consumer-kill", fault, evidence=evidence)
 

@@ -138,8 +138,8 @@ def test_partition_handover(t):
         log = d.log()
         for title, pid in before.items():
             part = title.rsplit(" ", 1)[1]
-            exited = log.find(f"consumer of partition {part} (pid {pid}) exited with status 0")
-            started = log.find(f"started consumer of partition {part} as pid", exited if exited >= 0 else 0)
+            exited = log.find(f"consumer partition {part} (pid {pid}) exited with status 0")
+            started = log.find(f"started consumer partition {part} as pid", exited if exited >= 0 else 0)
             t.ok(0 <= exited < started, f"partition {part}: the old consumer exited cleanly before its successor started")
 
 

@@ -128,7 +128,7 @@ def third(t, a, b, shared, bootstrap, five):
             issued_n = sum(float(v) for v in re.findall(r"(?m)^couponsd_\w*issued\w*(?:\{[^}]*\})? (\S+)$", metrics[1]))
             t.eq(issued_n, 0.0, "the third daemon's metrics count no issued coupon")
         c3.stop()  # its consumers log what they decided as they stop
-        stats = re.findall(r"consumer 5\[\d+\]: stopped; \d+ batches, (\d+) issued, rejected: (\d+) sold out, "
+        stats = re.findall(r"consumer partition 5\[\d+\]: stopped; \d+ batches, (\d+) issued, rejected: (\d+) sold out, "
                            r"(\d+) already issued, (\d+) not found, (\d+) not open; (\d+) dead letters", c3.log())
         t.ok(all(set(row) == {"0"} for row in stats),
              f"the third daemon's consumer decided nothing ({len(stats)} exit summaries, all zero)", stats)

@@ -348,7 +348,7 @@ def test_json_logs(t):
             roles.add(re.sub(r" \d+$", "", obj["role"]))
         t.ok(len(lines) > 10, f"json: the log has lines ({len(lines)})")
         t.eq(bad, [], "json: every line is a JSON object with time, level, role, pid and msg")
-        want = {"master", "http worker", "consumer"} | (set() if harness.REAL_KAFKA else {"embedded kafka"})
+        want = {"master", "http worker", "consumer partition"} | (set() if harness.REAL_KAFKA else {"embedded kafka"})
         t.ok(want <= roles, f"json: every role logged ({roles})")
         t.ok(any('5"x\\' in json.loads(line)["msg"] for line in lines if line not in bad),
              "json: a message with a double quote and a backslash survives the round trip",

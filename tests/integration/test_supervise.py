@@ -58,7 +58,7 @@ def test_sigkill_each_kind(t):
              "SIGKILLed consumer of partition 1 replaced within 2 s")
         t.eq(d.consumers().get("couponsd: consumer partition 0"), cons["couponsd: consumer partition 0"],
              "the other partition's consumer is untouched")
-        t.ok(re.search(r"consumer of partition 1 \(pid %d\) was killed by signal 9" % victim, d.log()),
+        t.ok(re.search(r"consumer partition 1 \(pid %d\) was killed by signal 9" % victim, d.log()),
              "the master logs the signal that killed it")
         if harness.REAL_KAFKA:
             t.skip("SIGKILLed embedded kafka replaced within 2 s", "no embedded kafka child on a real cluster "
