@@ -26,13 +26,21 @@ static const char *const log_formats[] = {"text", "json", NULL};
  * librdkafka properties that other keys or the no-loss guarantees decide
  * (SPEC section 3: acks=all, idempotence, the Java partitioner; offsets stored
  * only after the outcome is durable). Passing them through would let a
- * typo-free file silently break those promises, so they are refused.
+ * typo-free file silently break those promises, so they are refused, and so
+ * are librdkafka's aliases of them: request.required.acks is acks under
+ * another name. A consumer starting without a committed offset must begin at
+ * the earliest event (auto.offset.reset=latest would skip undecided ones),
+ * and with auto commit off the stored offsets would be committed only at a
+ * graceful stop, so a crash would replay everything decided since the start.
  */
 static const char *const producer_reserved[] = {
-    "acks", "enable.idempotence", "partitioner", "bootstrap.servers", "metadata.broker.list", NULL,
+    "acks",        "request.required.acks", "enable.idempotence",
+    "partitioner", "bootstrap.servers",     "metadata.broker.list",
+    NULL,
 };
 static const char *const consumer_reserved[] = {
-    "group.id", "bootstrap.servers", "metadata.broker.list", "enable.auto.offset.store", NULL,
+    "group.id",          "bootstrap.servers",  "metadata.broker.list", "enable.auto.offset.store",
+    "auto.offset.reset", "enable.auto.commit", "auto.commit.enable",   NULL,
 };
 
 const config_key_t config_keys[] = {

@@ -552,6 +552,18 @@ static void test_passthrough(void)
 	             "t.yaml:3:5: kafka.producer.acks: set by couponsd itself, it cannot be overridden");
 	expect_error("kafka:\n  consumer:\n    group.id: x\n",
 	             "t.yaml:3:5: kafka.consumer.group.id: set by couponsd itself, it cannot be overridden");
+	expect_error("kafka:\n  producer:\n    request.required.acks: 1\n",
+	             "t.yaml:3:5: kafka.producer.request.required.acks: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    auto.offset.reset: latest\n",
+	             "t.yaml:3:5: kafka.consumer.auto.offset.reset: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    enable.auto.commit: false\n",
+	             "t.yaml:3:5: kafka.consumer.enable.auto.commit: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    auto.commit.enable: false\n",
+	             "t.yaml:3:5: kafka.consumer.auto.commit.enable: set by couponsd itself, it cannot be "
+	             "overridden");
 	expect_error("kafka:\n  consumer:\n    a: 1\n    a: 2\n",
 	             "t.yaml:4:5: duplicate key 'kafka.consumer.a'");
 	expect_error("kafka:\n  producer: fast\n",
