@@ -15,6 +15,7 @@
 
 #include "config_keys.h"
 #include "config_value.h"
+#include "keys.h"
 
 /* A configuration file is a few kilobytes; this only stops a wrong path (a disk image, /dev/zero). */
 #define CONFIG_MAX_FILE (16 * 1024 * 1024)
@@ -971,7 +972,11 @@ static void check_topics(load_t *ld)
 	}
 }
 
-/* Braces would add a second Redis Cluster hash tag and scatter one coupon's keys over slots. */
+/*
+ * Braces would add a second Redis Cluster hash tag and scatter one coupon's
+ * keys over slots; a prefix too long for keys.c's buffers would make keys fail
+ * to build (and, before keys were checked, collide).
+ */
 static void check_key_prefix(load_t *ld)
 {
 	int i = usable(ld, "redis.key_prefix");
@@ -979,6 +984,9 @@ static void check_key_prefix(load_t *ld)
 	if (i >= 0 && strpbrk(ld->cfg->redis_key_prefix, "{}") != NULL)
 		report_at(ld, key_mark(ld, i),
 		          "redis.key_prefix: must not contain '{' or '}' (couponsd adds its own hash tag)");
+	else if (i >= 0 && strlen(ld->cfg->redis_key_prefix) > KEYS_PREFIX_MAX)
+		report_at(ld, key_mark(ld, i),
+		          "redis.key_prefix: at most %d bytes (it starts every Redis key)", KEYS_PREFIX_MAX);
 }
 
 static void check_config(load_t *ld)

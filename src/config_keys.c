@@ -262,7 +262,8 @@ const config_key_t config_keys[] = {
      .type = CONFIG_TYPE_STRING,
      .default_text = "\"couponsd:\"",
      .reloadable = 1,
-     .help = "prefix of every Redis key couponsd uses; no { or }, couponsd adds its own hash tag",
+     .help = "prefix of every Redis key couponsd uses; at most 128 bytes, no { or }: couponsd adds its own "
+             "hash tag",
      .offset = AT(redis_key_prefix)},
     {.name = "redis.timeout",
      .type = CONFIG_TYPE_DURATION,

@@ -115,9 +115,9 @@ static void on_inserted(const PGresult *res, const char *error, void *arg)
 		const char *argv[] = {"SET", key, total};
 
 		/* The gate's stock starts full; if this SET is lost the consumer loads it from PostgreSQL. */
-		keys_stock(c->ctx->cfg->redis_key_prefix, id, key, sizeof(key));
 		snprintf(total, sizeof(total), "%d", c->total);
-		redis_async_argv(c->ctx->redis, ignore_reply, NULL, 3, argv, NULL);
+		if (keys_stock(c->ctx->cfg->redis_key_prefix, id, key, sizeof(key)) >= 0)
+			redis_async_argv(c->ctx->redis, ignore_reply, NULL, 3, argv, NULL);
 		coupon_cache_forget(c->ctx->coupons, id);
 		snprintf(location, sizeof(location), "/api/coupons/%lld", (long long)id);
 		evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location", location);

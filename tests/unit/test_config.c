@@ -17,6 +17,7 @@
 #include "../../src/config.h"
 #include "../../src/config_keys.h"
 #include "../../src/config_value.h"
+#include "../../src/keys.h"
 #include "tap.h"
 
 /* ---- helpers ---- */
@@ -696,6 +697,32 @@ static void test_cross_key_errors(void)
 	                        "retry_initial equal to retry_max"));
 }
 
+/* The longest prefix the loader accepts still fits the longest key; a longer one is refused. */
+static void test_key_prefix_length(void)
+{
+	char yaml[512], want[128], prefix[KEYS_PREFIX_MAX + 2], key[KEYS_MAX];
+	config_t *cfg;
+
+	memset(prefix, 'p', sizeof(prefix) - 1);
+	prefix[KEYS_PREFIX_MAX + 1] = '\0';
+	snprintf(yaml, sizeof(yaml), "redis:\n  key_prefix: %s\n", prefix);
+	snprintf(want, sizeof(want),
+	         "t.yaml:2:15: redis.key_prefix: at most %d bytes (it starts every Redis key)",
+	         KEYS_PREFIX_MAX);
+	expect_error(yaml, want);
+	prefix[KEYS_PREFIX_MAX] = '\0';
+	snprintf(yaml, sizeof(yaml), "redis:\n  key_prefix: %s\n", prefix);
+	cfg = expect_load(yaml, "a key_prefix of KEYS_PREFIX_MAX bytes");
+	ok(cfg != NULL && keys_reservation(cfg->redis_key_prefix, INT64_MAX,
+	                                   "00000000-0000-4000-8000-000000000000", key, sizeof(key)) > 0,
+	   "its longest key fits");
+	config_free(cfg);
+	memset(yaml, 'p', KEYS_MAX);
+	yaml[KEYS_MAX] = '\0';
+	ok(keys_user(yaml, 1, 2, key, sizeof(key)) == -1 && keys_status(yaml, "x", key, sizeof(key)) == -1,
+	   "a key that does not fit is reported, not cut");
+}
+
 static void test_syntax_errors(void)
 {
 	expect_error("daemon:\n  user: a: b\n",
@@ -967,6 +994,7 @@ int main(int argc, char **argv)
 	test_docs();
 	test_print_keys();
 	test_restart_keys();
+	test_key_prefix_length();
 	test_peek();
 	return done_testing();
 }
