@@ -161,31 +161,38 @@ const config_key_t config_keys[] = {
      .help = "\"embedded\" (an in-memory mock cluster for development and tests) or host:port,host:port",
      .offset = AT(kafka_brokers),
      .nonempty = 1},
+    /*
+     * The topics, the group and the Redis prefix name where a generation's
+     * data lives. Changed under a running generation, the draining one would
+     * leave its undecided tail, its results and its committed offsets under the
+     * old names while the new one starts from nothing under the new ones (and
+     * the partition lock is keyed by the topic): a restart only.
+     */
     {.name = "kafka.topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "topic of issue requests, keyed by coupon id",
      .offset = AT(kafka_topic),
      .nonempty = 1},
     {.name = "kafka.results_topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue-results",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "topic the consumers publish final request statuses to",
      .offset = AT(kafka_results_topic),
      .nonempty = 1},
     {.name = "kafka.dlq_topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue-dlq",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "dead-letter topic for messages that cannot be parsed or validated",
      .offset = AT(kafka_dlq_topic),
      .nonempty = 1},
     {.name = "kafka.group_id",
      .type = CONFIG_TYPE_STRING,
      .default_text = "couponsd",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "consumer group id, under which offsets are committed",
      .offset = AT(kafka_group_id),
      .nonempty = 1},
@@ -261,7 +268,7 @@ const config_key_t config_keys[] = {
     {.name = "redis.key_prefix",
      .type = CONFIG_TYPE_STRING,
      .default_text = "\"couponsd:\"",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "prefix of every Redis key couponsd uses; at most 128 bytes, no { or }: couponsd adds its own "
              "hash tag",
      .offset = AT(redis_key_prefix)},
