@@ -184,6 +184,8 @@ static void arm_hang_fault(http_worker_t *hw)
 {
 	struct timeval tv = {0, 100 * 1000};
 
+	if (fault_value("http_kafka_fatal") == hw->w->args.index)
+		producer_arm_fatal_fault(hw->api.producer);
 	if (fault_value("http_hang") != hw->w->args.index)
 		return;
 	hw->hang_ev = evtimer_new(hw->w->base, on_hang, hw);
@@ -222,6 +224,15 @@ static int report_ready(http_worker_t *hw)
 	return hw->topics_ev != NULL && event_add(hw->topics_ev, &tv) == 0 ? 0 : -1;
 }
 
+/* Requests would get 503 forever while /readyz said 200 (issue 11): a fresh process gets a new producer. */
+static void on_producer_fatal(void *arg)
+{
+	http_worker_t *hw = arg;
+
+	log_error("exiting: the kafka producer cannot produce any more; the master starts a new worker");
+	worker_finish(hw->w, 1);
+}
+
 static void http_destroy(http_worker_t *hw)
 {
 	if (hw->topics_ev != NULL)
@@ -254,6 +265,7 @@ int http_worker_main(worker_t *w)
 	w->ctx = hw;
 	w->on_stop = http_on_stop;
 	if (http_setup(hw) == 0 && report_ready(hw) == 0) {
+		producer_on_fatal(hw->api.producer, on_producer_fatal, hw);
 		arm_hang_fault(hw);
 		rc = worker_run(w);
 	}

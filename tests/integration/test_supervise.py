@@ -110,6 +110,35 @@ def test_master_sigkill_takes_workers(t):
              [p for p in kids if pid_alive(p)])
 
 
+def issue_quietly(d, coupon_id, user_id):
+    """An issue request whose worker may exit under it: the status, or the error's name."""
+    try:
+        return d.issue(coupon_id, user_id, timeout=10)[0]
+    except OSError as e:
+        return type(e).__name__
+
+
+def test_kafka_fatal_error_restarts_worker(t):
+    """After a fatal producer error (idempotence) nothing can be produced again: the worker used to answer 503
+    forever while /readyz said 200. It must exit so that the master starts one with a new producer. Redis is
+    left unreachable here: the claim is skipped, so the request reaches Kafka with PostgreSQL alone."""
+    with Daemon(workers=1, postgres=True, admin_token="t0ken", faults="http_kafka_fatal=0",
+                overrides={"redis": {"port": harness.free_port(), "timeout": "200ms"}}) as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        before = d.http_workers()
+        status = issue_quietly(d, coupon, 1)
+        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
+             "the worker exits and the master starts a new one", (before, d.http_workers()))
+        log = d.log()
+        t.ok("the kafka producer failed fatally: OUT_OF_ORDER_SEQUENCE_NUMBER" in log,
+             "the log names the fatal error", log[-2000:])
+        t.ok(re.search(r"\(pid %d\) exited with status 1" % before[0], log) is not None,
+             "the old worker exited with status 1", log[-2000:])
+        t.eq(d.get("/healthz")[0], 200, "serving again")
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -128,4 +157,5 @@ def test_privilege_drop(t):
 
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
-              test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_privilege_drop)
+              test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
+              test_privilege_drop)
