@@ -245,6 +245,9 @@ static void http_destroy(http_worker_t *hw)
 	if (hw->api_ready)
 		http_api_fini(&hw->api);
 	hw->api_ready = 0;
+	/* evhttp_free() frees the listeners, then closes each connection: on_conn_close() must not resume
+	 * them. */
+	hw->bound_count = 0;
 	if (hw->http != NULL)
 		evhttp_free(hw->http);
 	http_guard_free(hw->guard); /* after evhttp_free(): every connection has ended by then */

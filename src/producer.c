@@ -114,9 +114,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka producer: %s", reason);
 }
 
+/* After a fatal error the worker is leaving: what is still queued is served by the flush at teardown. */
 static void serve(producer_t *p)
 {
-	while (rd_kafka_poll(p->rk, 0) > 0)
+	while (!p->fatal && rd_kafka_poll(p->rk, 0) > 0)
 		;
 }
 

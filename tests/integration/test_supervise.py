@@ -1,4 +1,5 @@
 """test_supervise.py: the master starts the right processes, restarts dead or stuck ones, and dies cleanly."""
+import http.client
 import os
 import pwd
 import re
@@ -139,6 +140,27 @@ def test_kafka_fatal_error_restarts_worker(t):
         t.eq(d.get("/healthz")[0], 200, "serving again")
 
 
+def test_exit_with_request_in_flight(t):
+    """A worker that exits (here on a fatal producer error) with a request in flight and its accepting paused
+    (http.max_connections reached) tears down cleanly: the producer's last delivery reports still reach the
+    Redis client, and closing the connection does not resume listeners that evhttp already freed."""
+    with Daemon(workers=1, redis=True, postgres=True, admin_token="t0ken", faults="http_kafka_fatal=0",
+                overrides={"http": {"max_connections": 2}}) as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        before = d.http_workers()
+        idle = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)  # kept open through the exit
+        idle.request("GET", "/healthz")
+        idle.getresponse().read()
+        status = issue_quietly(d, coupon, 1)  # the second connection: accepting pauses
+        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
+             "the worker exits and the master starts a new one", (before, d.http_workers()))
+        idle.close()
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report from the worker's teardown", text)
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -158,4 +180,5 @@ def test_privilege_drop(t):
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
+              test_exit_with_request_in_flight,
               test_privilege_drop)
