@@ -175,10 +175,29 @@ def test_privilege_drop(t):
                 uids.add(next(line.split()[1] for line in f if line.startswith("Uid:")))
         t.eq(uids, {str(nobody.pw_uid)}, "master and workers run as daemon.user after binding")
         t.eq(d.get("/healthz")[0], 200, "and serve on the socket bound as root")
+        for key in ("pid_file", "control_socket"):
+            st = os.lstat(d.tree["daemon"][key])
+            t.eq((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid), f"daemon.{key} is handed to daemon.user")
+
+
+def test_pid_file_symlink_refused(t):
+    """Whoever owns the pid file's directory (the daemon's user, /run/couponsd) could point the pid file at
+    another file; root starting couponsd must not truncate and write it."""
+    with Daemon() as d:
+        victim = os.path.join(d.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        os.symlink(victim, d.tree["daemon"]["pid_file"])
+        d.start(wait=False)
+        rc = d.wait_exit(15)
+        t.eq(rc, 1, "the start fails")
+        t.ok("cannot open pid file" in d.log() + d.stderr_text(), "and says why", d.log()[-500:])
+        with open(victim) as f:
+            t.eq(f.read(), "precious\n", "the symlink's target is untouched")
 
 
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
               test_exit_with_request_in_flight,
-              test_privilege_drop)
+              test_privilege_drop, test_pid_file_symlink_refused)
