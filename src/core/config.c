@@ -15,6 +15,7 @@
 
 #include "core/config_keys.h"
 #include "core/config_value.h"
+#include "core/keys.h"
 
 /* A configuration file is a few kilobytes; this only stops a wrong path (a disk image, /dev/zero). */
 #define CONFIG_MAX_FILE (16 * 1024 * 1024)
@@ -906,6 +907,13 @@ static int usable(const load_t *ld, const char *name)
 	return i >= 0 && !ld->bad[i] ? i : -1;
 }
 
+static void owned_all(config_t *cfg)
+{
+	for (int p = 0; p < cfg->kafka_partitions; p++)
+		cfg->kafka_owned[p] = p;
+	cfg->kafka_owned_count = cfg->kafka_partitions;
+}
+
 /* Resolves "all" and refuses partitions the topic does not have. */
 static void check_partitions(load_t *ld)
 {
@@ -915,9 +923,8 @@ static void check_partitions(load_t *ld)
 	if (owned < 0 || total < 0)
 		return;
 	if (cfg->kafka_owned_count < 0) {
-		for (int p = 0; p < cfg->kafka_partitions; p++)
-			cfg->kafka_owned[p] = p;
-		cfg->kafka_owned_count = cfg->kafka_partitions;
+		cfg->kafka_owned_all = 1;
+		owned_all(cfg);
 		return;
 	}
 	/* Sorted, so the last one is the largest. */
@@ -971,7 +978,11 @@ static void check_topics(load_t *ld)
 	}
 }
 
-/* Braces would add a second Redis Cluster hash tag and scatter one coupon's keys over slots. */
+/*
+ * Braces would add a second Redis Cluster hash tag and scatter one coupon's
+ * keys over slots; a prefix too long for keys.c's buffers would make keys fail
+ * to build (and, before keys were checked, collide).
+ */
 static void check_key_prefix(load_t *ld)
 {
 	int i = usable(ld, "redis.key_prefix");
@@ -979,6 +990,9 @@ static void check_key_prefix(load_t *ld)
 	if (i >= 0 && strpbrk(ld->cfg->redis_key_prefix, "{}") != NULL)
 		report_at(ld, key_mark(ld, i),
 		          "redis.key_prefix: must not contain '{' or '}' (couponsd adds its own hash tag)");
+	else if (i >= 0 && strlen(ld->cfg->redis_key_prefix) > KEYS_PREFIX_MAX)
+		report_at(ld, key_mark(ld, i),
+		          "redis.key_prefix: at most %d bytes (it starts every Redis key)", KEYS_PREFIX_MAX);
 }
 
 static void check_config(load_t *ld)
@@ -1324,6 +1338,77 @@ void config_restart_keys(const config_t *old, const config_t *new_cfg, config_er
 			config_errors_add(out, "%s: changing it needs a restart; keeping the running value",
 			                  key->name);
 	}
+}
+
+/* Replaces new_cfg's value of key with a copy of old's. Restart-only keys are strings, lists and scalars. */
+static int copy_value(const config_t *old, config_t *new_cfg, const config_key_t *key)
+{
+	void *to = (char *)new_cfg + key->offset;
+	const void *from = value_of(old, key->offset);
+	char *copies[CONFIG_MAX_LISTEN] = {0};
+	int count = key->type == CONFIG_TYPE_LISTEN_LIST ? *(const int *)value_of(old, key->count_offset) : 1;
+
+	if (key->type == CONFIG_TYPE_PARTITIONS || key->type == CONFIG_TYPE_PASSTHROUGH)
+		return -1; /* no restart-only key has these types */
+	if (key->type != CONFIG_TYPE_STRING && key->type != CONFIG_TYPE_LISTEN_LIST) {
+		memcpy(to, from,
+		       key->type == CONFIG_TYPE_DURATION || key->type == CONFIG_TYPE_SIZE ? sizeof(int64_t)
+		                                                                          : sizeof(int));
+		return 0;
+	}
+	for (int i = 0; i < count; i++) {
+		if ((copies[i] = strdup(((char *const *)from)[i])) == NULL) {
+			while (i-- > 0)
+				free(copies[i]);
+			return -1;
+		}
+	}
+	free_value(new_cfg, key);
+	memcpy(to, copies, (size_t)count * sizeof(char *));
+	if (key->type == CONFIG_TYPE_LISTEN_LIST)
+		*(int *)(void *)((char *)new_cfg + key->count_offset) = count;
+	return 0;
+}
+
+/*
+ * Owned partitions were resolved and checked against the file's
+ * kafka.partitions; the running count may differ. "all" follows it; a list
+ * that names a partition it does not have refuses the reload.
+ */
+static int fit_owned_partitions(config_t *cfg, config_errors_t *errs)
+{
+	if (cfg->kafka_owned_all) {
+		owned_all(cfg);
+		return 0;
+	}
+	for (int i = 0; i < cfg->kafka_owned_count; i++) {
+		if (cfg->kafka_owned[i] >= cfg->kafka_partitions) {
+			config_errors_add(
+			    errs,
+			    "kafka.owned_partitions: partition %d does not exist in the running "
+			    "kafka.partitions (%d); restart to change kafka.partitions",
+			    cfg->kafka_owned[i], cfg->kafka_partitions);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_keep_restart_keys(const config_t *old, config_t *new_cfg, config_errors_t *notes,
+                             config_errors_t *errs)
+{
+	config_restart_keys(old, new_cfg, notes);
+	for (int i = 0; old != NULL && new_cfg != NULL && i < config_keys_total; i++) {
+		const config_key_t *key = &config_keys[i];
+
+		if (!key->reloadable && !values_equal(old, new_cfg, key) &&
+		    copy_value(old, new_cfg, key) != 0) {
+			config_errors_add(errs, "%s: cannot keep the running value (out of memory)",
+			                  key->name);
+			return -1;
+		}
+	}
+	return new_cfg != NULL ? fit_owned_partitions(new_cfg, errs) : 0;
 }
 
 int config_key_was_set(const config_t *cfg, int i)

@@ -56,6 +56,7 @@ typedef struct config {
 	int kafka_partitions;
 	int kafka_owned[CONFIG_MAX_PARTITIONS]; /* sorted, distinct partition numbers */
 	int kafka_owned_count;
+	int kafka_owned_all; /* written as "all" (or defaulted): follows kafka.partitions */
 	int64_t kafka_produce_timeout;
 	config_property_t kafka_producer[CONFIG_MAX_PASSTHROUGH];
 	int kafka_producer_count;
@@ -119,6 +120,16 @@ void config_free(config_t *cfg);
  * changed without a restart ("daemon.user: changing it needs a restart").
  */
 void config_restart_keys(const config_t *old, const config_t *new_cfg, config_errors_t *out);
+
+/*
+ * What a reload does with them: config_restart_keys()' lines go to notes, and
+ * new_cfg (not yet in use) gets old's value of each such key, so that the new
+ * generation runs with the running value the note promises. Returns -1 with
+ * errs filled when that cannot be done (out of memory; owned partitions that
+ * need the new kafka.partitions): the reload is then refused.
+ */
+int config_keep_restart_keys(const config_t *old, config_t *new_cfg, config_errors_t *notes,
+                             config_errors_t *errs);
 
 /* Prints the key table (name, type, default, reloadable, help). */
 void config_print_keys(FILE *out, int markdown);

@@ -26,13 +26,21 @@ static const char *const log_formats[] = {"text", "json", NULL};
  * librdkafka properties that other keys or the no-loss guarantees decide
  * (SPEC section 3: acks=all, idempotence, the Java partitioner; offsets stored
  * only after the outcome is durable). Passing them through would let a
- * typo-free file silently break those promises, so they are refused.
+ * typo-free file silently break those promises, so they are refused, and so
+ * are librdkafka's aliases of them: request.required.acks is acks under
+ * another name. A consumer starting without a committed offset must begin at
+ * the earliest event (auto.offset.reset=latest would skip undecided ones),
+ * and with auto commit off the stored offsets would be committed only at a
+ * graceful stop, so a crash would replay everything decided since the start.
  */
 static const char *const producer_reserved[] = {
-    "acks", "enable.idempotence", "partitioner", "bootstrap.servers", "metadata.broker.list", NULL,
+    "acks",        "request.required.acks", "enable.idempotence",
+    "partitioner", "bootstrap.servers",     "metadata.broker.list",
+    NULL,
 };
 static const char *const consumer_reserved[] = {
-    "group.id", "bootstrap.servers", "metadata.broker.list", "enable.auto.offset.store", NULL,
+    "group.id",          "bootstrap.servers",  "metadata.broker.list", "enable.auto.offset.store",
+    "auto.offset.reset", "enable.auto.commit", "auto.commit.enable",   NULL,
 };
 
 const config_key_t config_keys[] = {
@@ -153,31 +161,38 @@ const config_key_t config_keys[] = {
      .help = "\"embedded\" (an in-memory mock cluster for development and tests) or host:port,host:port",
      .offset = AT(kafka_brokers),
      .nonempty = 1},
+    /*
+     * The topics, the group and the Redis prefix name where a generation's
+     * data lives. Changed under a running generation, the draining one would
+     * leave its undecided tail, its results and its committed offsets under the
+     * old names while the new one starts from nothing under the new ones (and
+     * the partition lock is keyed by the topic): a restart only.
+     */
     {.name = "kafka.topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "topic of issue requests, keyed by coupon id",
      .offset = AT(kafka_topic),
      .nonempty = 1},
     {.name = "kafka.results_topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue-results",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "topic the consumers publish final request statuses to",
      .offset = AT(kafka_results_topic),
      .nonempty = 1},
     {.name = "kafka.dlq_topic",
      .type = CONFIG_TYPE_STRING,
      .default_text = "coupon-issue-dlq",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "dead-letter topic for messages that cannot be parsed or validated",
      .offset = AT(kafka_dlq_topic),
      .nonempty = 1},
     {.name = "kafka.group_id",
      .type = CONFIG_TYPE_STRING,
      .default_text = "couponsd",
-     .reloadable = 1,
+     .reloadable = 0,
      .help = "consumer group id, under which offsets are committed",
      .offset = AT(kafka_group_id),
      .nonempty = 1},
@@ -253,8 +268,9 @@ const config_key_t config_keys[] = {
     {.name = "redis.key_prefix",
      .type = CONFIG_TYPE_STRING,
      .default_text = "\"couponsd:\"",
-     .reloadable = 1,
-     .help = "prefix of every Redis key couponsd uses; no { or }, couponsd adds its own hash tag",
+     .reloadable = 0,
+     .help = "prefix of every Redis key couponsd uses; at most 128 bytes, no { or }: couponsd adds its own "
+             "hash tag",
      .offset = AT(redis_key_prefix)},
     {.name = "redis.timeout",
      .type = CONFIG_TYPE_DURATION,

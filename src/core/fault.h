@@ -9,6 +9,9 @@
  *
  * Faults: http_crash=N     HTTP worker N exits with status 3 right after starting
  *         http_hang=N      HTTP worker N stops ticking its heartbeat after it is ready
+ *         http_kafka_fatal=N
+ *                          HTTP worker N's producer raises a fatal error (rd_kafka_test_fatal_error)
+ *                          right after queueing its first message, which is then in flight
  *         consumer_crash=P the consumer of partition P exits with status 3 right after starting
  *         consumer_kill_after_gate=P
  *                          the consumer of partition P calls _exit(9) after the Redis gate of its

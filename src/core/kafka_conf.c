@@ -7,12 +7,35 @@
 #include <string.h>
 #include <syslog.h>
 
+/*
+ * Copies librdkafka's error text with every occurrence of the value replaced:
+ * the value may be a password (sasl.password, or a secret under a misspelled
+ * name), and librdkafka quotes it in "Invalid value ..." messages.
+ */
+static void hide_value(const char *text, const char *value, char *out, size_t size)
+{
+	size_t used = 0, vlen = strlen(value);
+
+	for (const char *p = text; *p != '\0' && used + 1 < size;) {
+		if (vlen > 0 && strncmp(p, value, vlen) == 0) {
+			int n = snprintf(out + used, size - used, "(hidden)");
+
+			used = n < 0 || (size_t)n >= size - used ? size - 1 : used + (size_t)n;
+			p += vlen;
+		} else {
+			out[used++] = *p++;
+		}
+	}
+	out[used] = '\0';
+}
+
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
-	char err[512];
+	char err[512], shown[512];
 
 	if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-		log_error("kafka property %s=%s: %s", name, value, err);
+		hide_value(err, value, shown, sizeof(shown));
+		log_error("kafka property %s: %s", name, shown);
 		return -1;
 	}
 	return 0;

@@ -3,6 +3,10 @@
 
 #include <stdio.h>
 
+/* "{" + a 20-digit id + "}:rsv:" + a 36-character UUID, and the NUL. */
+_Static_assert(KEYS_PREFIX_MAX + 1 + 20 + 6 + 36 + 1 <= KEYS_MAX,
+               "KEYS_PREFIX_MAX leaves no room for the longest key");
+
 static int fits(int n, size_t size)
 {
 	return n < 0 || (size_t)n >= size ? -1 : n;

@@ -18,6 +18,13 @@
  * Each builder returns the length written, or -1 if it did not fit.
  */
 #define KEYS_MAX 256
+/*
+ * The longest redis.key_prefix the loader accepts: the longest key,
+ * <prefix>{<couponId>}:rsv:<requestId>, adds 63 bytes to it, so every key
+ * fits in KEYS_MAX. A longer prefix would cut keys, and every user's claim
+ * would become the same key.
+ */
+#define KEYS_PREFIX_MAX 128
 
 int keys_stock(const char *prefix, int64_t coupon_id, char *buf, size_t size);
 int keys_user(const char *prefix, int64_t coupon_id, int64_t user_id, char *buf, size_t size);

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #define NAME_MAX_LEN 200
+/* Serializes admin creates (see insert()); bigint advisory keys do not meet store.c's (int, int) ones. */
+#define ADMIN_CREATE_LOCK_KEY "7165074657936043368"
 
 typedef struct {
 	http_ctx_t *ctx;
@@ -115,9 +117,9 @@ static void on_inserted(const PGresult *res, const char *error, void *arg)
 		const char *argv[] = {"SET", key, total};
 
 		/* The gate's stock starts full; if this SET is lost the consumer loads it from PostgreSQL. */
-		keys_stock(c->ctx->cfg->redis_key_prefix, id, key, sizeof(key));
 		snprintf(total, sizeof(total), "%d", c->total);
-		redis_async_argv(c->ctx->redis, ignore_reply, NULL, 3, argv, NULL);
+		if (keys_stock(c->ctx->cfg->redis_key_prefix, id, key, sizeof(key)) >= 0)
+			redis_async_argv(c->ctx->redis, ignore_reply, NULL, 3, argv, NULL);
 		coupon_cache_forget(c->ctx->coupons, id);
 		snprintf(location, sizeof(location), "/api/coupons/%lld", (long long)id);
 		evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location", location);
@@ -131,12 +133,22 @@ static void on_inserted(const PGresult *res, const char *error, void *arg)
 	free(c);
 }
 
+/*
+ * An explicit couponId moves the sequence past it, or a later create without
+ * one would be handed that id by nextval() and fail with 409 COUPON_EXISTS.
+ * Sequences ignore transactions, so every admin create takes one transaction
+ * advisory lock first (before nextval): a concurrent create cannot draw a value
+ * between reading last_value and setval(), which would move the sequence back.
+ */
 static void insert(create_t *c)
 {
 	static const char *sql =
-	    "INSERT INTO coupons (id, name, total_quantity, remaining, starts_at, ends_at) "
-	    "VALUES (COALESCE($1::bigint, nextval('coupons_id_seq')), $2, $3::integer, "
-	    "$3::integer, $4::timestamptz, $5::timestamptz) RETURNING id";
+	    "WITH serial AS (SELECT pg_advisory_xact_lock(" ADMIN_CREATE_LOCK_KEY ")), "
+	    "created AS (INSERT INTO coupons (id, name, total_quantity, remaining, starts_at, ends_at) "
+	    "SELECT COALESCE($1::bigint, nextval('coupons_id_seq')), $2, $3::integer, $3::integer, "
+	    "$4::timestamptz, $5::timestamptz FROM serial RETURNING id) "
+	    "SELECT id, setval('coupons_id_seq', greatest(id, (SELECT last_value FROM coupons_id_seq))) "
+	    "FROM created";
 	char id[24], total[16];
 	const char *params[] = {c->coupon_id > 0 ? id : NULL, c->name, total, c->starts[0] ? c->starts : NULL,
 	                        c->ends[0] ? c->ends : NULL};

@@ -431,10 +431,16 @@ int http_api_init(http_ctx_t *ctx, struct event_base *base, const config_t *cfg,
 
 void http_api_fini(http_ctx_t *ctx)
 {
-	/* Connections first: their pending callbacks still point into the cache and the SSE registry. */
+	/*
+	 * The producer first: its flush runs the last delivery reports, which
+	 * settle claims and write statuses through the Redis client. Then the
+	 * connections: their pending callbacks still point into the cache and the
+	 * SSE registry.
+	 */
+	producer_free(ctx->producer, (int)ctx->cfg->kafka_produce_timeout);
+	ctx->producer = NULL;
 	redis_async_free(ctx->redis);
 	pg_async_free(ctx->pg);
 	coupon_cache_free(ctx->coupons);
 	sse_free(ctx->sse);
-	producer_free(ctx->producer, (int)ctx->cfg->kafka_produce_timeout);
 }

@@ -102,7 +102,8 @@ static int write_pending(issue_t *is)
 	const char *argv[] = {key, coupon, user, at, ttl};
 	const config_t *cfg = is->ctx->cfg;
 
-	keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key));
+	if (keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key)) < 0)
+		return -1; /* like a Redis that took nothing: the consumer still writes the outcome */
 	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
 	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
 	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
@@ -227,8 +228,8 @@ static void already_requested(issue_t *is, const char *request_id)
 	const char *argv[] = {"HGET", key, "status"};
 
 	snprintf(is->ev.request_id, sizeof(is->ev.request_id), "%s", request_id);
-	keys_status(is->ctx->cfg->redis_key_prefix, request_id, key, sizeof(key));
-	if (redis_async_argv(is->ctx->redis, on_existing_status, is, 3, argv, NULL) != 0)
+	if (keys_status(is->ctx->cfg->redis_key_prefix, request_id, key, sizeof(key)) < 0 ||
+	    redis_async_argv(is->ctx->redis, on_existing_status, is, 3, argv, NULL) != 0)
 		on_existing_status(NULL, is);
 }
 
@@ -262,9 +263,10 @@ static void claim(issue_t *is)
 	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
 
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->kafka_produce_timeout + 5000));
-	keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key,
-	          sizeof(is->user_key));
-	if (redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
+	/* A cut key would be one claim shared by every user: go without the claim instead. */
+	if (keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key,
+	              sizeof(is->user_key)) < 0 ||
+	    redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
 		on_claim(NULL, is);
 }
 

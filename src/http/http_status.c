@@ -138,8 +138,8 @@ void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, v
 	memcpy(lk->request_id, request_id, sizeof(lk->request_id));
 	lk->fn = fn;
 	lk->arg = arg;
-	keys_status(ctx->cfg->redis_key_prefix, request_id, key, sizeof(key));
-	if (redis_async_argv(ctx->redis, on_hash, lk, 2, argv, NULL) != 0)
+	if (keys_status(ctx->cfg->redis_key_prefix, request_id, key, sizeof(key)) < 0 ||
+	    redis_async_argv(ctx->redis, on_hash, lk, 2, argv, NULL) != 0)
 		on_hash(NULL, lk);
 }
 

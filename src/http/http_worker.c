@@ -184,6 +184,8 @@ static void arm_hang_fault(http_worker_t *hw)
 {
 	struct timeval tv = clock_timeval(100);
 
+	if (fault_value("http_kafka_fatal") == hw->w->args.index)
+		producer_arm_fatal_fault(hw->api.producer);
 	if (fault_value("http_hang") != hw->w->args.index)
 		return;
 	hw->hang_ev = evtimer_new(hw->w->base, on_hang, hw);
@@ -223,6 +225,15 @@ static int report_ready(http_worker_t *hw)
 	return hw->topics_ev != NULL && event_add(hw->topics_ev, &tv) == 0 ? 0 : -1;
 }
 
+/* Requests would get 503 forever while /readyz said 200 (issue 11): a fresh process gets a new producer. */
+static void on_producer_fatal(void *arg)
+{
+	http_worker_t *hw = arg;
+
+	log_error("exiting: the kafka producer cannot produce any more; the master starts a new worker");
+	worker_finish(hw->w, 1);
+}
+
 static void http_destroy(http_worker_t *hw)
 {
 	if (hw->topics_ev != NULL)
@@ -235,6 +246,9 @@ static void http_destroy(http_worker_t *hw)
 	if (hw->api_ready)
 		http_api_fini(&hw->api);
 	hw->api_ready = 0;
+	/* evhttp_free() frees the listeners, then closes each connection: on_conn_close() must not resume
+	 * them. */
+	hw->bound_count = 0;
 	if (hw->http != NULL)
 		evhttp_free(hw->http);
 	http_guard_free(hw->guard); /* after evhttp_free(): every connection has ended by then */
@@ -255,6 +269,7 @@ int http_worker_main(worker_t *w)
 	w->ctx = hw;
 	w->on_stop = http_on_stop;
 	if (http_setup(hw) == 0 && report_ready(hw) == 0) {
+		producer_on_fatal(hw->api.producer, on_producer_fatal, hw);
 		arm_hang_fault(hw);
 		rc = worker_run(w);
 	}

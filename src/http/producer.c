@@ -24,6 +24,10 @@ struct producer {
 	rd_kafka_topic_t *topics[KAFKA_TOPICS_COUNT]; /* held from the start: see producer_new() */
 	kafka_topics_t topic_state;                   /* what the metadata says of them */
 	int brokers_up;
+	int fatal;       /* librdkafka raised a fatal error: nothing can be produced any more */
+	int fault_fatal; /* test builds: fabricate one after the next message (producer_arm_fatal_fault) */
+	producer_fatal_fn on_fatal;
+	void *on_fatal_arg;
 };
 
 /* One message on its way: whom to tell when its delivery report arrives. */
@@ -76,20 +80,39 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	return 0; /* librdkafka frees json */
 }
 
+/* Like the consumers' results producer (results_fatal()), an idempotent producer's fatal error is final. */
+static void fatal(producer_t *p)
+{
+	char reason[512];
+	rd_kafka_resp_err_t err = rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+
+	if (p->fatal)
+		return;
+	p->fatal = 1;
+	log_error("the kafka producer failed fatally: %s: %s", rd_kafka_err2name(err), reason);
+	if (p->on_fatal != NULL)
+		p->on_fatal(p->on_fatal_arg);
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	producer_t *p = opaque;
 
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		fatal(p);
+		return;
+	}
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
 		p->brokers_up = 0;
 	log_warn("kafka producer: %s", reason);
 }
 
+/* After a fatal error the worker is leaving: what is still queued is served by the flush at teardown. */
 static void serve(void *arg)
 {
 	producer_t *p = arg;
 
-	while (rd_kafka_poll(p->rk, 0) > 0)
+	while (!p->fatal && rd_kafka_poll(p->rk, 0) > 0)
 		;
 }
 
@@ -201,12 +224,29 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
 		return PRODUCE_FAILED;
 	}
+	if (p->fault_fatal) {
+		p->fault_fatal = 0;
+		if (rd_kafka_test_fatal_error(p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		                              "fault injection") != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_warn("fault injection: cannot raise a fatal kafka error");
+	}
 	return PRODUCE_OK;
 }
 
 int producer_ready(const producer_t *p)
 {
-	return p->brokers_up > 0;
+	return p->brokers_up > 0 && !p->fatal;
+}
+
+void producer_on_fatal(producer_t *p, producer_fatal_fn fn, void *arg)
+{
+	p->on_fatal = fn;
+	p->on_fatal_arg = arg;
+}
+
+void producer_arm_fatal_fault(producer_t *p)
+{
+	p->fault_fatal = 1;
 }
 
 const char *producer_topic_problem(const producer_t *p, char *buf, size_t size)

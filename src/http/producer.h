@@ -36,6 +36,18 @@ int producer_ready(const producer_t *p);
 /* NULL while the topics agree with the configuration (or Kafka has not said), else why not, in buf. */
 const char *producer_topic_problem(const producer_t *p, char *buf, size_t size);
 
+/*
+ * Called (once, from the loop) when librdkafka reports a fatal error: the
+ * idempotent producer can produce nothing more, ever, so the HTTP worker
+ * exits and the master starts a fresh one with a new producer.
+ */
+typedef void (*producer_fatal_fn)(void *arg);
+void producer_on_fatal(producer_t *p, producer_fatal_fn fn, void *arg);
+
+/* Test builds (fault.h, http_kafka_fatal): the next message queued is followed by a fabricated fatal error.
+ */
+void producer_arm_fatal_fault(producer_t *p);
+
 /* Waits up to timeout_ms for outstanding deliveries, then destroys the handle. */
 void producer_free(producer_t *p, int timeout_ms);
 

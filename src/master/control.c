@@ -2,8 +2,10 @@
 #include "master/control.h"
 
 #include "core/log.h"
+#include "master/privdrop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -169,6 +171,23 @@ control_t *control_open(struct event_base *base, const char *path, control_handl
 	ctl->handler = handler;
 	ctl->arg = arg;
 	return ctl;
+}
+
+/*
+ * chown(path) would follow a symlink swapped in after bind() by whoever owns
+ * the directory; relative to the directory and without following, the worst
+ * such a swap achieves is a chowned symlink.
+ */
+int control_chown(const control_t *ctl, uid_t uid, gid_t gid)
+{
+	const char *base;
+	int dir = privdrop_open_dir(ctl->path, &base), rc;
+
+	if (dir < 0)
+		return -1;
+	rc = fchownat(dir, base, uid, gid, AT_SYMLINK_NOFOLLOW);
+	close(dir);
+	return rc;
 }
 
 void control_close(control_t *ctl)

@@ -3,6 +3,7 @@
 #define COUPONSD_CONTROL_H
 
 #include <event2/event.h>
+#include <sys/types.h>
 
 typedef struct control control_t;
 typedef struct control_client control_client_t;
@@ -17,6 +18,8 @@ typedef void (*control_handler_t)(void *arg, control_client_t *client, const cha
  */
 control_t *control_open(struct event_base *base, const char *path, control_handler_t handler, void *arg);
 void control_close(control_t *ctl);
+/* Hands the socket file to uid:gid (the unprivileged master removes it at exit), never through a symlink. */
+int control_chown(const control_t *ctl, uid_t uid, gid_t gid);
 /* In a freshly forked child: close the inherited descriptors, touch nothing else. */
 void control_close_fds(control_t *ctl);
 void control_reply(control_client_t *client, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

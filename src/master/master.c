@@ -351,7 +351,7 @@ static int open_resources(master_t *m)
 	/* The files stay removable by the unprivileged master at exit. */
 	if (m->priv.needed) {
 		if ((m->pidfile_fd >= 0 && fchown(m->pidfile_fd, m->priv.uid, m->priv.gid) != 0) ||
-		    (m->control != NULL && chown(cfg->daemon_control_socket, m->priv.uid, m->priv.gid) != 0))
+		    (m->control != NULL && control_chown(m->control, m->priv.uid, m->priv.gid) != 0))
 			log_warn("cannot hand the pid file or control socket to %s: %s", cfg->daemon_user,
 			         strerror(errno));
 	}

@@ -4,8 +4,10 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,4 +53,25 @@ int privdrop_apply(const privdrop_t *p, const char *user)
 	}
 	log_info("running as user %s (uid %d, gid %d)", user, (int)p->uid, (int)p->gid);
 	return 0;
+}
+
+int privdrop_open_dir(const char *path, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	int fd;
+
+	*base = slash != NULL ? slash + 1 : path;
+	if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if ((size_t)(slash - path) >= sizeof(dir) || **base == '\0') {
+		log_error("%s: not a usable file path", path);
+		return -1;
+	} else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		log_error("cannot open directory %s: %s", dir, strerror(errno));
+	return fd;
 }

@@ -162,12 +162,14 @@ static int load_next(master_t *m)
 	config_errors_t errs = {0};
 
 	m->next_cfg = config_load(m->config_path, &errs);
-	if (m->next_cfg == NULL) {
+	if (m->next_cfg == NULL ||
+	    config_keep_restart_keys(m->cfg, m->next_cfg, &m->reload_notes, &errs) != 0) {
+		config_free(m->next_cfg);
+		m->next_cfg = NULL;
 		reload_fail(m, &errs);
 		config_errors_clear(&errs);
 		return -1;
 	}
-	config_restart_keys(m->cfg, m->next_cfg, &m->reload_notes);
 	for (int i = 0; i < m->reload_notes.count; i++)
 		log_warn("reload: %s", m->reload_notes.items[i]);
 	return 0;

@@ -235,6 +235,16 @@ def part_admin(t, d):
              400, "INVALID_ARGUMENT", "admin create with a body that is not JSON")
 
 
+def part_admin_sequence(t, d):
+    """An explicit couponId moves the id sequence past it: a later create without one must not be handed it."""
+    first = d.create_coupon(3)
+    st, body, _ = d.admin_create("explicit next id", 3, coupon_id=first + 1)
+    t.ok(st == 201, "admin create with the couponId the sequence would hand out next", body)
+    st, body, _ = d.admin_create("after an explicit id", 3)
+    t.ok(st == 201 and (body or {}).get("couponId", 0) > first + 1,
+         "a later create without couponId gets an id past it (no 409 COUPON_EXISTS)", [st, body])
+
+
 def part_bad_ids(t, d):
     c = d.create_coupon(100, name="bad ids target")
     for label, bad in BAD_IDS.items():
@@ -340,6 +350,6 @@ def test_admin_off(t):
 
 
 if __name__ == "__main__":
-    Tap().run(with_daemon(part_ready_at_once, part_issue, part_coupon_states, part_stale_pending, part_admin, part_bad_ids, part_limits,
+    Tap().run(with_daemon(part_ready_at_once, part_issue, part_coupon_states, part_stale_pending, part_admin, part_admin_sequence, part_bad_ids, part_limits,
                           part_routes, part_readyz_redis_down),
               test_admin_off)

@@ -101,6 +101,32 @@ def test_restart_only_key_is_reported(t):
         t.eq(d.get("/healthz")[0], 200, "still serving on the original address")
 
 
+def test_data_names_are_restart_only(t):
+    """A renamed topic, group or Redis prefix would strand the draining generation's data under the old names;
+    a new partition count would send events where no consumer reads. The new generation keeps the running
+    values (with embedded Kafka the renamed topic does not even exist, so new workers on it never get ready)."""
+    with Daemon(overrides={"daemon": {"worker_timeout": "3s"}}) as d:
+        d.start()
+        changed = {"topic": "renamed-issue", "results_topic": "renamed-results", "dlq_topic": "renamed-dlq",
+                   "group_id": "renamed-group", "partitions": 3}
+        for key, value in changed.items():
+            d.tree["kafka"][key] = value
+        d.tree.setdefault("redis", {})["key_prefix"] = "renamed:"
+        d.write_config()
+        rc, out, err = d.ctl("reload")
+        t.ok(rc == 0, "a reload renaming the topics, the group and the prefix is accepted", out + err)
+        names = [f"kafka.{k}" for k in changed] + ["redis.key_prefix"]
+        missing = [n for n in names if f"{n}: changing it needs a restart" not in out]
+        t.ok(not missing, "the answer names each as needing a restart", [missing, out])
+        missing = [n for n in names if f"reload: {n}: changing it needs a restart" not in d.log()]
+        t.eq(missing, [], "and so does the log")
+        t.ok(wait_for(lambda: len(d.http_workers()) == 2 and len(d.consumers()) == 2, 10),
+             "the new generation runs with the running values: two workers, the two partitions' consumers",
+             d.children())
+        t.ok("renamed" not in d.log().split("reload: starting generation")[-1], "no process uses a new name")
+        t.eq(d.get("/healthz")[0], 200, "still serving")
+
+
 def test_sighup_storm_coalesces(t):
     with Daemon() as d:
         d.start()
@@ -173,5 +199,6 @@ def test_new_generation_never_ready(t):
 
 if __name__ == "__main__":
     Tap().run(test_broken_file_keeps_running, test_workers_change_under_load, test_restart_only_key_is_reported,
+              test_data_names_are_restart_only,
               test_sighup_storm_coalesces, test_partition_handover, test_owned_partitions_change,
               test_new_generation_never_ready)

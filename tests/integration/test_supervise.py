@@ -1,4 +1,5 @@
 """test_supervise.py: the master starts the right processes, restarts dead or stuck ones, and dies cleanly."""
+import http.client
 import os
 import pwd
 import re
@@ -110,6 +111,56 @@ def test_master_sigkill_takes_workers(t):
              [p for p in kids if pid_alive(p)])
 
 
+def issue_quietly(d, coupon_id, user_id):
+    """An issue request whose worker may exit under it: the status, or the error's name."""
+    try:
+        return d.issue(coupon_id, user_id, timeout=10)[0]
+    except OSError as e:
+        return type(e).__name__
+
+
+def test_kafka_fatal_error_restarts_worker(t):
+    """After a fatal producer error (idempotence) nothing can be produced again: the worker used to answer 503
+    forever while /readyz said 200. It must exit so that the master starts one with a new producer. Redis is
+    left unreachable here: the claim is skipped, so the request reaches Kafka with PostgreSQL alone."""
+    with Daemon(workers=1, postgres=True, admin_token="t0ken", faults="http_kafka_fatal=0",
+                overrides={"redis": {"port": harness.free_port(), "timeout": "200ms"}}) as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        before = d.http_workers()
+        status = issue_quietly(d, coupon, 1)
+        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
+             "the worker exits and the master starts a new one", (before, d.http_workers()))
+        log = d.log()
+        t.ok("the kafka producer failed fatally: OUT_OF_ORDER_SEQUENCE_NUMBER" in log,
+             "the log names the fatal error", log[-2000:])
+        t.ok(re.search(r"\(pid %d\) exited with status 1" % before[0], log) is not None,
+             "the old worker exited with status 1", log[-2000:])
+        t.eq(d.get("/healthz")[0], 200, "serving again")
+
+
+def test_exit_with_request_in_flight(t):
+    """A worker that exits (here on a fatal producer error) with a request in flight and its accepting paused
+    (http.max_connections reached) tears down cleanly: the producer's last delivery reports still reach the
+    Redis client, and closing the connection does not resume listeners that evhttp already freed."""
+    with Daemon(workers=1, redis=True, postgres=True, admin_token="t0ken", faults="http_kafka_fatal=0",
+                overrides={"http": {"max_connections": 2}}) as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        before = d.http_workers()
+        idle = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)  # kept open through the exit
+        idle.request("GET", "/healthz")
+        idle.getresponse().read()
+        status = issue_quietly(d, coupon, 1)  # the second connection: accepting pauses
+        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
+             "the worker exits and the master starts a new one", (before, d.http_workers()))
+        idle.close()
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report from the worker's teardown", text)
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -124,8 +175,29 @@ def test_privilege_drop(t):
                 uids.add(next(line.split()[1] for line in f if line.startswith("Uid:")))
         t.eq(uids, {str(nobody.pw_uid)}, "master and workers run as daemon.user after binding")
         t.eq(d.get("/healthz")[0], 200, "and serve on the socket bound as root")
+        for key in ("pid_file", "control_socket"):
+            st = os.lstat(d.tree["daemon"][key])
+            t.eq((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid), f"daemon.{key} is handed to daemon.user")
+
+
+def test_pid_file_symlink_refused(t):
+    """Whoever owns the pid file's directory (the daemon's user, /run/couponsd) could point the pid file at
+    another file; root starting couponsd must not truncate and write it."""
+    with Daemon() as d:
+        victim = os.path.join(d.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        os.symlink(victim, d.tree["daemon"]["pid_file"])
+        d.start(wait=False)
+        rc = d.wait_exit(15)
+        t.eq(rc, 1, "the start fails")
+        t.ok("cannot open pid file" in d.log() + d.stderr_text(), "and says why", d.log()[-500:])
+        with open(victim) as f:
+            t.eq(f.read(), "precious\n", "the symlink's target is untouched")
 
 
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
-              test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_privilege_drop)
+              test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
+              test_exit_with_request_in_flight,
+              test_privilege_drop, test_pid_file_symlink_refused)

@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/config_keys.h"
 #include "core/config_value.h"
+#include "core/keys.h"
 #include "tap.h"
 
 /* ---- helpers ---- */
@@ -212,9 +213,13 @@ static const char *const added_keys[] = {
 };
 
 static const char *const restart_only[] = {
-    "daemon.user",           "daemon.group",    "daemon.pid_file",
-    "daemon.control_socket", "http.listen",     "kafka.brokers",
-    "kafka.partitions",      "metrics.enabled", NULL,
+    "daemon.user",      "daemon.group",
+    "daemon.pid_file",  "daemon.control_socket",
+    "http.listen",      "kafka.brokers",
+    "kafka.topic",      "kafka.results_topic",
+    "kafka.dlq_topic",  "kafka.group_id",
+    "kafka.partitions", "redis.key_prefix",
+    "metrics.enabled",  NULL,
 };
 
 static int in_list(const char *const *list, const char *name)
@@ -548,6 +553,18 @@ static void test_passthrough(void)
 	             "t.yaml:3:5: kafka.producer.acks: set by couponsd itself, it cannot be overridden");
 	expect_error("kafka:\n  consumer:\n    group.id: x\n",
 	             "t.yaml:3:5: kafka.consumer.group.id: set by couponsd itself, it cannot be overridden");
+	expect_error("kafka:\n  producer:\n    request.required.acks: 1\n",
+	             "t.yaml:3:5: kafka.producer.request.required.acks: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    auto.offset.reset: latest\n",
+	             "t.yaml:3:5: kafka.consumer.auto.offset.reset: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    enable.auto.commit: false\n",
+	             "t.yaml:3:5: kafka.consumer.enable.auto.commit: set by couponsd itself, it cannot be "
+	             "overridden");
+	expect_error("kafka:\n  consumer:\n    auto.commit.enable: false\n",
+	             "t.yaml:3:5: kafka.consumer.auto.commit.enable: set by couponsd itself, it cannot be "
+	             "overridden");
 	expect_error("kafka:\n  consumer:\n    a: 1\n    a: 2\n",
 	             "t.yaml:4:5: duplicate key 'kafka.consumer.a'");
 	expect_error("kafka:\n  producer: fast\n",
@@ -678,6 +695,32 @@ static void test_cross_key_errors(void)
 	    "t.yaml:2:15: redis.key_prefix: must not contain '{' or '}' (couponsd adds its own hash tag)");
 	config_free(expect_load("issue:\n  retry_initial: 1s\n  retry_max: 1s\n",
 	                        "retry_initial equal to retry_max"));
+}
+
+/* The longest prefix the loader accepts still fits the longest key; a longer one is refused. */
+static void test_key_prefix_length(void)
+{
+	char yaml[512], want[128], prefix[KEYS_PREFIX_MAX + 2], key[KEYS_MAX];
+	config_t *cfg;
+
+	memset(prefix, 'p', sizeof(prefix) - 1);
+	prefix[KEYS_PREFIX_MAX + 1] = '\0';
+	snprintf(yaml, sizeof(yaml), "redis:\n  key_prefix: %s\n", prefix);
+	snprintf(want, sizeof(want),
+	         "t.yaml:2:15: redis.key_prefix: at most %d bytes (it starts every Redis key)",
+	         KEYS_PREFIX_MAX);
+	expect_error(yaml, want);
+	prefix[KEYS_PREFIX_MAX] = '\0';
+	snprintf(yaml, sizeof(yaml), "redis:\n  key_prefix: %s\n", prefix);
+	cfg = expect_load(yaml, "a key_prefix of KEYS_PREFIX_MAX bytes");
+	ok(cfg != NULL && keys_reservation(cfg->redis_key_prefix, INT64_MAX,
+	                                   "00000000-0000-4000-8000-000000000000", key, sizeof(key)) > 0,
+	   "its longest key fits");
+	config_free(cfg);
+	memset(yaml, 'p', KEYS_MAX);
+	yaml[KEYS_MAX] = '\0';
+	ok(keys_user(yaml, 1, 2, key, sizeof(key)) == -1 && keys_status(yaml, "x", key, sizeof(key)) == -1,
+	   "a key that does not fit is reported, not cut");
 }
 
 static void test_syntax_errors(void)
@@ -879,6 +922,48 @@ out:
 	config_free(changed);
 }
 
+/* A reload runs the new generation with the running value of every restart-only key. */
+static void test_keep_restart_keys(void)
+{
+	config_errors_t notes = {0}, errs = {0};
+	config_t *old = load("kafka:\n  partitions: 2\n", NULL);
+	config_t *next =
+	    load("kafka:\n  topic: renamed\n  group_id: other\n  partitions: 4\n"
+	         "  owned_partitions: 0-1\nhttp:\n  listen: [\"127.0.0.1:9\", \"127.0.0.1:10\"]\n"
+	         "redis:\n  key_prefix: \"x:\"\nlog:\n  level: debug\n",
+	         NULL);
+	config_t *wider = load("kafka:\n  partitions: 4\n  owned_partitions: 2-3\n", NULL);
+	config_t *all = load("kafka:\n  partitions: 4\n", NULL);
+
+	if (!ok(old != NULL && next != NULL && wider != NULL && all != NULL, "four configurations load"))
+		goto out;
+	ok(config_keep_restart_keys(old, next, &notes, &errs) == 0 && errs.count == 0, "kept");
+	is_int(notes.count, 5, "five restart-only keys reported");
+	ok(strcmp(next->kafka_topic, "coupon-issue") == 0 && strcmp(next->kafka_group_id, "couponsd") == 0 &&
+	       strcmp(next->redis_key_prefix, "couponsd:") == 0 && next->kafka_partitions == 2,
+	   "the new configuration has the running topic, group, prefix and partition count");
+	ok(next->http_listen_count == 1 && strcmp(next->http_listen[0], old->http_listen[0]) == 0,
+	   "and the running listen list");
+	ok(next->log_level == LOG_LEVEL_DEBUG && next->kafka_owned_count == 2,
+	   "reloadable keys take their new value");
+	config_errors_clear(&notes);
+	ok(config_keep_restart_keys(old, all, &notes, &errs) == 0 && all->kafka_owned_count == 2 &&
+	       all->kafka_owned[1] == 1,
+	   "owned partitions 'all' follow the running partition count");
+	config_errors_clear(&notes);
+	ok(config_keep_restart_keys(old, wider, &notes, &errs) == -1 &&
+	       has_error(&errs, "kafka.owned_partitions: partition 2 does not exist in the running "
+	                        "kafka.partitions (2); restart to change kafka.partitions"),
+	   "owned partitions beyond the running partition count refuse the reload");
+out:
+	config_errors_clear(&notes);
+	config_errors_clear(&errs);
+	config_free(old);
+	config_free(next);
+	config_free(wider);
+	config_free(all);
+}
+
 static void test_peek_one(const char *yaml, const char *key, const char *want, const char *what)
 {
 	char *path = temp_file(yaml), *got;
@@ -951,6 +1036,8 @@ int main(int argc, char **argv)
 	test_docs();
 	test_print_keys();
 	test_restart_keys();
+	test_keep_restart_keys();
+	test_key_prefix_length();
 	test_peek();
 	return done_testing();
 }

@@ -1,0 +1,73 @@
+/* test_kafka_conf.c: TAP unit tests of the librdkafka configuration built from couponsd's. */
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* With the folder, as in src/ (see test_config.c). */
+#include "core/config.h"
+#include "core/kafka_conf.h"
+#include "core/log.h"
+#include "tap.h"
+
+#define SECRET "s3cret-Pa55"
+
+static char log_path[] = "/tmp/couponsd-test-kafka-conf-XXXXXX";
+
+/* Sends the log to a scratch file, so that what a refusal writes can be read back. */
+static int log_to_file(void)
+{
+	char yaml[256];
+	config_errors_t errs = {0};
+	config_t *cfg;
+	int fd = mkstemp(log_path), rc;
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	snprintf(yaml, sizeof(yaml), "log:\n  file: %s\n", log_path);
+	cfg = config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+	rc = cfg != NULL ? log_configure(cfg) : -1;
+	config_free(cfg);
+	config_errors_clear(&errs);
+	return rc;
+}
+
+static void read_log(char *buf, size_t size)
+{
+	FILE *f = fopen(log_path, "r");
+	size_t n = f != NULL ? fread(buf, 1, size - 1, f) : 0;
+
+	buf[n] = '\0';
+	if (f != NULL)
+		fclose(f);
+}
+
+/* A refused property is logged by name with librdkafka's reason, never with its value. */
+static void test_refusal_hides_value(const char *name, const char *what)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char text[4096];
+
+	if (truncate(log_path, 0) != 0)
+		diag("cannot empty %s", log_path);
+	ok(kafka_conf_set(conf, name, SECRET) == -1, "%s: refused", what);
+	read_log(text, sizeof(text));
+	ok(strstr(text, name) != NULL, "%s: the log names the property", what);
+	ok(strstr(text, SECRET) == NULL, "%s: the log does not show the value", what);
+	if (strstr(text, SECRET) != NULL)
+		diag("log: %s", text);
+	rd_kafka_conf_destroy(conf);
+}
+
+int main(void)
+{
+	if (ok(log_to_file() == 0, "log to a scratch file")) {
+		test_refusal_hides_value("sasl.pasword", "a misspelled name");
+		test_refusal_hides_value("linger.ms", "an invalid value");
+	}
+	log_close();
+	unlink(log_path);
+	return done_testing();
+}
