@@ -553,7 +553,8 @@ def scenario(t, name, fault, d=None, stocks=STOCKS, users=3500, duration=10.0,
     seed = seed if seed is not None else SEED
     v = Verdict(name)
     d = d or chaos_daemon()
-    budget = Budget(duration + 150)
+    # A soak's backlog (a consumer that spent its minutes in crash-loop back-off) takes longer to drain.
+    budget = Budget(duration * (1.5 if SOAK_SECONDS else 1) + 150)
     started = time.monotonic()
     with d:
         start_daemon(d)
