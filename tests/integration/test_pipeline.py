@@ -313,7 +313,7 @@ def part_stock_check(t, d):
     t.diag(f"stock check: the keys came back after {time.monotonic() - started:.1f}s")
     for c in want:
         owner = kafka_partition(c, PARTITIONS)  # the partition the producer keys the coupon's events into
-        loaded = re.findall(rf"consumer (\d+)\[\d+\]: stock of coupon {c} loaded from PostgreSQL: {want[c]}\b",
+        loaded = re.findall(rf"consumer partition (\d+)\[\d+\]: stock of coupon {c} loaded from PostgreSQL: {want[c]}\b",
                             d.log())
         t.eq(loaded, [str(owner)], f"stock check: coupon {c}'s stock was loaded once, by the consumer of its "
                                    f"partition ({owner})")
