@@ -91,6 +91,23 @@ def test_crash_loop_backs_off(t):
         t.eq(d.get("/healthz")[0], 200, "and keeps serving")
 
 
+def test_failed_spawn_is_retried(t):
+    """A slot whose fork failed (EAGAIN, EMFILE for its channel, no shared-memory slot) used to stay empty for
+    good: only a child's exit scheduled a restart. spawn_fail=3 fails the first three forks; the slot must be
+    started again with the ordinary back-off, and the daemon must come up whole."""
+    with Daemon(faults="spawn_fail=3") as d:
+        d.start(timeout=20)
+        log = d.log()
+        failed = re.findall(r"fork for (.+?): Resource temporarily unavailable", log)
+        t.eq(len(failed), 3, "three forks failed")
+        name = failed[0] if failed else "?"
+        t.eq(restart_delays(log, name)[:3], [100, 200, 400], f"{name} is retried with the doubling back-off")
+        t.ok(re.search(r"started %s as pid" % re.escape(name), log), "and then started", log[-2000:])
+        t.eq(len(d.http_workers()), 2, "every http worker is up")
+        t.eq(len(d.consumers()), 2, "every consumer is up")
+        t.eq(d.get("/healthz")[0], 200, "the daemon serves")
+
+
 def test_hung_worker_is_killed(t):
     with Daemon(overrides={"daemon": {"worker_timeout": "1s"}}, faults="http_hang=1") as d:
         d.start()
@@ -198,6 +215,7 @@ def test_pid_file_symlink_refused(t):
 
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
+              test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
               test_exit_with_request_in_flight,
               test_privilege_drop, test_pid_file_symlink_refused)
