@@ -178,6 +178,51 @@ def test_exit_with_request_in_flight(t):
         t.ok(clean, "no sanitizer report from the worker's teardown", text)
 
 
+def _tcp_sockets():
+    """(local port, remote port, timer kind, seconds left, inode) of each IPv4 TCP socket (/proc/net/tcp)."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            timer, left = fields[5].split(":")
+            rows.append((int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), int(timer, 16),
+                         int(left, 16) / 100.0, fields[9]))
+    return rows
+
+
+def server_keepalive_left(d, pid):
+    """Seconds until the server side of pid's PostgreSQL connection probes it (its keepalive timer), or None."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:["):-1])
+        except OSError:
+            pass
+    rows = _tcp_sockets()
+    ours = [lport for lport, rport, _, _, inode in rows if inode in inodes and rport == d.pg.port]
+    theirs = [left for lport, rport, kind, left, _ in rows if lport == d.pg.port and rport in ours and kind == 2]
+    return theirs[0] if len(ours) == 1 and len(theirs) == 1 else None
+
+
+def test_consumer_session_keepalives(t):
+    """A consumer's partition lock lives in its server session, which PostgreSQL ended only when its own
+    keepalive noticed a vanished client: the kernel's defaults, 2 hours, during which a successor was refused
+    the lock. The server must now probe within postgres.timeout (2 s here); the operator's own options in
+    conninfo still apply (and win where they set the same parameter)."""
+    for operator, low, high, what in ((None, 0, 2.5, "postgres.timeout: 2s"),
+                                      ("-c tcp_keepalives_idle=30", 2.5, 30.5, "the operator's idle of 30 s")):
+        d = Daemon(workers=1, partitions=1, postgres=True)
+        with d:
+            conninfo = d.tree["postgres"]["conninfo"] + (f" options='{operator}'" if operator else "")
+            d.tree["postgres"].update(conninfo=conninfo, timeout="2s")
+            d.write_config()
+            d.start()
+            pid = d.consumers()["couponsd: consumer partition 0"]
+            left = wait_for(lambda: server_keepalive_left(d, pid), 5)
+            t.ok(left is not None and low < left <= high,
+                 f"{what}: the server probes the consumer within {high} s", f"keepalive timer: {left} s")
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -217,5 +262,5 @@ if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
-              test_exit_with_request_in_flight,
+              test_exit_with_request_in_flight, test_consumer_session_keepalives,
               test_privilege_drop, test_pid_file_symlink_refused)
