@@ -362,6 +362,44 @@ def test_pipeline(t):
         check_no_child_died(t, d)
 
 
+def metric(d, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), d.get("/metrics")[1], re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_partition_never_wedges(t):
+    """Two things that used to hold a partition for good, each retried forever: a dead letter Kafka can never
+    take (here larger than kafka.producer's message.max.bytes, the smallest librdkafka allows), and a reservation
+    record in Redis that is not a number. The first is skipped (logged with its offset, counted), the second is
+    treated as missing; the requests after them are decided."""
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                overrides={"kafka": {"producer": {"message.max.bytes": 1000}}}) as d:
+        d.start()
+        c = d.create_coupon(10, name="wedge")
+        bootstrap = d.kafka_bootstrap()
+        (_, off), = kafka_produce(bootstrap, d.topic(), b"not json " * 200, key=c)
+        st, body, _ = d.issue(c, 1)
+        final = d.wait_final(rid_of(body), 15) or {}
+        t.eq((st, final.get("status")), (202, "ISSUED"), "a request behind an undeliverable dead letter is decided")
+        t.ok(re.search(r"offset %d: the dead letter cannot be produced to %s \(.*\); skipping the message"
+                       % (off, re.escape(d.topic("dlq_topic"))), d.log()),
+             "the skipped message is logged with its offset", d.log()[-1500:])
+        t.eq(metric(d, "couponsd_dlq_dropped_total"), 1, "and counted in couponsd_dlq_dropped_total")
+        t.eq(metric(d, "couponsd_dlq_messages_total"), 0, "but not as sent to the dead-letter topic")
+
+        event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 2, "acceptedAt": iso_time(0)}
+        d.redis.cli("SET", f"{d.redis_prefix}{{{c}}}:rsv:{event['requestId']}", "garbage")
+        kafka_produce(bootstrap, d.topic(), json.dumps(event), key=c)
+        final = d.wait_final(event["requestId"], 15) or {}
+        t.eq(final.get("status"), "ISSUED", "a request whose reservation record is not a number is decided")
+        t.ok("was not a number; deleted and treated as missing" in d.log(), "and the record is logged",
+             d.log()[-1500:])
+        t.eq(metric(d, "couponsd_redis_bad_values_total"), 1, "and counted in couponsd_redis_bad_values_total")
+        t.eq(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"), "8", "two units issued")
+        t.ok(wait_for(lambda: d.redis_stock(c) == 8, 5), "and the Redis stock agrees", d.redis_stock(c))
+        check_no_child_died(t, d)
+
+
 def test_batch_linger(t):
     """issue.batch_linger: a consumer holding a short batch waits that long for more before deciding it. Five
     events arrive one by one, each as its own produce (a new Kafka client each time, so tens of ms apart), mostly
@@ -384,4 +422,4 @@ def test_batch_linger(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_pipeline, test_batch_linger)
+    Tap().run(test_pipeline, test_batch_linger, test_partition_never_wedges)
