@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/ptrset.h"
+#include "http/http_errpage.h"
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
@@ -18,9 +19,11 @@ typedef struct guard_conn {
 	struct http_guard *g;
 	struct bufferevent *bev; /* while fresh: accepted, not yet known as a connection */
 	struct evhttp_connection *conn;
-	int64_t idle_since;  /* clock_mono_ms() when it last started waiting for a request */
-	int busy;            /* a handler holds its request */
-	int active;          /* it carried a request since the last sweep */
+	int64_t idle_since;                /* clock_mono_ms() when it last started waiting for a request */
+	int busy;                          /* a handler holds its request */
+	int active;                        /* it carried a request since the last sweep */
+	http_errpage_t page;               /* libevent's own error pages become JSON (http_errpage.c) */
+	struct evbuffer_cb_entry *page_cb; /* on the bufferevent's output, or NULL */
 	complete_fn chained; /* the request's own on-complete callback (metrics), called first */
 	void *chained_arg;
 	struct guard_conn *prev, *next;
@@ -112,6 +115,13 @@ static void map_remove(http_guard_t *g, const guard_conn_t *t)
 
 /* ---- entries ---- */
 
+static void unwatch_page(guard_conn_t *t, struct bufferevent *bev)
+{
+	if (t->page_cb != NULL && evbuffer_remove_cb_entry(bufferevent_get_output(bev), t->page_cb) != 0)
+		log_warn("cannot stop watching a connection's output");
+	t->page_cb = NULL;
+}
+
 /* Accepted and not yet closed, whether or not a request came: what http.max_connections bounds. */
 static void count_changed(http_guard_t *g)
 {
@@ -126,6 +136,7 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	http_guard_t *g = t->g;
 
 	map_remove(g, t);
+	unwatch_page(t, evhttp_connection_get_bufferevent(conn));
 	if (t->prev != NULL)
 		t->prev->next = t->next;
 	else
@@ -180,8 +191,10 @@ static void setup_fresh(evutil_socket_t fd, short what, void *arg)
 		g->fresh_count--;
 		bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
 		if (readcb == NULL || cbarg == NULL || evhttp_connection_get_bufferevent(cbarg) != bev ||
-		    adopt(g, t, cbarg) != 0)
+		    adopt(g, t, cbarg) != 0) {
+			unwatch_page(t, bev);
 			free(t);
+		}
 		bufferevent_decref(bev);
 	}
 	count_changed(g);
@@ -199,6 +212,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 		return bev;
 	bufferevent_incref(bev);
 	t->bev = bev;
+	t->page_cb = evbuffer_add_cb(bufferevent_get_output(bev), http_errpage_on_output, &t->page);
 	t->next = g->fresh;
 	g->fresh = t;
 	g->fresh_count++;

@@ -452,6 +452,31 @@ def part_poison_events(t, d, c):
 
 # ---- the file ----------------------------------------------------------------------------------------------
 
+def test_libevent_errors_are_json(t):
+    """What evhttp refuses before any handler runs (bytes that are not HTTP, a head past its hard cap) got
+    libevent's HTML page; docs/api.md promises {"error":"...","message":"..."} for every error."""
+    with Daemon(workers=1) as d:
+        d.start()
+        for label, raw in (
+                ("bytes that are not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n"),
+                ("a request line without a version", b"GET /healthz\r\nHost: x\r\n\r\n"),
+                ("a 200 KB header (past libevent's own cap)",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 200000 + b"\r\n\r\n")):
+            got = one(d, raw)
+            # libevent 2.1.12 says 400 for all three; a 413 of its own (a body past its cap) is mapped too.
+            is_json_error(t, got, 400, "BAD_REQUEST", label)
+            t.eq(got[1].get("connection"), "close", f"{label}: Connection: close")
+        st, headers, body, _ = one(d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        t.ok(st == 200 and body == b'{"status":"ok"}', "an ordinary request is answered as before", (st, body))
+        sock = connect(d)  # no shutdown: with EOF seen first, evhttp may close before it reads the second
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+        answers = parse_responses(read_all(sock, 5)[0])
+        sock.close()
+        t.eq([a[0] for a in answers], [200, 400], "pipelined behind a good request: its answer, then the JSON 400")
+        t.ok(len(answers) == 2 and answers[0][2] == b'{"status":"ok"}' and b'"BAD_REQUEST"' in answers[1][2],
+             "each with its own body", answers)
+
+
 def test_silent_connections_count(t):
     """http.max_connections counted only connections that had sent a request: silent ones, each holding a
     descriptor until http.read_timeout, were accepted without bound. They count from the accept now."""
@@ -530,4 +555,4 @@ def test_hostile(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_hostile, test_silent_connections_count, test_accept_emfile_backs_off)
+    Tap().run(test_hostile, test_libevent_errors_are_json, test_silent_connections_count, test_accept_emfile_backs_off)
