@@ -4,6 +4,7 @@ import os
 import pwd
 import re
 import signal
+import subprocess
 import time
 
 import harness
@@ -223,6 +224,40 @@ def test_consumer_session_keepalives(t):
                  f"{what}: the server probes the consumer within {high} s", f"keepalive timer: {left} s")
 
 
+def test_migration_lock_wait_is_bounded(t):
+    """A consumer that connects applies migrations under an advisory lock, and it used to wait for that lock
+    before its statement_timeout was set: while another host migrated (or any session held the lock) its loop
+    stopped, and the watchdog killed it and each successor. The session's statement_timeout (at most half of
+    daemon.worker_timeout) is now set first, so the wait ends in an error and an ordinary retry."""
+    import servers
+    with Daemon(workers=1, partitions=1, postgres=True, overrides={"daemon": {"worker_timeout": "2s"}}) as d:
+        d.start()
+        holder = subprocess.Popen(
+            [os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", d.pg.host, "-p", str(d.pg.port), "-U",
+             "postgres", "-d", d.dbname, "-c", "SELECT pg_advisory_lock(7165074657936043367), pg_sleep(30)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            held = wait_for(lambda: d.sql_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                                                 "granted AND classid = 1668248944 AND objid = 1869507943") == "1", 10)
+            t.ok(held, "another session holds the migration lock")
+            victim = d.consumers()["couponsd: consumer partition 0"]
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(5)
+            log = d.log()
+            t.ok("has not ticked" not in log, "the restarted consumer waits for it without being killed",
+                 log[-1500:])
+            t.ok(re.search(r"consumer partition 0\[\d+\]: migrations: .*statement timeout", log),
+                 "its wait ends with a statement timeout, and it retries", log[-1500:])
+        finally:
+            # The server notices a vanished client only when it next writes to it: end the backend itself.
+            d.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+                  "classid = 1668248944 AND objid = 1869507943")
+            holder.kill()
+            holder.wait()
+        t.ok(wait_for(lambda: d.log().count("owning partition 0 ") >= 2, 15),
+             "once the lock is free it owns its partition again", d.log()[-1000:])
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -263,4 +298,5 @@ if __name__ == "__main__":
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
               test_exit_with_request_in_flight, test_consumer_session_keepalives,
+              test_migration_lock_wait_is_bounded,
               test_privilege_drop, test_pid_file_symlink_refused)
