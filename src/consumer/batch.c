@@ -84,7 +84,7 @@ int64_t batch_end_offset(const batch_t *b)
 void batch_done(batch_t *b)
 {
 	for (int i = 0; i < b->count; i++) {
-		if (!item_valid(&b->items[i])) {
+		if (!item_valid(&b->items[i]) && b->items[i].delivery != DELIVERY_DROPPED) {
 			b->stats.dead_letters++;
 			metrics_inc(M_DLQ_MESSAGES);
 		}
@@ -314,7 +314,7 @@ batch_rc_t batch_deliveries(batch_t *b)
 		return BATCH_DELIVERING;
 	results_report_failures(b->results);
 	for (int i = 0; i < b->count; i++) {
-		if (b->items[i].delivery != DELIVERY_DONE)
+		if (b->items[i].delivery != DELIVERY_DONE && b->items[i].delivery != DELIVERY_DROPPED)
 			return BATCH_RETRY;
 	}
 	return BATCH_DONE;

@@ -392,8 +392,11 @@ static void on_prune(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 	int deleted = 0, total = 0;
+	/* Each statement is bounded (store.c); the run is too, so that it ends well inside the watchdog's
+	 * time. */
+	int64_t until = clock_mono_ms() + c->cfg->daemon_worker_timeout / 4;
 
-	for (int i = 0; i < PRUNE_MAX_STATEMENTS; i++) {
+	for (int i = 0; i < PRUNE_MAX_STATEMENTS && clock_mono_ms() < until; i++) {
 		if (store_prune(c->store, &deleted) != 0)
 			break;
 		total += deleted;

@@ -26,26 +26,33 @@
  * Returns one code per request:
  *   0 reserved now   1 reserved earlier   -1 sold out (now or earlier)
  *  -2 no stock key (load it from PostgreSQL)   -3 released earlier
- * A record that is not a number gives -100, which the consumer rejects: a
- * nil would cut the array short and shift every later answer.
+ * A record that is not a number (written by hand, or by something else
+ * sharing the prefix) would be answered the same way on every retry and hold
+ * the partition for good; it is deleted and treated as missing, like a
+ * flushed one (the store then finds any earlier decision in PostgreSQL), and
+ * the answer is offset by BAD_RECORD (-100) so that the consumer says so.
  */
 static const char reserve_lua[] = "local stock, ttl, out = KEYS[1], ARGV[1], {}\n"
                                   "local have = redis.call('EXISTS', stock) == 1\n"
                                   "local sold_out = false\n"
                                   "for i = 2, #KEYS do\n"
-                                  "  local seen = redis.call('GET', KEYS[i])\n"
+                                  "  local seen, bad = redis.call('GET', KEYS[i]), 0\n"
+                                  "  if seen and not tonumber(seen) then\n"
+                                  "    redis.call('DEL', KEYS[i])\n"
+                                  "    seen, bad = false, -100\n"
+                                  "  end\n"
                                   "  if seen then\n"
-                                  "    out[i - 1] = tonumber(seen) or -100\n"
+                                  "    out[i - 1] = tonumber(seen)\n"
                                   "  elseif not have then\n"
-                                  "    out[i - 1] = -2\n"
+                                  "    out[i - 1] = bad - 2\n"
                                   "  elseif sold_out or redis.call('DECR', stock) < 0 then\n"
                                   "    if not sold_out then redis.call('INCR', stock) end\n"
                                   "    sold_out = true\n"
                                   "    redis.call('SET', KEYS[i], '-1', 'EX', ttl)\n"
-                                  "    out[i - 1] = -1\n"
+                                  "    out[i - 1] = bad - 1\n"
                                   "  else\n"
                                   "    redis.call('SET', KEYS[i], '1', 'EX', ttl)\n"
-                                  "    out[i - 1] = 0\n"
+                                  "    out[i - 1] = bad\n"
                                   "  end\n"
                                   "end\n"
                                   "return out\n";
@@ -63,6 +70,8 @@ static const char release_lua[] =
     "return 1\n";
 
 #define SHA_LEN 40
+/* Added by the reserve script to the answer of a request whose record was not a number. */
+#define BAD_RECORD (-100)
 
 /*
  * At most this many requests go into one reserve call: a script blocks all of
@@ -280,8 +289,21 @@ static int script_result(const redisReply *reply, long long *value, int *noscrip
 	return -1;
 }
 
-static gate_outcome_t outcome_of(long long value)
+/* The reserve script's answer for one request; a record that was not a number is said and counted. */
+static gate_outcome_t outcome_of(const gate_t *g, const item_t *it, long long value)
 {
+	char key[KEYS_MAX];
+
+	if (value <= BAD_RECORD && value >= BAD_RECORD - 2) {
+		if (keys_reservation(g->cfg->redis_key_prefix, it->status.event.coupon_id,
+		                     it->status.event.request_id, key, sizeof(key)) < 0)
+			snprintf(key, sizeof(key), "of request %s", it->status.event.request_id);
+		log_error("redis reservation record %s was not a number; deleted and treated as missing "
+		          "(PostgreSQL decides a replay)",
+		          key);
+		metrics_inc(M_REDIS_BAD_VALUES);
+		value -= BAD_RECORD;
+	}
 	switch (value) {
 	case 0:
 		return GATE_RESERVED;
@@ -396,8 +418,8 @@ too_long:
  * midway may have recorded its first requests; asked again, they get
  * "reserved earlier" or "sold out", as after a reply lost with the connection.
  */
-static int chunk_result(const redisReply *reply, item_t *items, const slot_t *slots, int len, int *noscript,
-                        int *fresh)
+static int chunk_result(const gate_t *g, const redisReply *reply, item_t *items, const slot_t *slots, int len,
+                        int *noscript, int *fresh)
 {
 	int rc = 0;
 
@@ -414,7 +436,7 @@ static int chunk_result(const redisReply *reply, item_t *items, const slot_t *sl
 		const redisReply *code = reply->element[k];
 
 		if (code->type == REDIS_REPLY_INTEGER) {
-			items[slots[k].index].gate = outcome_of(code->integer);
+			items[slots[k].index].gate = outcome_of(g, &items[slots[k].index], code->integer);
 			*fresh += items[slots[k].index].gate == GATE_RESERVED;
 		} else {
 			log_error("redis reserve script: unexpected reply element");
@@ -442,7 +464,7 @@ static int reserve_round(gate_t *g, item_t *items, int n, int *noscript, int *fr
 		len = chunk_len(g, m, start);
 		if ((reply = read_reply(g)) == NULL)
 			return -1;
-		if (chunk_result(reply, items, g->slots + start, len, noscript, fresh) != 0 && !*noscript)
+		if (chunk_result(g, reply, items, g->slots + start, len, noscript, fresh) != 0 && !*noscript)
 			rc = -1;
 		freeReplyObject(reply);
 	}

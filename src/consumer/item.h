@@ -24,9 +24,16 @@ typedef enum {
 /*
  * Where the message's result (or dead letter) stands on its way to Kafka.
  * The results producer's delivery report writes it, from the consumer's own
- * thread (inside results_serve), so it needs no lock.
+ * thread (inside results_serve), so it needs no lock. DROPPED: a dead letter
+ * Kafka can never take (results.c), skipped so the partition goes on.
  */
-typedef enum { DELIVERY_NONE, DELIVERY_IN_FLIGHT, DELIVERY_DONE, DELIVERY_FAILED } item_delivery_t;
+typedef enum {
+	DELIVERY_NONE,
+	DELIVERY_IN_FLIGHT,
+	DELIVERY_DONE,
+	DELIVERY_FAILED,
+	DELIVERY_DROPPED
+} item_delivery_t;
 
 /*
  * The gate (gate.c), the store (store.c, decide.c) and the results

@@ -6,6 +6,7 @@
 #include "core/kafka_queue.h"
 #include "core/keys.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,58 @@ struct results {
 	rd_kafka_resp_err_t last_error;
 };
 
+/*
+ * Errors that sending again can never cure: the message is larger than the
+ * producer or the broker accepts, or the topic does not exist. A dead letter
+ * that meets one would be retried forever and hold its whole partition.
+ */
+static int never_deliverable(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+	       err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+}
+
+/*
+ * The partition must never block on its dead-letter topic: a dead letter
+ * Kafka can never take is logged with the offset of the message it stood
+ * for, counted, and skipped (its offset is stored with the batch's).
+ */
+static void drop_dead_letter(results_t *r, int partition, int64_t offset, rd_kafka_resp_err_t err)
+{
+	log_error("%s[%d] offset %lld: the dead letter cannot be produced to %s (%s); skipping the message",
+	          r->cfg->kafka_topic, partition, (long long)offset, r->cfg->kafka_dlq_topic,
+	          rd_kafka_err2str(err));
+	metrics_inc(M_DLQ_DROPPED);
+}
+
+/* The source offset a dead letter carries in its header, or -1. */
+static int64_t dead_letter_source(const rd_kafka_message_t *m, const char *header)
+{
+	rd_kafka_headers_t *h = NULL;
+	const void *value = NULL;
+	size_t size = 0;
+	char text[24];
+
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_get_last(h, header, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    value == NULL || size >= sizeof(text))
+		return -1;
+	memcpy(text, value, size);
+	text[size] = '\0';
+	return strtoll(text, NULL, 10);
+}
+
+/* Whether a failed delivery was a dead letter that can never be delivered (then it is dropped). */
+static int dropped(results_t *r, const rd_kafka_message_t *m)
+{
+	if (!never_deliverable(m->err) || strcmp(rd_kafka_topic_name(m->rkt), r->cfg->kafka_dlq_topic) != 0)
+		return 0;
+	drop_dead_letter(r, (int)dead_letter_source(m, "source-partition"),
+	                 dead_letter_source(m, "source-offset"), m->err);
+	return 1;
+}
+
 /* Runs inside rd_kafka_poll(), i.e. on the consumer's thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -36,6 +89,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	item_delivery_t *delivery = m->_private;
 
 	r->in_flight--;
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && dropped(r, m)) {
+		if (delivery != NULL && !r->detached)
+			*delivery = DELIVERY_DROPPED;
+		return;
+	}
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		r->failed++;
 		r->last_error = m->err;
@@ -156,8 +214,9 @@ void results_free(results_t *r)
  * stop the loop): the caller retries the batch later, and the messages
  * already queued stay in flight.
  */
-static int produce(results_t *r, const char *topic, const void *key, size_t key_len, const void *value,
-                   size_t value_len, rd_kafka_headers_t *headers, item_delivery_t *delivery)
+static rd_kafka_resp_err_t produce(results_t *r, const char *topic, const void *key, size_t key_len,
+                                   const void *value, size_t value_len, rd_kafka_headers_t *headers,
+                                   item_delivery_t *delivery)
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 	    r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
@@ -166,12 +225,12 @@ static int produce(results_t *r, const char *topic, const void *key, size_t key_
 
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
-		return -1;
+		return err;
 	}
 	/* On success the headers belong to the message. */
 	r->in_flight++;
 	*delivery = DELIVERY_IN_FLIGHT;
-	return 0;
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 int results_produce(results_t *r, item_t *it)
@@ -180,7 +239,9 @@ int results_produce(results_t *r, item_t *it)
 
 	snprintf(key, sizeof(key), "%lld", (long long)it->status.event.coupon_id);
 	return produce(r, r->cfg->kafka_results_topic, key, strlen(key), it->json, strlen(it->json), NULL,
-	               &it->delivery);
+	               &it->delivery) == RD_KAFKA_RESP_ERR_NO_ERROR
+	           ? 0
+	           : -1;
 }
 
 static rd_kafka_headers_t *dead_letter_headers(rd_kafka_message_t *m, const char *reason)
@@ -210,16 +271,21 @@ int results_dead_letter(results_t *r, item_t *it)
 {
 	rd_kafka_message_t *m = it->msg;
 	rd_kafka_headers_t *headers = dead_letter_headers(m, it->error);
+	rd_kafka_resp_err_t err;
 
 	if (headers == NULL) {
 		log_error("cannot build the dead-letter headers");
 		return -1;
 	}
-	if (produce(r, r->cfg->kafka_dlq_topic, m->key, m->key_len, m->payload, m->len, headers,
-	            &it->delivery) != 0) {
-		rd_kafka_headers_destroy(headers);
+	err = produce(r, r->cfg->kafka_dlq_topic, m->key, m->key_len, m->payload, m->len, headers,
+	              &it->delivery);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	rd_kafka_headers_destroy(headers);
+	if (!never_deliverable(err))
 		return -1;
-	}
+	drop_dead_letter(r, (int)m->partition, m->offset, err);
+	it->delivery = DELIVERY_DROPPED;
 	return 0;
 }
 

@@ -211,19 +211,31 @@ static int pipeline_close(store_t *s, pg_pipeline_t *p)
 	return rc;
 }
 
+/*
+ * Every statement of the consumer's session, the wait for the migration
+ * lock included, blocks its event loop: bounded by postgres.timeout, and by
+ * half of daemon.worker_timeout, so that the watchdog never kills a
+ * consumer for waiting on PostgreSQL (and its successor again, in a loop).
+ * Set first thing, before migrate_apply() queues on another host's lock.
+ */
+static int set_statement_timeout(store_t *s)
+{
+	int64_t half = s->cfg->daemon_worker_timeout / 2;
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
+	         (long long)(s->cfg->postgres_timeout < half ? s->cfg->postgres_timeout : half));
+	return run_simple(s, sql, PGRES_COMMAND_OK);
+}
+
 static int session_setup(store_t *s)
 {
-	char sql[64];
 	const char *names[] = {"couponsd_lock",     "couponsd_existing",  "couponsd_insert",
 	                       "couponsd_update",   "couponsd_reject",    "couponsd_prune",
 	                       "couponsd_rejected", "couponsd_stock_page"};
 	const char *texts[] = {lock_sql,   existing_sql, insert_sql,   update_sql,
 	                       reject_sql, prune_sql,    rejected_sql, stock_page_sql};
 
-	/* A statement stuck on a lock or a sick server must not stall the partition unnoticed. */
-	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)s->cfg->postgres_timeout);
-	if (run_simple(s, sql, PGRES_COMMAND_OK) != 0)
-		return -1;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
 		    run(s, names[i], PQprepare(s->conn, names[i], texts[i], 0, NULL), PGRES_COMMAND_OK);
@@ -273,6 +285,10 @@ store_rc_t store_ensure(store_t *s)
 	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
 	if (s->conn == NULL) {
 		log_warn("postgresql: %s", err);
+		return STORE_RETRY;
+	}
+	if (set_statement_timeout(s) != 0) {
+		disconnect(s);
 		return STORE_RETRY;
 	}
 	if (cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {

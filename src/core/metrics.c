@@ -275,6 +275,12 @@ static int render_counters(struct evbuffer *out, const metrics_slot_t *t)
 	                 total(t, M_COMPENSATIONS));
 	rc |= render_one(out, "couponsd_dlq_messages_total", "Messages sent to the dead-letter topic.",
 	                 total(t, M_DLQ_MESSAGES));
+	rc |= render_one(out, "couponsd_dlq_dropped_total",
+	                 "Dead letters Kafka can never take (too large, no such topic), skipped.",
+	                 total(t, M_DLQ_DROPPED));
+	rc |= render_one(out, "couponsd_redis_bad_values_total",
+	                 "Reservation records in Redis that were not numbers, treated as missing.",
+	                 total(t, M_REDIS_BAD_VALUES));
 	rc |= render_one(out, "couponsd_redis_errors_total", "Redis commands that failed or timed out.",
 	                 total(t, M_REDIS_ERRORS));
 	rc |= render_one(out, "couponsd_postgres_errors_total", "PostgreSQL statements that failed.",

@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* NOTICEs ("relation already exists, skipping") are chatter, not something an operator must act on. */
@@ -13,27 +14,77 @@ static void on_notice(void *arg, const char *message)
 	log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
 }
 
+/* The operator's options: conninfo's `options`, else PGOPTIONS (which an explicit `options` would hide). */
+static char *operator_options(const char *conninfo)
+{
+	char *errmsg = NULL, *found = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+	const char *env = getenv("PGOPTIONS");
+
+	/* A plain database name is no connection string; a broken one fails at connect, saying why. */
+	PQfreemem(errmsg);
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
+			found = strdup(o->val);
+	}
+	PQconninfoFree(opts);
+	if (found == NULL && env != NULL)
+		found = strdup(env);
+	return found;
+}
+
+/*
+ * A consumer's partition lock lives in its server session. When its host
+ * vanishes (a network blip, a dead machine) the server ends that session
+ * only when TCP says the client is gone, and the server's keepalive defaults
+ * (the kernel's: 2 h idle) let a zombie hold the lock for hours, refusing
+ * the consumer's own successor. So the server is told to probe like the
+ * client does: idle timeout/1000 s, then every 1 s, 3 probes, and to give up
+ * on unacknowledged data after timeout_ms. Later -c options win, so the
+ * operator's come last.
+ */
+char *pg_session_options(const char *conninfo, int64_t timeout_ms)
+{
+	long long idle_s = timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1;
+	char ours[160], *theirs = operator_options(conninfo), *all;
+	size_t size;
+
+	snprintf(ours, sizeof(ours),
+	         "-c tcp_keepalives_idle=%lld -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 "
+	         "-c tcp_user_timeout=%lld",
+	         idle_s, (long long)timeout_ms);
+	size = strlen(ours) + (theirs != NULL ? strlen(theirs) + 1 : 0) + 1;
+	all = malloc(size);
+	if (all != NULL)
+		snprintf(all, size, "%s%s%s", ours, theirs != NULL ? " " : "", theirs != NULL ? theirs : "");
+	free(theirs);
+	return all;
+}
+
 PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
                            size_t errsize)
 {
-	char connect_s[24], user_ms[24], idle_s[24];
-	/* Ours first, then conninfo (expand_dbname): whatever the operator wrote wins. */
-	const char *keys[] = {"connect_timeout",
-	                      "tcp_user_timeout",
-	                      "keepalives",
-	                      "keepalives_idle",
-	                      "keepalives_interval",
-	                      "keepalives_count",
-	                      "application_name",
-	                      "dbname",
-	                      NULL};
-	const char *values[] = {connect_s, user_ms, "1", idle_s, "1", "3", application_name, conninfo, NULL};
+	char connect_s[24], user_ms[24], idle_s[24], *options = pg_session_options(conninfo, timeout_ms);
+	/*
+	 * Ours first, then conninfo (expand_dbname): whatever the operator wrote
+	 * wins. `options` comes after it, already merged with the operator's.
+	 */
+	const char *keys[] = {
+	    "connect_timeout",  "tcp_user_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "application_name", "dbname",     "options",         NULL};
+	const char *values[] = {connect_s, user_ms,          "1",      idle_s,  "1",
+	                        "3",       application_name, conninfo, options, NULL};
 	PGconn *conn;
 
+	if (options == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return NULL;
+	}
 	snprintf(connect_s, sizeof(connect_s), "%lld", (long long)(timeout_ms + 999) / 1000);
 	snprintf(user_ms, sizeof(user_ms), "%lld", (long long)timeout_ms);
 	snprintf(idle_s, sizeof(idle_s), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
 	conn = PQconnectdbParams(keys, values, 1);
+	free(options);
 	if (conn == NULL) {
 		snprintf(err, errsize, "out of memory");
 		return NULL;

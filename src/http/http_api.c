@@ -425,7 +425,7 @@ int http_api_init(http_ctx_t *ctx, struct event_base *base, const config_t *cfg,
 	if (ctx->redis == NULL || ctx->pg == NULL || ctx->producer == NULL)
 		return -1;
 	ctx->coupons = coupon_cache_new(cfg, ctx->pg, ctx->redis);
-	ctx->sse = sse_new(base, cfg);
+	ctx->sse = sse_new(base, cfg, http_recheck_stream, ctx);
 	return ctx->coupons == NULL || ctx->sse == NULL ? -1 : 0;
 }
 

@@ -56,6 +56,8 @@ void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req);
  */
 typedef void (*status_fn)(http_ctx_t *ctx, const request_status_t *st, int found, void *arg);
 void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg);
+/* sse_recheck_fn (arg: the http_ctx_t): what it finds goes to the request's streams. */
+void http_recheck_stream(const char *request_id, int thorough, void *arg);
 
 /* The request's body as a NUL-terminated string (NULL when empty); len gets its length. */
 char *http_body(struct evhttp_request *req, size_t *len);

@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/ptrset.h"
+#include "http/http_errpage.h"
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
@@ -18,9 +19,11 @@ typedef struct guard_conn {
 	struct http_guard *g;
 	struct bufferevent *bev; /* while fresh: accepted, not yet known as a connection */
 	struct evhttp_connection *conn;
-	int64_t idle_since;  /* clock_mono_ms() when it last started waiting for a request */
-	int busy;            /* a handler holds its request */
-	int active;          /* it carried a request since the last sweep */
+	int64_t idle_since;                /* clock_mono_ms() when it last started waiting for a request */
+	int busy;                          /* a handler holds its request */
+	int active;                        /* it carried a request since the last sweep */
+	http_errpage_t page;               /* libevent's own error pages become JSON (http_errpage.c) */
+	struct evbuffer_cb_entry *page_cb; /* on the bufferevent's output, or NULL */
 	complete_fn chained; /* the request's own on-complete callback (metrics), called first */
 	void *chained_arg;
 	struct guard_conn *prev, *next;
@@ -29,8 +32,10 @@ typedef struct guard_conn {
 struct http_guard {
 	int64_t timeout_ms;
 	http_guard_close_fn on_close;
+	http_guard_count_fn on_count;
 	void *arg;
 	guard_conn_t *fresh; /* bufferevents made for accepted sockets, set up on the next loop turn */
+	int fresh_count;
 	guard_conn_t *conns; /* every connection known, doubly linked */
 	int count;
 	guard_conn_t **map; /* open addressing by connection pointer, for requests to find their entry */
@@ -110,6 +115,20 @@ static void map_remove(http_guard_t *g, const guard_conn_t *t)
 
 /* ---- entries ---- */
 
+static void unwatch_page(guard_conn_t *t, struct bufferevent *bev)
+{
+	if (t->page_cb != NULL && evbuffer_remove_cb_entry(bufferevent_get_output(bev), t->page_cb) != 0)
+		log_warn("cannot stop watching a connection's output");
+	t->page_cb = NULL;
+}
+
+/* Accepted and not yet closed, whether or not a request came: what http.max_connections bounds. */
+static void count_changed(http_guard_t *g)
+{
+	if (g->on_count != NULL)
+		g->on_count(g->count + g->fresh_count, g->arg);
+}
+
 /* The connection is going away (evhttp frees it after this returns). */
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
@@ -117,6 +136,7 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	http_guard_t *g = t->g;
 
 	map_remove(g, t);
+	unwatch_page(t, evhttp_connection_get_bufferevent(conn));
 	if (t->prev != NULL)
 		t->prev->next = t->next;
 	else
@@ -128,6 +148,7 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 		g->closing = NULL;
 	free(t);
 	g->on_close(conn, g->arg);
+	count_changed(g);
 }
 
 /* Returns 0, or -1 (out of memory: the connection goes unguarded, as evhttp alone would keep it). */
@@ -167,12 +188,16 @@ static void setup_fresh(evutil_socket_t fd, short what, void *arg)
 		void *cbarg = NULL;
 
 		g->fresh = t->next;
+		g->fresh_count--;
 		bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
 		if (readcb == NULL || cbarg == NULL || evhttp_connection_get_bufferevent(cbarg) != bev ||
-		    adopt(g, t, cbarg) != 0)
+		    adopt(g, t, cbarg) != 0) {
+			unwatch_page(t, bev);
 			free(t);
+		}
 		bufferevent_decref(bev);
 	}
+	count_changed(g);
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
@@ -187,9 +212,12 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 		return bev;
 	bufferevent_incref(bev);
 	t->bev = bev;
+	t->page_cb = evbuffer_add_cb(bufferevent_get_output(bev), http_errpage_on_output, &t->page);
 	t->next = g->fresh;
 	g->fresh = t;
+	g->fresh_count++;
 	event_active(g->setup_ev, EV_TIMEOUT, 1);
+	count_changed(g); /* at accept: the worker may stop accepting before the next one */
 	return bev;
 }
 
@@ -256,10 +284,13 @@ void http_guard_request(http_guard_t *g, struct evhttp_request *req)
 	if (conn == NULL)
 		return;
 	/* A connection missed at accept (out of memory then) is followed from its first request. */
-	if ((t = map_find(g, conn)) == NULL && (t = calloc(1, sizeof(*t))) != NULL &&
-	    adopt(g, t, conn) != 0) {
-		free(t);
-		t = NULL;
+	if ((t = map_find(g, conn)) == NULL && (t = calloc(1, sizeof(*t))) != NULL) {
+		if (adopt(g, t, conn) != 0) {
+			free(t);
+			t = NULL;
+		} else {
+			count_changed(g);
+		}
 	}
 	if (t == NULL)
 		return;
@@ -297,12 +328,18 @@ http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64
 	return g;
 }
 
+void http_guard_on_count(http_guard_t *g, http_guard_count_fn fn)
+{
+	g->on_count = fn;
+}
+
 void http_guard_free(http_guard_t *g)
 {
 	guard_conn_t *t;
 
 	if (g == NULL)
 		return;
+	g->on_count = NULL;    /* the worker is being torn down */
 	setup_fresh(-1, 0, g); /* drops the references still held */
 	while ((t = g->conns) != NULL) {
 		g->conns = t->next;

@@ -18,9 +18,15 @@ typedef struct http_guard http_guard_t;
 /* Told of the end of every connection the guard knows. */
 typedef void (*http_guard_close_fn)(struct evhttp_connection *conn, void *arg);
 
+/* Told the number of open connections (accepted, not yet closed) each time it changes. */
+typedef void (*http_guard_count_fn)(int count, void *arg);
+
 /* Installs itself as http's bufferevent factory (evhttp_set_bevcb). NULL when out of memory. */
 http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64_t timeout_ms,
                              http_guard_close_fn on_close, void *arg);
+
+/* Sets the count callback (with on_close's arg); it runs at each accept and each close. */
+void http_guard_on_count(http_guard_t *g, http_guard_count_fn fn);
 
 /*
  * A whole request arrived and a handler took it: the clock stops until the

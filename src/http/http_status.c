@@ -20,6 +20,7 @@ typedef struct {
 	status_fn fn;
 	void *arg;
 	int redis_failed;
+	int redis_only;   /* an open stream's keep-alive look: the hash, never PostgreSQL */
 	int have_pending; /* Redis said PENDING: the answer when PostgreSQL has no decision */
 	request_status_t pending;
 } lookup_t;
@@ -106,6 +107,12 @@ static void on_hash(redisReply *reply, void *arg)
 
 	memset(&st, 0, sizeof(st));
 	memcpy(st.event.request_id, lk->request_id, sizeof(st.event.request_id));
+	if (lk->redis_only) {
+		if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && parse_hash(reply, &st))
+			lk->fn(lk->ctx, &st, 1, lk->arg);
+		free(lk);
+		return;
+	}
 	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && parse_hash(reply, &st)) {
 		/*
 		 * A PENDING that old may be stale: the edge writes it after the delivery
@@ -124,7 +131,7 @@ static void on_hash(redisReply *reply, void *arg)
 	from_postgres(lk);
 }
 
-void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg)
+static void lookup_start(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg, int redis_only)
 {
 	lookup_t *lk = calloc(1, sizeof(*lk));
 	char key[KEYS_MAX];
@@ -135,12 +142,18 @@ void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, v
 		return;
 	}
 	lk->ctx = ctx;
+	lk->redis_only = redis_only;
 	memcpy(lk->request_id, request_id, sizeof(lk->request_id));
 	lk->fn = fn;
 	lk->arg = arg;
 	if (keys_status(ctx->cfg->redis_key_prefix, request_id, key, sizeof(key)) < 0 ||
 	    redis_async_argv(ctx->redis, on_hash, lk, 2, argv, NULL) != 0)
 		on_hash(NULL, lk);
+}
+
+void http_lookup_status(http_ctx_t *ctx, const char *request_id, status_fn fn, void *arg)
+{
+	lookup_start(ctx, request_id, fn, arg, 0);
 }
 
 /* ---- the two routes ---- */
@@ -163,6 +176,11 @@ static void on_recheck(http_ctx_t *ctx, const request_status_t *st, int found, v
 {
 	if (found == 1)
 		sse_deliver(ctx->sse, st);
+}
+
+void http_recheck_stream(const char *request_id, int thorough, void *arg)
+{
+	lookup_start(arg, request_id, on_recheck, NULL, !thorough);
 }
 
 static void on_status(http_ctx_t *ctx, const request_status_t *st, int found, void *arg)

@@ -21,6 +21,10 @@
 #define DRAIN_QUIET_MS 250
 /* How often a worker whose Kafka topics disagree with the configuration looks again. */
 #define TOPICS_RECHECK_MS 500
+/* After a failed accept (EMFILE, ENFILE, ENOBUFS) the listeners rest this long instead of spinning. */
+#define ACCEPT_BACKOFF_MS 500
+/* A failing accept is logged at most this often. */
+#define ACCEPT_LOG_EVERY_MS 10000
 
 typedef struct {
 	worker_t *w;
@@ -36,18 +40,23 @@ typedef struct {
 	struct event *topics_ev; /* while the topics disagree: READY is withheld */
 	http_ctx_t api;
 	int api_ready;
-	int accept_paused; /* at http.max_connections: new clients wait in the kernel's backlog */
+	int accepting;      /* the listeners are enabled */
+	int accept_paused;  /* at http.max_connections: new clients wait in the kernel's backlog */
+	int accept_resting; /* after a failed accept (ACCEPT_BACKOFF_MS) */
+	struct event *accept_rest_ev;
+	int accept_errors;     /* failed accepts not logged yet */
+	int64_t accept_logged; /* clock_mono_ms() of the last log of a failed accept */
 } http_worker_t;
 
-/*
- * http.max_connections: at the limit the worker stops accepting (connections
- * wait in the listen backlog or go to another worker) and resumes below it.
- * Counted are the connections that carried a request; one that never sends
- * one is closed at http.read_timeout anyway.
- */
-static void set_accepting(http_worker_t *hw, int on)
+/* The listener's error callback gets evhttp's argument, not ours; a process has one HTTP worker. */
+static http_worker_t *accept_owner;
+
+/* Enables or disables the listeners as the reasons to stop accepting say. */
+static void apply_accepting(http_worker_t *hw)
 {
-	if (hw->draining || hw->accept_paused == !on)
+	int on = !hw->draining && !hw->accept_paused && !hw->accept_resting;
+
+	if (on == hw->accepting)
 		return;
 	for (int i = 0; i < hw->bound_count; i++) {
 		struct evconnlistener *l = evhttp_bound_socket_get_listener(hw->bound[i]);
@@ -55,10 +64,61 @@ static void set_accepting(http_worker_t *hw, int on)
 		if (on ? evconnlistener_enable(l) : evconnlistener_disable(l))
 			log_warn("cannot %s accepting", on ? "resume" : "pause");
 	}
-	hw->accept_paused = !on;
-	if (!on)
+	hw->accepting = on;
+}
+
+/*
+ * http.max_connections: at the limit the worker stops accepting (connections
+ * wait in the listen backlog or go to another worker) and resumes below it.
+ * Counted from the accept (the guard's count), so connections that never
+ * send a request count too: each holds a descriptor until http.read_timeout.
+ */
+static void on_conn_count(int count, void *arg)
+{
+	http_worker_t *hw = arg;
+	int full = count >= hw->w->args.cfg->http_max_connections;
+
+	if (full && !hw->accept_paused)
 		log_warn("http.max_connections (%d) reached; not accepting until a connection closes",
 		         hw->w->args.cfg->http_max_connections);
+	hw->accept_paused = full;
+	apply_accepting(hw);
+}
+
+static void on_accept_rest_end(evutil_socket_t fd, short what, void *arg)
+{
+	http_worker_t *hw = arg;
+
+	hw->accept_resting = 0;
+	apply_accepting(hw);
+}
+
+/*
+ * A failed accept (EMFILE, ENFILE, ENOBUFS) leaves the connection in the
+ * backlog, so the listener is readable again at once: left enabled it would
+ * spin and log without end. It rests for ACCEPT_BACKOFF_MS instead.
+ */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	http_worker_t *hw = accept_owner;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = clock_timeval(ACCEPT_BACKOFF_MS);
+
+	if (hw == NULL)
+		return;
+	hw->accept_errors++;
+	if (clock_mono_ms() - hw->accept_logged >= ACCEPT_LOG_EVERY_MS) {
+		log_warn("accept: %s; not accepting for %d ms (%d failed accepts since the last report)",
+		         evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS, hw->accept_errors);
+		hw->accept_logged = clock_mono_ms();
+		hw->accept_errors = 0;
+	}
+	hw->accept_resting = 1;
+	apply_accepting(hw);
+	if (evtimer_add(hw->accept_rest_ev, &tv) != 0) {
+		log_error("cannot schedule accepting again");
+		on_accept_rest_end(-1, 0, hw);
+	}
 }
 
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
@@ -68,8 +128,6 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	ptrset_remove(&hw->conns, conn);
 	if (hw->api_ready)
 		sse_connection_closed(hw->api.sse, conn);
-	if (hw->accept_paused && (int)hw->conns.count < hw->w->args.cfg->http_max_connections)
-		set_accepting(hw, 1);
 }
 
 static void track_connection(http_worker_t *hw, struct evhttp_request *req)
@@ -77,12 +135,8 @@ static void track_connection(http_worker_t *hw, struct evhttp_request *req)
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 
 	hw->last_activity = clock_mono_ms();
-	if (conn == NULL)
-		return;
-	if (ptrset_add(&hw->conns, conn) < 0)
+	if (conn != NULL && ptrset_add(&hw->conns, conn) < 0)
 		log_warn("out of memory tracking a connection");
-	if ((int)hw->conns.count >= hw->w->args.cfg->http_max_connections)
-		set_accepting(hw, 0);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -112,8 +166,10 @@ static int http_setup(http_worker_t *hw)
 	/* The timeout restarts with every byte read; the guard bounds a whole request. */
 	evhttp_set_timeout_tv(hw->http, &tv);
 	hw->guard = http_guard_new(hw->w->base, hw->http, cfg->http_read_timeout, on_conn_close, hw);
-	if (hw->guard == NULL)
+	hw->accept_rest_ev = evtimer_new(hw->w->base, on_accept_rest_end, hw);
+	if (hw->guard == NULL || hw->accept_rest_ev == NULL)
 		return -1;
+	http_guard_on_count(hw->guard, on_conn_count);
 	/*
 	 * libevent answers what exceeds its own limits with an HTML page, so its
 	 * limits are hard caps above ours: http.max_body and the header limit are
@@ -131,8 +187,11 @@ static int http_setup(http_worker_t *hw)
 			          hw->w->args.listeners->fds[i]);
 			return -1;
 		}
+		evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(hw->bound[i]), on_accept_error);
 		hw->bound_count++;
 	}
+	accept_owner = hw;
+	hw->accepting = 1;
 	return 0;
 }
 
@@ -242,17 +301,20 @@ static void http_destroy(http_worker_t *hw)
 		event_free(hw->drain_ev);
 	if (hw->hang_ev != NULL)
 		event_free(hw->hang_ev);
+	if (hw->accept_rest_ev != NULL)
+		event_free(hw->accept_rest_ev);
 	/* The API first: its pending callbacks answer requests that evhttp still owns. */
 	if (hw->api_ready)
 		http_api_fini(&hw->api);
 	hw->api_ready = 0;
-	/* evhttp_free() frees the listeners, then closes each connection: on_conn_close() must not resume
+	/* evhttp_free() frees the listeners, then closes each connection: on_conn_count() must not resume
 	 * them. */
 	hw->bound_count = 0;
 	if (hw->http != NULL)
 		evhttp_free(hw->http);
 	http_guard_free(hw->guard); /* after evhttp_free(): every connection has ended by then */
 	ptrset_free(&hw->conns);
+	accept_owner = NULL;
 	free(hw);
 }
 

@@ -28,6 +28,7 @@ struct redis_async {
 	struct event *connect_timeout_ev;
 	char *channel; /* subscriber mode */
 	redis_message_fn on_message;
+	void (*on_subscribed)(void *arg);
 	void *message_arg;
 };
 
@@ -223,9 +224,12 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
 		return;
-	if (reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "message") == 0 &&
-	    reply->element[2]->type == REDIS_REPLY_STRING)
+	if (reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(reply->element[0]->str, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
 		ra->on_message(reply->element[2]->str, reply->element[2]->len, ra->message_arg);
+	else if (strcmp(reply->element[0]->str, "subscribe") == 0 && ra->on_subscribed != NULL)
+		ra->on_subscribed(ra->message_arg);
 }
 
 static void send_setup(redis_async_t *ra)
@@ -334,10 +338,12 @@ redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, con
 	return ra;
 }
 
-void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn, void *arg)
+void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn,
+                           void (*subscribed)(void *arg), void *arg)
 {
 	ra->channel = strdup(channel);
 	ra->on_message = fn;
+	ra->on_subscribed = subscribed;
 	ra->message_arg = arg;
 	if (ra->connected && ra->channel != NULL)
 		redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel);

@@ -37,7 +37,13 @@ int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, 
 int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
                      int argc, const char **argv);
 
-/* Turns this connection into a subscriber of channel, renewed after every reconnect. */
-void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn, void *arg);
+/*
+ * Turns this connection into a subscriber of channel, renewed after every
+ * reconnect. fn gets each message; subscribed (may be NULL) runs each time
+ * Redis confirms the subscription, i.e. after a gap in which messages were
+ * missed.
+ */
+void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn,
+                           void (*subscribed)(void *arg), void *arg);
 
 #endif

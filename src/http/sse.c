@@ -32,6 +32,8 @@ struct sse {
 	int count;
 	ptrset_t conns; /* connections carrying a stream */
 	struct event *keepalive_ev;
+	sse_recheck_fn recheck;
+	void *recheck_arg;
 };
 
 static unsigned bucket_of(const char *request_id)
@@ -151,10 +153,45 @@ static void on_result(const char *payload, size_t len, void *arg)
 		sse_deliver(sse, &st);
 }
 
+/*
+ * A result published while the subscriber was away (Redis restarted, the
+ * connection reset) is never heard, and its stream would stay open on
+ * keep-alives for good although the decision is made. So every open
+ * stream's request is looked up again: thoroughly after a resubscribe, from
+ * Redis alone on each keep-alive tick (cheap enough for many streams). The
+ * ids are copied first: a delivery ends streams, and lookups may answer at
+ * once.
+ */
+static void recheck_all(sse_t *sse, int thorough)
+{
+	char(*ids)[UUID_TEXT_LEN + 1];
+	int n = 0;
+
+	if (sse->count == 0 || sse->recheck == NULL)
+		return;
+	if ((ids = malloc((size_t)sse->count * sizeof(*ids))) == NULL) {
+		log_warn("out of memory re-checking %d event streams", sse->count);
+		return;
+	}
+	for (int i = 0; i < BUCKETS; i++) {
+		for (stream_t *s = sse->buckets[i]; s != NULL && n < sse->count; s = s->next)
+			memcpy(ids[n++], s->request_id, sizeof(ids[0]));
+	}
+	for (int i = 0; i < n; i++)
+		sse->recheck(ids[i], thorough, sse->recheck_arg);
+	free(ids);
+}
+
+static void on_subscribed(void *arg)
+{
+	recheck_all(arg, 1);
+}
+
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
 	sse_t *sse = arg;
 
+	recheck_all(sse, 0);
 	for (int i = 0; i < BUCKETS; i++) {
 		for (stream_t *s = sse->buckets[i]; s != NULL; s = s->next) {
 			struct evbuffer *buf = evbuffer_new();
@@ -208,7 +245,7 @@ void sse_close_all(sse_t *sse)
 	}
 }
 
-sse_t *sse_new(struct event_base *base, const config_t *cfg)
+sse_t *sse_new(struct event_base *base, const config_t *cfg, sse_recheck_fn recheck, void *recheck_arg)
 {
 	sse_t *sse = calloc(1, sizeof(*sse));
 	struct timeval tv = clock_timeval(KEEPALIVE_SECONDS * 1000);
@@ -217,6 +254,8 @@ sse_t *sse_new(struct event_base *base, const config_t *cfg)
 	if (sse == NULL)
 		return NULL;
 	sse->cfg = cfg;
+	sse->recheck = recheck;
+	sse->recheck_arg = recheck_arg;
 	sse->sub = redis_async_new(base, cfg, "subscriber");
 	sse->keepalive_ev = event_new(base, -1, EV_PERSIST, on_keepalive, sse);
 	if (sse->sub == NULL || sse->keepalive_ev == NULL || event_add(sse->keepalive_ev, &tv) != 0 ||
@@ -224,7 +263,7 @@ sse_t *sse_new(struct event_base *base, const config_t *cfg)
 		sse_free(sse);
 		return NULL;
 	}
-	redis_async_subscribe(sse->sub, channel, on_result, sse);
+	redis_async_subscribe(sse->sub, channel, on_result, on_subscribed, sse);
 	return sse;
 }
 

@@ -10,7 +10,14 @@
 
 typedef struct sse sse_t;
 
-sse_t *sse_new(struct event_base *base, const config_t *cfg);
+/*
+ * Asks for a fresh look at an open stream's request: its status hash in
+ * Redis, and with thorough PostgreSQL too; what it finds goes to
+ * sse_deliver(). The HTTP worker's status lookup (http_status.c).
+ */
+typedef void (*sse_recheck_fn)(const char *request_id, int thorough, void *arg);
+
+sse_t *sse_new(struct event_base *base, const config_t *cfg, sse_recheck_fn recheck, void *recheck_arg);
 void sse_free(sse_t *sse);
 
 /*

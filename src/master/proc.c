@@ -2,6 +2,7 @@
 #include "master/master.h"
 
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -17,6 +18,8 @@
 #define BACKOFF_INITIAL_MS 100
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_RESET_AFTER_MS 60000
+
+static void schedule_restart(master_t *m, child_t *c);
 
 const char *proc_name(const child_t *c, char *buf, size_t size)
 {
@@ -148,6 +151,39 @@ static int attach_channel(master_t *m, child_t *c, int fd)
 	return 0;
 }
 
+/*
+ * Test-only: spawn_fail=N makes the next N forks fail with EAGAIN, as a
+ * process limit would. Counted in the master, which reads it once.
+ */
+static pid_t fork_or_fault(void)
+{
+	static long left = -2;
+
+	if (left == -2)
+		left = fault_value("spawn_fail");
+	if (left > 0) {
+		left--;
+		errno = EAGAIN;
+		return -1;
+	}
+	return fork();
+}
+
+/*
+ * A slot that could not be started is empty with no process to reap, so no
+ * SIGCHLD will ever restart it: the failure re-arms the back-off itself.
+ * The attempt counts as a start that died at once, so the delay doubles.
+ */
+static int spawn_failed(master_t *m, child_t *c)
+{
+	shm_slot_release(m->shm, c->shm_slot);
+	c->shm_slot = -1;
+	c->started_ms = clock_mono_ms();
+	if (!c->retired && m->state != MASTER_STOPPING)
+		schedule_restart(m, c);
+	return -1;
+}
+
 int proc_spawn(master_t *m, child_t *c)
 {
 	char name[96];
@@ -158,18 +194,14 @@ int proc_spawn(master_t *m, child_t *c)
 	if (c->shm_slot < 0 || channel_open(fds) != 0) {
 		log_error("cannot start %s: %s", proc_name(c, name, sizeof(name)),
 		          c->shm_slot < 0 ? "no free shared-memory slot" : strerror(errno));
-		shm_slot_release(m->shm, c->shm_slot);
-		c->shm_slot = -1;
-		return -1;
+		return spawn_failed(m, c);
 	}
-	pid = fork();
+	pid = fork_or_fault();
 	if (pid < 0) {
 		log_error("fork for %s: %s", proc_name(c, name, sizeof(name)), strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
-		shm_slot_release(m->shm, c->shm_slot);
-		c->shm_slot = -1;
-		return -1;
+		return spawn_failed(m, c);
 	}
 	if (pid == 0)
 		child_run(m, c, fds, master_pid);
@@ -187,7 +219,7 @@ static void on_restart_timer(evutil_socket_t fd, short what, void *arg)
 	child_t *c = arg;
 
 	if (c->pid == 0 && proc_spawn(c->master, c) != 0)
-		master_on_exit(c->master, c); /* treat a failed fork like a crash: back off and retry */
+		master_on_exit(c->master, c); /* proc_spawn() has re-armed this timer */
 }
 
 /* Schedules the next start of an empty slot, doubling the delay each time it dies young. */

@@ -452,6 +452,91 @@ def part_poison_events(t, d, c):
 
 # ---- the file ----------------------------------------------------------------------------------------------
 
+def test_libevent_errors_are_json(t):
+    """What evhttp refuses before any handler runs (bytes that are not HTTP, a head past its hard cap) got
+    libevent's HTML page; docs/api.md promises {"error":"...","message":"..."} for every error."""
+    with Daemon(workers=1) as d:
+        d.start()
+        for label, raw in (
+                ("bytes that are not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n"),
+                ("a request line without a version", b"GET /healthz\r\nHost: x\r\n\r\n"),
+                ("a 200 KB header (past libevent's own cap)",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 200000 + b"\r\n\r\n")):
+            got = one(d, raw)
+            # libevent 2.1.12 says 400 for all three; a 413 of its own (a body past its cap) is mapped too.
+            is_json_error(t, got, 400, "BAD_REQUEST", label)
+            t.eq(got[1].get("connection"), "close", f"{label}: Connection: close")
+        st, headers, body, _ = one(d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        t.ok(st == 200 and body == b'{"status":"ok"}', "an ordinary request is answered as before", (st, body))
+        sock = connect(d)  # no shutdown: with EOF seen first, evhttp may close before it reads the second
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+        answers = parse_responses(read_all(sock, 5)[0])
+        sock.close()
+        t.eq([a[0] for a in answers], [200, 400], "pipelined behind a good request: its answer, then the JSON 400")
+        t.ok(len(answers) == 2 and answers[0][2] == b'{"status":"ok"}' and b'"BAD_REQUEST"' in answers[1][2],
+             "each with its own body", answers)
+
+
+def test_silent_connections_count(t):
+    """http.max_connections counted only connections that had sent a request: silent ones, each holding a
+    descriptor until http.read_timeout, were accepted without bound. They count from the accept now."""
+    with Daemon(workers=1, overrides={"http": {"max_connections": 3, "read_timeout": "20s"}}) as d:
+        d.start()
+        silent = [connect(d) for _ in range(3)]
+        probe = connect(d)  # the kernel completes the handshake; the worker must not accept it
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        probe.settimeout(1.5)
+        try:
+            early = probe.recv(4096)
+        except socket.timeout:
+            early = None
+        t.eq(early, None, "with 3 silent connections open (http.max_connections: 3), a 4th is not served")
+        t.ok("http.max_connections (3) reached" in d.log(), "and the log says why", d.log()[-800:])
+        silent.pop().close()
+        probe.settimeout(5)
+        try:
+            late = probe.recv(4096)
+        except OSError as e:
+            late = repr(e).encode()
+        t.ok(late.startswith(b"HTTP/1.1 200"), "once one of them closes, the waiting client is served", late[:80])
+        for s in silent + [probe]:
+            s.close()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_accept_emfile_backs_off(t):
+    """At RLIMIT_NOFILE a failed accept leaves the connection in the backlog, so the listener is readable
+    again at once: the worker spun, logging each failure. It rests ACCEPT_BACKOFF_MS (500 ms) now."""
+    with Daemon(workers=1) as d:
+        d.start()
+        pid = d.http_workers()[0]
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 2, hard))
+        socks = []
+        try:
+            socks = [connect(d) for _ in range(6)]  # two are accepted, the rest wait in the backlog
+            before, lines = cpu_seconds(pid), len(d.log().splitlines())
+            time.sleep(2.0)
+            spent = cpu_seconds(pid) - before
+            logged = [line for line in d.log().splitlines()[lines:] if "accept" in line]
+            t.ok(spent < 0.5, f"out of descriptors, the worker does not spin ({spent:.2f} s of CPU in 2 s)")
+            t.ok(len(logged) < 5, f"nor flood the log ({len(logged)} lines about accept in 2 s)",
+                 "\n".join(logged[-5:]))
+            t.ok(re.search(r"accept: Too many open files; not accepting for 500 ms", d.log()),
+                 "the failed accept is logged", d.log()[-800:])
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+            for s in socks:
+                s.close()
+        t.eq(d.get("/healthz")[0], 200, "with descriptors again, the worker serves")
+        t.eq(d.http_workers(), [pid], "the same worker")
+
+
 def test_hostile(t):
     with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=2, partitions=PARTITIONS,
                 overrides={"http": {"read_timeout": f"{READ_TIMEOUT:.0f}s", "max_body": "4k"},
@@ -470,4 +555,4 @@ def test_hostile(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_hostile)
+    Tap().run(test_hostile, test_libevent_errors_are_json, test_silent_connections_count, test_accept_emfile_backs_off)

@@ -50,10 +50,11 @@ def dpkg(*args):
 
 
 def make(target):
-    """make TARGET in this build directory, without the outer make's flags; (rc, output, seconds)."""
+    """make TARGET (and VAR=value words) in this build directory, without the outer make's flags;
+    (rc, output, seconds)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     start = time.monotonic()
-    r = subprocess.run(["make", "-C", BUILDDIR, target], capture_output=True, text=True, env=env,
+    r = subprocess.run(["make", "-C", BUILDDIR, *target.split()], capture_output=True, text=True, env=env,
                        timeout=BUILD_TIMEOUT)
     return r.returncode, r.stdout + r.stderr, time.monotonic() - start
 
@@ -120,6 +121,38 @@ def unit_settings(path):
 def seconds(duration):
     m = re.fullmatch(r"(\d+)(ms|s|m|h)", duration)
     return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def test_licence(t):
+    """BSD-2-Clause: LICENSE, the Debian copyright file (DEP-5, with the full text), the rpm's License: and
+    %license, and LICENSE in the tarball and in `make install`'s docdir."""
+    import tempfile
+    with open(os.path.join(SRC, "LICENSE")) as f:
+        text = f.read()
+    t.ok(text.startswith("BSD 2-Clause License\n\nCopyright (c) 2026, The couponsd authors\n"),
+         "LICENSE: BSD 2-Clause, (c) 2026 The couponsd authors", text[:120])
+    t.ok("\n1. Redistributions of source code" in text and "\n2. Redistributions in binary form" in text
+         and "\n3. " not in text, "LICENSE: the two clauses, no third")
+    with open(os.path.join(SRC, "packaging", "debian", "copyright")) as f:
+        paragraphs = f.read().split("\n\n")
+    files = [p for p in paragraphs if p.startswith("Files: *\n")]
+    t.ok(files and "\nCopyright: 2026 The couponsd authors\n" in files[0] + "\n" and
+         files[0].endswith("\nLicense: BSD-2-Clause"), "debian/copyright: Files: * is BSD-2-Clause", files[:1])
+    standalone = [p for p in paragraphs if p.startswith("License: BSD-2-Clause\n")]
+    body = standalone[0].splitlines()[1:] if standalone else []
+    deb = "\n".join("" if line == " ." else line[1:] for line in body)
+    t.eq(" ".join(deb.split()), " ".join(text.split("\n\n", 2)[2].split()),
+         "debian/copyright: a stand-alone License: BSD-2-Clause paragraph with LICENSE's text")
+    t.ok(not any("unlicensed" in p for p in paragraphs), "debian/copyright: no placeholder licence left")
+    with open(os.path.join(SRC, "packaging", "rpm", "couponsd.spec")) as f:
+        spec = f.read()
+    t.ok(re.search(r"^License:\s+BSD-2-Clause$", spec, re.M) and re.search(r"^%license LICENSE$", spec, re.M),
+         "rpm spec: License: BSD-2-Clause and %license LICENSE")
+    with tempfile.TemporaryDirectory() as dest:
+        # dist_doc_DATA: distributed (automake's dist_ prefix) and installed in $(docdir).
+        rc, out, _ = make(f"install-dist_docDATA DESTDIR={dest}")
+        found = glob.glob(os.path.join(dest, "**", "doc", "couponsd", "LICENSE"), recursive=True)
+        t.ok(rc == 0 and found, "make install puts LICENSE in $(docdir)", out[-1000:])
 
 
 def test_unit(t):
@@ -397,4 +430,4 @@ def test_rpm(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_unit, test_deb, test_rpm)
+    Tap().run(test_licence, test_unit, test_deb, test_rpm)

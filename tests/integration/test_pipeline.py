@@ -2,10 +2,13 @@
 served, convergence), plus SSE, the dead-letter topic and replays, against real Redis and PostgreSQL."""
 import json
 import re
+import subprocess
+import threading
 import time
 import traceback
 import uuid
 
+import servers
 from harness import (Budget, Daemon, check_no_child_died, expect, iso_time, issue_burst, kafka_consume, kafka_partition,
                      kafka_produce, wait_all_final, wait_for)
 from tap import Tap
@@ -362,6 +365,95 @@ def test_pipeline(t):
         check_no_child_died(t, d)
 
 
+def metric(d, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), d.get("/metrics")[1], re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_partition_never_wedges(t):
+    """Two things that used to hold a partition for good, each retried forever: a dead letter Kafka can never
+    take (here larger than kafka.producer's message.max.bytes, the smallest librdkafka allows), and a reservation
+    record in Redis that is not a number. The first is skipped (logged with its offset, counted), the second is
+    treated as missing; the requests after them are decided."""
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                overrides={"kafka": {"producer": {"message.max.bytes": 1000}}}) as d:
+        d.start()
+        c = d.create_coupon(10, name="wedge")
+        bootstrap = d.kafka_bootstrap()
+        (_, off), = kafka_produce(bootstrap, d.topic(), b"not json " * 200, key=c)
+        st, body, _ = d.issue(c, 1)
+        final = d.wait_final(rid_of(body), 15) or {}
+        t.eq((st, final.get("status")), (202, "ISSUED"), "a request behind an undeliverable dead letter is decided")
+        t.ok(re.search(r"offset %d: the dead letter cannot be produced to %s \(.*\); skipping the message"
+                       % (off, re.escape(d.topic("dlq_topic"))), d.log()),
+             "the skipped message is logged with its offset", d.log()[-1500:])
+        t.eq(metric(d, "couponsd_dlq_dropped_total"), 1, "and counted in couponsd_dlq_dropped_total")
+        t.eq(metric(d, "couponsd_dlq_messages_total"), 0, "but not as sent to the dead-letter topic")
+
+        event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": 2, "acceptedAt": iso_time(0)}
+        d.redis.cli("SET", f"{d.redis_prefix}{{{c}}}:rsv:{event['requestId']}", "garbage")
+        kafka_produce(bootstrap, d.topic(), json.dumps(event), key=c)
+        final = d.wait_final(event["requestId"], 15) or {}
+        t.eq(final.get("status"), "ISSUED", "a request whose reservation record is not a number is decided")
+        t.ok("was not a number; deleted and treated as missing" in d.log(), "and the record is logged",
+             d.log()[-1500:])
+        t.eq(metric(d, "couponsd_redis_bad_values_total"), 1, "and counted in couponsd_redis_bad_values_total")
+        t.eq(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"), "8", "two units issued")
+        t.ok(wait_for(lambda: d.redis_stock(c) == 8, 5), "and the Redis stock agrees", d.redis_stock(c))
+        check_no_child_died(t, d)
+
+
+def open_stream(d, rid, timeout):
+    """Reads rid's event stream in a thread; returns (thread, result dict with 'events' and 'seconds')."""
+    out = {}
+
+    def read():
+        started = time.monotonic()
+        out["events"] = d.sse(f"/api/requests/{rid}/events", timeout=timeout)
+        out["seconds"] = time.monotonic() - started
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, out
+
+
+def status_hash(d, rid, status):
+    """HSET arguments writing rid's status hash as the consumer does, but with no PUBLISH."""
+    decided = iso_time(0) if status != "PENDING" else ""
+    return ["HSET", f"{d.redis_prefix}req:{{{rid}}}", "status", status, "reason", "", "couponId", "1", "userId", "1",
+            "acceptedAt", iso_time(0), "decidedAt", decided]
+
+
+def test_sse_missed_result(t):
+    """SPEC: a stream ends with the final status. A result published while the worker's subscriber was away
+    was never heard, so the stream stayed open on keep-alives for good. Open streams are now looked up again
+    after a resubscribe, and from Redis on every keep-alive tick (15 s)."""
+    with Daemon(redis=True, postgres=True, workers=1, partitions=1) as d:
+        d.start()
+        rid = str(uuid.uuid4())
+        d.redis.cli(*status_hash(d, rid, "PENDING"))
+        reader, out = open_stream(d, rid, 10)
+        time.sleep(0.5)
+        # One connection, so the final status is written before the subscriber is back (>= 100 ms later).
+        script = "CLIENT KILL TYPE pubsub\n" + " ".join(f'"{a}"' for a in status_hash(d, rid, "ISSUED")) + "\n"
+        subprocess.run([servers.REDIS_CLI, "-h", d.redis.host, "-p", str(d.redis.port)], input=script, text=True,
+                       capture_output=True, check=True, timeout=10)
+        reader.join(15)
+        ev = out.get("events") or []
+        t.ok(ev and ev.ended and '"ISSUED"' in ev[-1][1] and out["seconds"] < 5,
+             "a result written while the subscriber reconnected ends the stream after the resubscribe",
+             (list(ev), out.get("seconds")))
+
+        rid = str(uuid.uuid4())
+        d.redis.cli(*status_hash(d, rid, "PENDING"))
+        reader, out = open_stream(d, rid, 25)
+        time.sleep(0.5)
+        d.redis.cli(*status_hash(d, rid, "REJECTED")[:5], "SOLD_OUT", *status_hash(d, rid, "REJECTED")[6:])
+        reader.join(30)
+        ev = out.get("events") or []
+        t.ok(ev and ev.ended and '"SOLD_OUT"' in ev[-1][1] and ev.comments >= 1,
+             "a result never published ends the stream at the next keep-alive tick", (list(ev), out.get("seconds")))
+
+
 def test_batch_linger(t):
     """issue.batch_linger: a consumer holding a short batch waits that long for more before deciding it. Five
     events arrive one by one, each as its own produce (a new Kafka client each time, so tens of ms apart), mostly
@@ -384,4 +476,4 @@ def test_batch_linger(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_pipeline, test_batch_linger)
+    Tap().run(test_pipeline, test_batch_linger, test_partition_never_wedges, test_sse_missed_result)

@@ -4,6 +4,7 @@ import os
 import pwd
 import re
 import signal
+import subprocess
 import time
 
 import harness
@@ -91,6 +92,23 @@ def test_crash_loop_backs_off(t):
         t.eq(d.get("/healthz")[0], 200, "and keeps serving")
 
 
+def test_failed_spawn_is_retried(t):
+    """A slot whose fork failed (EAGAIN, EMFILE for its channel, no shared-memory slot) used to stay empty for
+    good: only a child's exit scheduled a restart. spawn_fail=3 fails the first three forks; the slot must be
+    started again with the ordinary back-off, and the daemon must come up whole."""
+    with Daemon(faults="spawn_fail=3") as d:
+        d.start(timeout=20)
+        log = d.log()
+        failed = re.findall(r"fork for (.+?): Resource temporarily unavailable", log)
+        t.eq(len(failed), 3, "three forks failed")
+        name = failed[0] if failed else "?"
+        t.eq(restart_delays(log, name)[:3], [100, 200, 400], f"{name} is retried with the doubling back-off")
+        t.ok(re.search(r"started %s as pid" % re.escape(name), log), "and then started", log[-2000:])
+        t.eq(len(d.http_workers()), 2, "every http worker is up")
+        t.eq(len(d.consumers()), 2, "every consumer is up")
+        t.eq(d.get("/healthz")[0], 200, "the daemon serves")
+
+
 def test_hung_worker_is_killed(t):
     with Daemon(overrides={"daemon": {"worker_timeout": "1s"}}, faults="http_hang=1") as d:
         d.start()
@@ -161,6 +179,85 @@ def test_exit_with_request_in_flight(t):
         t.ok(clean, "no sanitizer report from the worker's teardown", text)
 
 
+def _tcp_sockets():
+    """(local port, remote port, timer kind, seconds left, inode) of each IPv4 TCP socket (/proc/net/tcp)."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            timer, left = fields[5].split(":")
+            rows.append((int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), int(timer, 16),
+                         int(left, 16) / 100.0, fields[9]))
+    return rows
+
+
+def server_keepalive_left(d, pid):
+    """Seconds until the server side of pid's PostgreSQL connection probes it (its keepalive timer), or None."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:["):-1])
+        except OSError:
+            pass
+    rows = _tcp_sockets()
+    ours = [lport for lport, rport, _, _, inode in rows if inode in inodes and rport == d.pg.port]
+    theirs = [left for lport, rport, kind, left, _ in rows if lport == d.pg.port and rport in ours and kind == 2]
+    return theirs[0] if len(ours) == 1 and len(theirs) == 1 else None
+
+
+def test_consumer_session_keepalives(t):
+    """A consumer's partition lock lives in its server session, which PostgreSQL ended only when its own
+    keepalive noticed a vanished client: the kernel's defaults, 2 hours, during which a successor was refused
+    the lock. The server must now probe within postgres.timeout (2 s here); the operator's own options in
+    conninfo still apply (and win where they set the same parameter)."""
+    for operator, low, high, what in ((None, 0, 2.5, "postgres.timeout: 2s"),
+                                      ("-c tcp_keepalives_idle=30", 2.5, 30.5, "the operator's idle of 30 s")):
+        d = Daemon(workers=1, partitions=1, postgres=True)
+        with d:
+            conninfo = d.tree["postgres"]["conninfo"] + (f" options='{operator}'" if operator else "")
+            d.tree["postgres"].update(conninfo=conninfo, timeout="2s")
+            d.write_config()
+            d.start()
+            pid = d.consumers()["couponsd: consumer partition 0"]
+            left = wait_for(lambda: server_keepalive_left(d, pid), 5)
+            t.ok(left is not None and low < left <= high,
+                 f"{what}: the server probes the consumer within {high} s", f"keepalive timer: {left} s")
+
+
+def test_migration_lock_wait_is_bounded(t):
+    """A consumer that connects applies migrations under an advisory lock, and it used to wait for that lock
+    before its statement_timeout was set: while another host migrated (or any session held the lock) its loop
+    stopped, and the watchdog killed it and each successor. The session's statement_timeout (at most half of
+    daemon.worker_timeout) is now set first, so the wait ends in an error and an ordinary retry."""
+    import servers
+    with Daemon(workers=1, partitions=1, postgres=True, overrides={"daemon": {"worker_timeout": "2s"}}) as d:
+        d.start()
+        holder = subprocess.Popen(
+            [os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", d.pg.host, "-p", str(d.pg.port), "-U",
+             "postgres", "-d", d.dbname, "-c", "SELECT pg_advisory_lock(7165074657936043367), pg_sleep(30)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            held = wait_for(lambda: d.sql_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                                                 "granted AND classid = 1668248944 AND objid = 1869507943") == "1", 10)
+            t.ok(held, "another session holds the migration lock")
+            victim = d.consumers()["couponsd: consumer partition 0"]
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(5)
+            log = d.log()
+            t.ok("has not ticked" not in log, "the restarted consumer waits for it without being killed",
+                 log[-1500:])
+            t.ok(re.search(r"consumer partition 0\[\d+\]: migrations: .*statement timeout", log),
+                 "its wait ends with a statement timeout, and it retries", log[-1500:])
+        finally:
+            # The server notices a vanished client only when it next writes to it: end the backend itself.
+            d.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+                  "classid = 1668248944 AND objid = 1869507943")
+            holder.kill()
+            holder.wait()
+        t.ok(wait_for(lambda: d.log().count("owning partition 0 ") >= 2, 15),
+             "once the lock is free it owns its partition again", d.log()[-1000:])
+
+
 def test_privilege_drop(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP privilege drop needs root")
@@ -198,6 +295,8 @@ def test_pid_file_symlink_refused(t):
 
 if __name__ == "__main__":
     Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
+              test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
-              test_exit_with_request_in_flight,
+              test_exit_with_request_in_flight, test_consumer_session_keepalives,
+              test_migration_lock_wait_is_bounded,
               test_privilege_drop, test_pid_file_symlink_refused)
