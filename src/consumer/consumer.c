@@ -35,6 +35,8 @@
  *               issue.retry_max: the same batch again, resuming where it stopped
  *   deliver_ev  kafka.produce_timeout + DELIVERY_GRACE_MS after the results
  *               were produced: a stalled delivery becomes an ordinary retry
+ *   assign_ev   at start, every ASSIGN_RETRY_MS until it succeeds: read the
+ *               committed offset and assign the partition at it
  *   owner_ev    at start, every OWNERSHIP_RETRY_MS for OWNERSHIP_GRACE_MS:
  *               take the partition's ownership lock, or refuse the partition
  *   prune_ev    every PRUNE_EVERY_MS: delete expired rejected_requests rows
@@ -51,8 +53,9 @@
 /* The safety-net poll for when a queue wake-up is missed (librdkafka writes the pipe only on
  * empty->non-empty). */
 #define POLL_SAFETY_MS 100
-/* How long start-up waits for the committed offset, to notice messages lost while nobody consumed. */
+/* How long start-up waits for the committed offset, and how long each later try waits and pauses. */
 #define COMMITTED_LOOKUP_MS 2000
+#define ASSIGN_RETRY_MS 500
 /*
  * A predecessor's PostgreSQL session can outlive its process by a few
  * milliseconds (the server notices the closed socket asynchronously): for
@@ -75,7 +78,7 @@ typedef struct {
 	int partition;
 	rd_kafka_t *rk;
 	kafka_queue_t *queue; /* the partition's messages */
-	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev;
+	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev, *assign_ev;
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
@@ -85,6 +88,7 @@ typedef struct {
 	int delivering;      /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	int64_t retry_ms;    /* current back-off; 0 after a success */
 	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
+	int assigned;        /* the partition is assigned (see try_assign()) */
 	int64_t grace_until_ms;
 	int64_t resync_at_ms; /* next admission_resync() */
 	int64_t seen_accepted;
@@ -407,14 +411,44 @@ static void on_prune(evutil_socket_t fd, short what, void *arg)
 		log_info("pruned %d rejected requests older than issue.result_ttl", total);
 }
 
-static int assign_partition(consumer_t *c)
+/*
+ * Where consumption starts, given to assign() explicitly. librdkafka 2.0.2
+ * can lose an assign() at RD_KAFKA_OFFSET_STORED: when its own OffsetFetch
+ * meets a group coordinator that just moved (a broker killed a moment
+ * before), the partition stays "queried" and is never fetched, while the
+ * process looks healthy (librdkafka issue 5586; the mixed chaos scenario on a
+ * real cluster stalled a partition this way). rd_kafka_committed() either
+ * answers or fails, and a failure is only tried again.
+ *
+ * Returns 0 with *offset set (RD_KAFKA_OFFSET_BEGINNING when nothing was
+ * committed: auto.offset.reset earliest), -1 when Kafka did not answer.
+ */
+static int committed_offset(consumer_t *c, int timeout_ms, int64_t *offset)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t err;
 
-	/* Static assignment: the master, not a group rebalance, decides who owns a partition. */
-	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition)->offset =
-	    RD_KAFKA_OFFSET_STORED;
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition);
+	err = rd_kafka_committed(c->rk, parts, timeout_ms);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = parts->elems[0].err;
+	*offset = parts->elems[0].offset >= 0 ? parts->elems[0].offset : RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("%s[%d]: cannot read the committed offset (%s); trying again in %d ms",
+		         c->cfg->kafka_topic, c->partition, rd_kafka_err2str(err), ASSIGN_RETRY_MS);
+		return -1;
+	}
+	return 0;
+}
+
+/* Static assignment: the master, not a group rebalance, decides who owns a partition. */
+static int assign_at(consumer_t *c, int64_t offset)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+
+	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition)->offset = offset;
 	err = rd_kafka_assign(c->rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -425,26 +459,44 @@ static int assign_partition(consumer_t *c)
 	return 0;
 }
 
-/* The committed offset is where the first message should be: a later one means a gap. Best effort. */
-static void lookup_committed(consumer_t *c)
+/*
+ * The committed offset is where the first message should be (a later one
+ * means a gap), and admission control starts from it. Without a committed
+ * offset the previous admission value stands until the first batch (or the
+ * once-a-second resync) corrects it: asking for the log start here would
+ * block start-up longer while Kafka is down.
+ */
+static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try again later, -1: failed */
 {
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	int64_t offset;
 
-	rd_kafka_topic_partition_list_add(parts, c->cfg->kafka_topic, c->partition);
-	if (rd_kafka_committed(c->rk, parts, COMMITTED_LOOKUP_MS) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-	    parts->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && parts->elems[0].offset >= 0)
-		c->next_offset = parts->elems[0].offset;
+	if (committed_offset(c, timeout_ms, &offset) != 0)
+		return 1;
+	if (offset >= 0)
+		c->next_offset = offset;
 	else
-		log_info("%s[%d]: no committed offset known; starting from the earliest", c->cfg->kafka_topic,
+		log_info("%s[%d]: no committed offset; starting from the earliest", c->cfg->kafka_topic,
 		         c->partition);
-	rd_kafka_topic_partition_list_destroy(parts);
-	/*
-	 * Admission control starts from where consumption starts. Without a
-	 * committed offset the previous value stands until the first batch
-	 * (or the once-a-second resync) corrects it: asking the broker for the
-	 * log start here would block start-up longer while Kafka is down.
-	 */
 	admission_start(c->w->args.shm, c->partition, c->next_offset, -1);
+	if (assign_at(c, offset) != 0)
+		return -1;
+	c->assigned = 1;
+	log_info("assigned %s[%d] at %s%lld (group %s)", c->cfg->kafka_topic, c->partition,
+	         offset >= 0 ? "offset " : "the beginning", offset >= 0 ? (long long)offset : 0LL,
+	         c->cfg->kafka_group_id);
+	return 0;
+}
+
+static void on_assign_retry(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	int rc = try_assign(c, ASSIGN_RETRY_MS);
+
+	if (rc > 0)
+		add_timer(c->assign_ev, ASSIGN_RETRY_MS);
+	else if (rc < 0)
+		worker_finish(c->w, 1);
 }
 
 static int consumer_create(consumer_t *c)
@@ -460,10 +512,10 @@ static int consumer_create(consumer_t *c)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR || assign_partition(c) != 0)
+	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return -1;
-	lookup_committed(c);
-	return 0;
+	/* A first try now; the event loop takes over (assign_ev) if Kafka does not answer. */
+	return try_assign(c, COMMITTED_LOOKUP_MS) < 0 ? -1 : 0;
 }
 
 /* The events and timers of the overview at the top of this file. */
@@ -480,9 +532,13 @@ static int events_start(consumer_t *c)
 	c->prune_ev = event_new(base, -1, EV_PERSIST, on_prune, c);
 	c->linger_ev = event_new(base, -1, 0, on_linger, c);
 	c->deliver_ev = event_new(base, -1, 0, on_deliver_deadline, c);
+	c->assign_ev = event_new(base, -1, 0, on_assign_retry, c);
 	if (c->queue == NULL || c->poll_ev == NULL || c->next_ev == NULL || c->retry_ev == NULL ||
-	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL)
+	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL ||
+	    c->assign_ev == NULL)
 		return -1;
+	if (!c->assigned)
+		add_timer(c->assign_ev, ASSIGN_RETRY_MS);
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
 	add_timer(c->prune_ev, PRUNE_EVERY_MS);
 	return 0;
@@ -550,8 +606,8 @@ static void consumer_on_stop(worker_t *w)
 
 static void events_free(consumer_t *c)
 {
-	struct event **evs[] = {&c->poll_ev,  &c->next_ev,   &c->retry_ev,  &c->owner_ev,
-	                        &c->prune_ev, &c->linger_ev, &c->deliver_ev};
+	struct event **evs[] = {&c->poll_ev,  &c->next_ev,   &c->retry_ev,   &c->owner_ev,
+	                        &c->prune_ev, &c->linger_ev, &c->deliver_ev, &c->assign_ev};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)
@@ -621,11 +677,8 @@ int consumer_main(worker_t *w)
 	c->seen_accepted = -1;
 	w->ctx = c;
 	w->on_stop = consumer_on_stop;
-	if (consumer_start(c) == 0) {
-		log_info("assigned %s[%d] (group %s)", c->cfg->kafka_topic, c->partition,
-		         c->cfg->kafka_group_id);
+	if (consumer_start(c) == 0)
 		rc = worker_run(w);
-	}
 	consumer_destroy(c);
 	free(c);
 	w->ctx = NULL;

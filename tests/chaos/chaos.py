@@ -433,6 +433,7 @@ def check(t, v, d, coupons, answers, budget):
     for rid in sorted(set(accepted) - decided)[:10]:
         t.diag(f"lost: {rid} (coupon, user) {accepted[rid]} answered 202 for a request sent at {sent.get(rid, 0):.2f}s; "
                f"{'in' if rid in in_log else 'NOT in'} the Kafka log; status now {finals.get(rid)}")
+    stuck_partitions_diag(t, d, {accepted[r][0] for r in set(accepted) - decided})
     f = v.figures
     f["accepted"], f["decided"] = len(accepted), len(decided)
     f["lost"] = len(accepted) - len(decided)
@@ -461,6 +462,16 @@ def check_log_complete(t, v, accepted, in_log, starts):
     t.ok(not missing, f"{v.name}: every request answered 202 is in the Kafka log",
          f"{len(missing)} missing, e.g. {sorted(missing)[:5]}")
     return not missing
+
+
+def stuck_partitions_diag(t, d, coupons):
+    """For a post-mortem of undecided requests: the last lines the consumers of their partitions logged (the
+    daemon's directory is gone once the test ends; COUPONSD_CHAOS_KEEP keeps the whole log)."""
+    for p in sorted({kafka_partition(c, PARTITIONS) for c in coupons}):
+        lines = [ln for ln in d.log().splitlines() if f"consumer partition {p}" in ln]
+        t.diag(f"consumer partition {p}: its last {min(40, len(lines))} of {len(lines)} log lines:")
+        for ln in lines[-40:]:
+            t.diag(f"  {ln[:300]}")
 
 
 def oversold(d, coupons):
