@@ -66,8 +66,10 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	http_worker_t *hw = arg;
 
 	ptrset_remove(&hw->conns, conn);
-	if (hw->api_ready)
+	if (hw->api_ready) {
 		sse_connection_closed(hw->api.sse, conn);
+		http_admin_events_closed(&hw->api, conn);
+	}
 	if (hw->accept_paused && (int)hw->conns.count < hw->w->args.cfg->http_max_connections)
 		set_accepting(hw, 1);
 }
@@ -164,6 +166,7 @@ static void http_on_stop(worker_t *w)
 	hw->draining = 1;
 	hw->api.draining = 1;
 	sse_close_all(hw->api.sse);
+	http_admin_events_close_all(&hw->api);
 	hw->last_activity = clock_mono_ms();
 	hw->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain_tick, hw);
 	if (hw->drain_ev == NULL || event_add(hw->drain_ev, &tick) != 0) {
