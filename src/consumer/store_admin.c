@@ -95,24 +95,14 @@ static int change_seen(store_t *s, const admin_event_t *ev)
 	return seen;
 }
 
-static json_t *time_or_null(int has, int64_t ms)
-{
-	char text[32];
-
-	if (!has)
-		return json_null();
-	clock_format_iso(ms, text, sizeof(text));
-	return json_string(text);
-}
-
 /* The coupon as the audit trail shows it, before and after. */
 static char *coupon_json(const admin_coupon_t *c)
 {
 	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o, s:b}", "name", c->name, "totalQuantity",
 	                      (json_int_t)c->total, "remaining", (json_int_t)c->remaining, "issued",
 	                      (json_int_t)(c->total - c->remaining), "startsAt",
-	                      time_or_null(c->has_start, c->start_ms), "endsAt",
-	                      time_or_null(c->has_end, c->end_ms), "closed", c->closed);
+	                      admin_time_json(!c->has_start, c->start_ms), "endsAt",
+	                      admin_time_json(!c->has_end, c->end_ms), "closed", c->closed);
 	char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 
 	json_decref(o);
@@ -155,27 +145,36 @@ static int record_change(store_t *s, const admin_event_t *ev, const char *id, co
 	return exec_command(s, "record change", record_sql, 12, params);
 }
 
-/* Decides and writes a fresh change; the transaction is open and the coupon row locked (or absent). */
+/* A change of a coupon that does not exist (a JVM producer, or a coupon id typed wrong) is refused on record.
+ */
+static int record_missing(store_t *s, const admin_event_t *ev, const char *id, int partition, int64_t offset)
+{
+	record_t r = {"REJECTED", "COUPON_NOT_FOUND", "no such coupon", NULL, NULL, admin_change_json(ev)};
+	int rc = r.change != NULL ? record_change(s, ev, id, &r, partition, offset) : -1;
+
+	free(r.change);
+	return rc;
+}
+
+/* Decides and writes a fresh change; the transaction is open and the coupon row locked. */
 static int decide_and_write(store_t *s, const admin_event_t *ev, const char *id, const admin_coupon_t *before,
                             store_change_t *out, int partition, int64_t offset)
 {
 	admin_coupon_t after;
 	char msg[160];
-	record_t r = {"REJECTED", "COUPON_NOT_FOUND", "no such coupon", NULL, NULL, NULL};
+	record_t r;
 	int rc = -1;
 
-	if (out->exists) {
-		out->outcome = decide_admin(ev, before, clock_real_ms(), &after, msg, sizeof(msg));
-		out->remaining = after.remaining;
-		r.outcome = out->outcome == ADMIN_APPLIED ? "APPLIED" : "REJECTED";
-		r.error = decide_admin_error(out->outcome);
-		r.message = out->outcome == ADMIN_APPLIED ? NULL : msg;
-		r.before = coupon_json(before);
-		r.after = coupon_json(&after);
-	}
+	out->outcome = decide_admin(ev, before, clock_real_ms(), &after, msg, sizeof(msg));
+	out->remaining = after.remaining;
+	r.outcome = out->outcome == ADMIN_APPLIED ? "APPLIED" : "REJECTED";
+	r.error = decide_admin_error(out->outcome);
+	r.message = out->outcome == ADMIN_APPLIED ? NULL : msg;
+	r.before = coupon_json(before);
+	r.after = coupon_json(&after);
 	r.change = admin_change_json(ev);
-	if (r.change != NULL && (!out->exists || (r.before != NULL && r.after != NULL)) &&
-	    (!out->exists || out->outcome != ADMIN_APPLIED || update_coupon(s, id, &after) == 0))
+	if (r.change != NULL && r.before != NULL && r.after != NULL &&
+	    (out->outcome != ADMIN_APPLIED || update_coupon(s, id, &after) == 0))
 		rc = record_change(s, ev, id, &r, partition, offset);
 	free(r.change);
 	free(r.before);
@@ -200,6 +199,8 @@ static int in_transaction(store_t *s, const admin_event_t *ev, int partition, in
 	out->replay = seen;
 	if (seen)
 		return 0;
+	if (!found)
+		return record_missing(s, ev, id, partition, offset);
 	return decide_and_write(s, ev, id, &before, out, partition, offset);
 }
 

@@ -35,7 +35,7 @@ int admin_change_check(const admin_event_t *ev, char *err, size_t errsize)
 	return 0;
 }
 
-static json_t *time_or_null(int is_null, int64_t ms)
+json_t *admin_time_json(int is_null, int64_t ms)
 {
 	char text[32];
 
@@ -54,9 +54,9 @@ static json_t *change_object(const admin_event_t *ev)
 	if (ev->fields & ADMIN_F_NAME)
 		json_object_set_new(o, "name", json_string(ev->name));
 	if (ev->fields & ADMIN_F_STARTS)
-		json_object_set_new(o, "startsAt", time_or_null(ev->starts_null, ev->starts_ms));
+		json_object_set_new(o, "startsAt", admin_time_json(ev->starts_null, ev->starts_ms));
 	if (ev->fields & ADMIN_F_ENDS)
-		json_object_set_new(o, "endsAt", time_or_null(ev->ends_null, ev->ends_ms));
+		json_object_set_new(o, "endsAt", admin_time_json(ev->ends_null, ev->ends_ms));
 	if (ev->fields & ADMIN_F_TOTAL)
 		json_object_set_new(o, "totalQuantity", json_integer((json_int_t)ev->total));
 	if (ev->fields & ADMIN_F_ADD)

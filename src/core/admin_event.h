@@ -4,6 +4,7 @@
 
 #include "core/uuid.h"
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,9 @@ typedef struct {
  * decoder.
  */
 int admin_change_check(const admin_event_t *ev, char *err, size_t errsize);
+
+/* A time as JSON: null when is_null (no bound), else "2026-01-01T00:00:00.000Z"; a new reference. */
+json_t *admin_time_json(int is_null, int64_t ms);
 
 /* The change's members as a JSON object ("admin" above): malloc'ed, or NULL. */
 char *admin_change_json(const admin_event_t *ev);

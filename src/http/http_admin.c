@@ -173,18 +173,26 @@ static void insert(create_t *c)
 	}
 }
 
+json_t *http_admin_body(struct evhttp_request *req)
+{
+	size_t len;
+	char *text = http_body(req, &len);
+	/* REJECT_DUPLICATES: {"totalQuantity":1,"totalQuantity":9} must not mean whichever a parser keeps. */
+	json_t *body = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+
+	free(text);
+	return body;
+}
+
 void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req)
 {
-	char msg[128], *text;
-	size_t len;
+	char msg[128];
 	json_t *body;
 	create_t *c;
 
 	if (!http_admin_authorized(ctx, req))
 		return;
-	text = http_body(req, &len);
-	body = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-	free(text);
+	body = http_admin_body(req);
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		json_decref(body);
 		http_reply_error(ctx, req, 503, "UNAVAILABLE", "out of memory");

@@ -365,16 +365,13 @@ static int build_event(http_ctx_t *ctx, json_t *body, int64_t coupon_id, admin_e
 
 void http_handle_admin_patch(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m)
 {
-	char err[160], *text;
-	size_t len;
+	char err[160];
 	json_t *body;
 	patch_t *p;
 
 	if (!http_admin_authorized(ctx, req))
 		return;
-	text = http_body(req, &len);
-	body = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-	free(text);
+	body = http_admin_body(req);
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->timer = evtimer_new(ctx->base, on_poll, p)) == NULL) {
 		json_decref(body);
 		free(p);

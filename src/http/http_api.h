@@ -64,6 +64,8 @@ void http_admin_events_closed(http_ctx_t *ctx, struct evhttp_connection *conn);
 void http_admin_events_close_all(http_ctx_t *ctx);
 /* 1 when the request carries the admin token; else answers 404 (admin API off) or 401 and returns 0. */
 int http_admin_authorized(http_ctx_t *ctx, struct evhttp_request *req);
+/* An admin request's body as JSON (duplicate members refused); NULL when empty or not JSON. */
+json_t *http_admin_body(struct evhttp_request *req);
 /* Who made an admin change, for the audit trail: a fingerprint of the token, never the token. */
 void http_admin_token_id(const char *token, char *out, size_t size);
 
