@@ -164,6 +164,13 @@ print("  => " + ("every coupon issued once, to distinct users, nothing oversold,
 sys.exit(0 if ok else 1)
 PY
 
+echo "== PATCH /api/admin/coupons/$coupon {\"endsAt\":\"now\"}: the operator closes the sale"
+curl -sS -X PATCH -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+	-d '{"endsAt":"now"}' "http://127.0.0.1:$port/api/admin/coupons/$coupon" || status=1
+echo
+echo "== GET /api/admin/coupons: the final figures of every sale"
+curl -sS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/admin/coupons" | python3 -m json.tool || status=1
+
 cat <<MSG
 
 couponsd is running as pid $master on 127.0.0.1:$port (admin token: $token).
@@ -173,6 +180,10 @@ couponsd is running as pid $master on 127.0.0.1:$port (admin token: $token).
   curl -N http://127.0.0.1:$port/api/requests/REQUEST_ID/events      # Server-Sent Events until decided
   curl -i -X POST -H 'Authorization: Bearer $token' -H 'Content-Type: application/json' \\
        -d '{"name":"another","totalQuantity":10}' http://127.0.0.1:$port/api/admin/coupons
+  curl -i -X PATCH -H 'Authorization: Bearer $token' -d '{"addQuantity":5,"endsAt":null}' \\
+       http://127.0.0.1:$port/api/admin/coupons/$coupon      # reopen it with 5 more
+  curl -N -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/admin/coupons/$coupon/events
+  curl -s -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/admin/coupons/$coupon/history
   $PG_PSQL -c 'SELECT * FROM coupons'
   redis-cli -p $REDIS_PORT --scan --pattern 'demo:*' | head
   $bin -c $conf -s reload     # re-read $conf

@@ -40,6 +40,9 @@ void batch_fini(batch_t *b)
 {
 	if (b->items != NULL)
 		batch_clear(b);
+	if (b->held != NULL)
+		rd_kafka_message_destroy(b->held);
+	b->held = NULL;
 	free(b->items);
 	free(b->sync);
 	b->items = NULL;
@@ -48,16 +51,43 @@ void batch_fini(batch_t *b)
 
 int batch_full(const batch_t *b)
 {
-	return b->count >= b->cfg->issue_batch_size;
+	return b->count >= b->cfg->issue_batch_size || b->held != NULL ||
+	       (b->count > 0 && b->items[0].admin != NULL);
+}
+
+/* 1 when m is an admin event (decoded into it->admin, or its error set: a dead letter), 0 when a request. */
+static int decode_admin(item_t *it, rd_kafka_message_t *m)
+{
+	admin_event_t ev;
+	int rc = admin_event_decode(m->payload, m->len, &ev, it->error, sizeof(it->error));
+
+	if (rc != 0)
+		return rc < 0;
+	if ((it->admin = malloc(sizeof(*it->admin))) == NULL) {
+		snprintf(it->error, sizeof(it->error), "out of memory");
+		return 1;
+	}
+	*it->admin = ev;
+	it->status.event.coupon_id = ev.coupon_id;
+	return 1;
 }
 
 void batch_add(batch_t *b, rd_kafka_message_t *m)
 {
-	item_t *it = &b->items[b->count++];
+	item_t *it;
 
+	if (b->count > 0 &&
+	    admin_event_decode(m->payload, m->len, &(admin_event_t){0}, (char[8]){0}, 8) == 0) {
+		b->held = m; /* decided after this batch's requests, in a transaction of its own */
+		return;
+	}
+	it = &b->items[b->count++];
 	memset(it, 0, sizeof(*it));
 	it->msg = m;
-	if (issue_event_decode(m->payload, m->len, &it->status.event, it->error, sizeof(it->error)) == 0)
+	if (decode_admin(it, m) && it->error[0] == '\0')
+		return;
+	if (it->error[0] == '\0' &&
+	    issue_event_decode(m->payload, m->len, &it->status.event, it->error, sizeof(it->error)) == 0)
 		return;
 	if (it->error[0] == '\0')
 		snprintf(it->error, sizeof(it->error), "invalid event");
@@ -71,6 +101,8 @@ void batch_clear(batch_t *b)
 		rd_kafka_message_destroy(b->items[i].msg);
 		free(b->items[i].json);
 		b->items[i].json = NULL;
+		free(b->items[i].admin);
+		b->items[i].admin = NULL;
 	}
 	b->count = 0;
 	b->nsync = 0;
@@ -91,6 +123,23 @@ void batch_done(batch_t *b)
 	}
 	b->stats.batches++;
 	batch_clear(b);
+}
+
+void batch_add_held(batch_t *b)
+{
+	rd_kafka_message_t *m = b->held;
+
+	if (b->count > 0 || m == NULL)
+		return;
+	b->held = NULL;
+	batch_add(b, m);
+}
+
+void batch_drop_held(batch_t *b)
+{
+	if (b->held != NULL)
+		rd_kafka_message_destroy(b->held);
+	b->held = NULL;
 }
 
 /* Whether a round has anything left to do: a decision, a compensation or a convergence. */
@@ -320,9 +369,40 @@ batch_rc_t batch_deliveries(batch_t *b)
 	return BATCH_DONE;
 }
 
+/*
+ * An admin change, alone in its batch: everything before it in the log is
+ * decided and committed, nothing after it is, so its transaction sits exactly
+ * at its place in the coupon's order. Then Redis stock converges to the new
+ * remaining before any later request meets the gate. A retry (Redis down
+ * after the commit) finds the change recorded and only converges again.
+ */
+static batch_rc_t admin_advance(batch_t *b)
+{
+	item_t *it = &b->items[0];
+	store_change_t out;
+	store_rc_t rc;
+	int remaining;
+
+	if ((rc = store_ensure(b->store)) != STORE_OK ||
+	    (rc = store_apply_change(b->store, it->admin, b->partition, it->msg->offset, &out)) != STORE_OK)
+		return of_store(rc);
+	remaining = (int)out.remaining;
+	if (out.exists && (gate_connect(b->gate) != 0 ||
+	                   gate_sync_stock(b->gate, &it->admin->coupon_id, &remaining, 1) != 0))
+		return BATCH_RETRY;
+	if (!out.replay)
+		b->stats.admin_changes++;
+	it->decided = it->written = 1;
+	it->delivery = DELIVERY_DONE; /* the audit row is its outcome: nothing goes to the results topic */
+	return BATCH_DONE;
+}
+
 batch_rc_t batch_advance(batch_t *b)
 {
 	batch_rc_t rc;
+
+	if (b->count == 1 && b->items[0].admin != NULL)
+		return admin_advance(b);
 
 	/* Dead letters need neither Redis nor PostgreSQL: they are on their way while the rest is decided. */
 	if (produce_pending(b, 1) != 0)

@@ -18,7 +18,7 @@ typedef enum {
 
 /* Counted for the consumer's last log line. */
 typedef struct {
-	int64_t batches, issued, dead_letters, compensations, gaps, lost;
+	int64_t batches, issued, dead_letters, compensations, gaps, lost, admin_changes;
 	int64_t rejected[REASON_NOT_OPEN + 1];
 } batch_stats_t;
 
@@ -33,6 +33,7 @@ typedef struct {
 	store_coupon_t *sync; /* coupons whose Redis stock must be converged to PostgreSQL */
 	int nsync;
 	int fault_checked;
+	rd_kafka_message_t *held; /* an admin event read after requests: the first of the next batch */
 	batch_stats_t stats;
 } batch_t;
 
@@ -43,7 +44,12 @@ void batch_fini(batch_t *b);
 
 int batch_full(const batch_t *b);
 
-/* Adds a message (in offset order); one that does not decode goes to the dead-letter topic. */
+/*
+ * Adds a message (in offset order); one that does not decode goes to the
+ * dead-letter topic. An admin event is a batch of its own: after requests it
+ * is held for the next batch (batch_full() is then true), and nothing joins
+ * it.
+ */
 void batch_add(batch_t *b, rd_kafka_message_t *m);
 
 /*
@@ -64,6 +70,12 @@ int64_t batch_end_offset(const batch_t *b);
 
 /* A finished batch: counted, then cleared. */
 void batch_done(batch_t *b);
+
+/* An empty batch starts with the admin event held back by the previous one, if any. */
+void batch_add_held(batch_t *b);
+
+/* Forgets a held admin event (the batch is abandoned: a successor reads it again). */
+void batch_drop_held(batch_t *b);
 
 /* Frees the messages and forgets the batch (finished, or abandoned to be read again by a successor). */
 void batch_clear(batch_t *b);

@@ -128,6 +128,7 @@ static void check_offset(consumer_t *c, int64_t offset)
 static void batch_drop(consumer_t *c)
 {
 	batch_clear(&c->batch);
+	batch_drop_held(&c->batch);
 	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
 		log_error("cannot cancel the batch linger timer");
 	c->filling = 0;
@@ -288,6 +289,7 @@ static void take_messages(consumer_t *c)
 {
 	rd_kafka_message_t *m;
 
+	batch_add_held(&c->batch);
 	while (!batch_full(&c->batch) && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle_error_message(c, m);

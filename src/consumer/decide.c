@@ -2,6 +2,7 @@
  * decisions out. */
 #include "consumer/decide.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,12 +142,12 @@ static decide_coupon_t *find_coupon(const decide_facts_t *f, int64_t id)
 	return bsearch(&key, f->coupons, (size_t)f->ncoupons, sizeof(*f->coupons), cmp_coupon);
 }
 
-/* [starts_at, ends_at), either end open when NULL. */
+/* [starts_at, ends_at), either end open when NULL; never once an admin change closed the sale early. */
 static int coupon_open(const decide_coupon_t *c, int64_t accepted_ms)
 {
 	int64_t at = accepted_ms * 1000;
 
-	return (!c->has_start || at >= c->start_us) && (!c->has_end || at < c->end_us);
+	return !c->closed && (!c->has_start || at >= c->start_us) && (!c->has_end || at < c->end_us);
 }
 
 static void set_decision(decision_t *d, request_state_t state, reject_reason_t reason, int release)
@@ -247,4 +248,60 @@ int decide_batch(const item_t *items, int n, decide_facts_t *facts, decision_t *
 	}
 	free(d.group);
 	return 0;
+}
+
+static void apply_window(const admin_event_t *ev, admin_coupon_t *after)
+{
+	if (ev->fields & ADMIN_F_STARTS) {
+		after->has_start = !ev->starts_null;
+		after->start_ms = ev->starts_null ? 0 : ev->starts_ms;
+	}
+	if (ev->fields & ADMIN_F_ENDS) {
+		after->has_end = !ev->ends_null;
+		after->end_ms = ev->ends_null ? 0 : ev->ends_ms;
+	}
+}
+
+admin_outcome_t decide_admin(const admin_event_t *ev, const admin_coupon_t *before, int64_t now_ms,
+                             admin_coupon_t *after, char *msg, size_t size)
+{
+	int64_t issued = before->total - before->remaining, total = before->total;
+
+	*after = *before;
+	if (ev->fields & ADMIN_F_TOTAL)
+		total = ev->total;
+	else if (ev->fields & ADMIN_F_ADD)
+		total = before->total + ev->add;
+	if (total < issued || total > ADMIN_QUANTITY_MAX) {
+		snprintf(msg, size, "totalQuantity %lld is below the %lld units already issued, or too large",
+		         (long long)total, (long long)issued);
+		return ADMIN_REFUSED_BELOW_ISSUED;
+	}
+	apply_window(ev, after);
+	if (after->has_start && after->has_end && after->end_ms <= after->start_ms) {
+		*after = *before;
+		snprintf(msg, size, "endsAt must be after startsAt");
+		return ADMIN_REFUSED_WINDOW;
+	}
+	if (ev->fields & ADMIN_F_NAME)
+		snprintf(after->name, sizeof(after->name), "%s", ev->name);
+	after->total = total;
+	after->remaining = total - issued;
+	/* Only a change of the end decides whether the sale is closed early: a rename leaves it as it was. */
+	if (ev->fields & ADMIN_F_ENDS)
+		after->closed = after->has_end && after->end_ms <= now_ms;
+	msg[0] = '\0';
+	return ADMIN_APPLIED;
+}
+
+const char *decide_admin_error(admin_outcome_t outcome)
+{
+	switch (outcome) {
+	case ADMIN_REFUSED_BELOW_ISSUED:
+		return "TOTAL_BELOW_ISSUED";
+	case ADMIN_REFUSED_WINDOW:
+		return "INVALID_WINDOW";
+	default:
+		return NULL;
+	}
 }

@@ -4,6 +4,7 @@
 #define COUPONSD_DECIDE_H
 
 #include "consumer/item.h"
+#include "core/admin_event.h"
 #include "core/issue_event.h"
 
 #include <stdint.h>
@@ -16,6 +17,7 @@ typedef struct {
 	int issued;    /* out: rows this batch inserts */
 	int has_start, has_end;
 	int64_t start_us, end_us; /* [starts_at, ends_at) in microseconds since the epoch */
+	int closed;               /* closed early by an admin change: every fresh request is NOT_OPEN */
 } decide_coupon_t;
 
 /* A (coupon, user) that already holds an issued row. */
@@ -81,5 +83,36 @@ void decide_sort_facts(decide_facts_t *facts);
  *    the later copy follows the first and releases nothing.
  */
 int decide_batch(const item_t *items, int n, decide_facts_t *facts, decision_t *out);
+
+/* A coupon row as an admin change finds it (locked) and leaves it. */
+typedef struct {
+	char name[ADMIN_NAME_MAX + 1];
+	int64_t total, remaining;
+	int has_start, has_end;
+	int64_t start_ms, end_ms;
+	int closed;
+} admin_coupon_t;
+
+typedef enum {
+	ADMIN_APPLIED,
+	ADMIN_REFUSED_BELOW_ISSUED, /* 409 TOTAL_BELOW_ISSUED: a total under what is already issued */
+	ADMIN_REFUSED_WINDOW,       /* 409 INVALID_WINDOW: endsAt not after startsAt once merged */
+} admin_outcome_t;
+
+/*
+ * The rules of an admin change, decided in log order between two batches
+ * with the coupon row locked: the total moves (totalQuantity, or the total
+ * plus addQuantity) but never below the issued count (total - remaining),
+ * and remaining moves by the same amount, so remaining + issued = total
+ * still holds; the window is the old one with the given bounds replaced;
+ * an end at or before now_ms (the moment of the decision) closes the sale
+ * for every later request, and an end after it (or none) reopens it. On a
+ * refusal *after is the unchanged coupon and msg says why.
+ */
+admin_outcome_t decide_admin(const admin_event_t *ev, const admin_coupon_t *before, int64_t now_ms,
+                             admin_coupon_t *after, char *msg, size_t size);
+
+/* The 409 error code of a refusal ("TOTAL_BELOW_ISSUED", "INVALID_WINDOW"); NULL for ADMIN_APPLIED. */
+const char *decide_admin_error(admin_outcome_t outcome);
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef COUPONSD_ITEM_H
 #define COUPONSD_ITEM_H
 
+#include "core/admin_event.h"
 #include "core/issue_event.h"
 
 #include <librdkafka/rdkafka.h>
@@ -50,6 +51,7 @@ typedef struct {
 	int written;             /* the status is in Redis */
 	char *json;              /* once decided: status_to_json(), for both Redis and Kafka */
 	item_delivery_t delivery;
+	admin_event_t *admin; /* an admin change (malloc'ed), always alone in its batch; NULL for a request */
 } item_t;
 
 /* A decodable event: the others only go to the dead-letter topic. */
@@ -61,7 +63,7 @@ static inline int item_valid(const item_t *it)
 /* An item the store decides next: the gate has answered and nothing is decided yet. */
 static inline int item_for_store(const item_t *it)
 {
-	return item_valid(it) && !it->decided && it->gate != GATE_PENDING;
+	return item_valid(it) && it->admin == NULL && !it->decided && it->gate != GATE_PENDING;
 }
 
 #endif

@@ -19,7 +19,7 @@
  * is compared exactly against [starts_at, ends_at).
  */
 static const char lock_sql[] = "SELECT id, remaining, floor(extract(epoch FROM starts_at) * 1000000)::bigint,"
-                               " floor(extract(epoch FROM ends_at) * 1000000)::bigint"
+                               " floor(extract(epoch FROM ends_at) * 1000000)::bigint, closed"
                                " FROM coupons WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 
 /* The rows that make a request a replay (same request id) or a duplicate (same coupon and user). */
@@ -305,6 +305,11 @@ store_rc_t store_ensure(store_t *s)
 	return rc;
 }
 
+PGconn *store_session(store_t *s)
+{
+	return s->conn;
+}
+
 static int grow(void *pp, size_t size, int n)
 {
 	void **p = pp;
@@ -393,6 +398,7 @@ static void read_locked(store_t *s, const PGresult *res)
 		c->remaining = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
 		c->has_start = column_int64(res, i, 2, &c->start_us);
 		c->has_end = column_int64(res, i, 3, &c->end_us);
+		c->closed = strcmp(PQgetvalue(res, i, 4), "t") == 0;
 	}
 }
 

@@ -66,4 +66,26 @@ int store_prune(store_t *s, int *deleted);
  */
 store_rc_t store_stock_page(store_t *s, int64_t *cursor, int limit, store_coupon_t *out, int *n);
 
+/* The session (after store_ensure): store_admin.c runs its own transaction on it. */
+PGconn *store_session(store_t *s);
+
+/* What an admin change came to (store_admin.c). */
+typedef struct {
+	int exists; /* the coupon exists */
+	admin_outcome_t outcome;
+	int64_t remaining; /* the coupon's remaining after the change (to converge Redis to it) */
+	int replay;        /* the change had been decided before: nothing was written */
+} store_change_t;
+
+/*
+ * Decides one admin change in a transaction of its own (call after
+ * store_ensure, between two batches, so it is ordered in the partition's log
+ * like a request): locks the coupon row, returns the recorded outcome if
+ * coupon_changes already has the changeId (a replay), else decides it
+ * (decide_admin()), updates the coupon and records the change with the
+ * coupon before and after. STORE_OK with *out, or STORE_RETRY.
+ */
+store_rc_t store_apply_change(store_t *s, const admin_event_t *ev, int partition, int64_t offset,
+                              store_change_t *out);
+
 #endif

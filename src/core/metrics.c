@@ -141,9 +141,19 @@ void metrics_set_lag(int partition, int64_t lag)
 
 /* ---- rendering: the sum over every slot and the retired totals ---- */
 
-static const char *route_names[ROUTES] = {"none",          "healthz", "readyz",         "issue",
-                                          "coupon",        "request", "request_events", "user_coupons",
-                                          "admin_coupons", "metrics"};
+static const char *route_names[ROUTES] = {"none",
+                                          "healthz",
+                                          "readyz",
+                                          "issue",
+                                          "coupon",
+                                          "request",
+                                          "request_events",
+                                          "user_coupons",
+                                          "admin_coupons",
+                                          "metrics",
+                                          "admin_coupon",
+                                          "admin_coupon_events",
+                                          "admin_coupon_history"};
 
 static void sum_into(metrics_slot_t *total, metrics_slot_t *s)
 {

@@ -36,7 +36,7 @@ typedef enum { H_HTTP_REQUEST, H_KAFKA_PRODUCE, H_HISTOGRAMS } histogram_t;
 #define METRICS_BUCKETS 14
 #define METRICS_PARTITIONS 1024
 /* The HTTP routes counted, route_id_t's values (http_api.c checks that they agree). */
-#define METRICS_ROUTES 10
+#define METRICS_ROUTES 13
 
 /*
  * The master maps the region before any fork. Every process writes only its

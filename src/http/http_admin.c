@@ -34,7 +34,7 @@ static int token_matches(const char *given, const char *expected)
 	return diff == 0;
 }
 
-static int authorized(http_ctx_t *ctx, struct evhttp_request *req)
+int http_admin_authorized(http_ctx_t *ctx, struct evhttp_request *req)
 {
 	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 
@@ -49,6 +49,17 @@ static int authorized(http_ctx_t *ctx, struct evhttp_request *req)
 		return 0;
 	}
 	return 1;
+}
+
+void http_admin_token_id(const char *token, char *out, size_t size)
+{
+	uint64_t h = 14695981039346656037u; /* FNV-1a 64, folded to 32 bits: names the token, cannot be it */
+
+	for (const unsigned char *p = (const unsigned char *)token; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 1099511628211u;
+	}
+	snprintf(out, size, "%08x", (unsigned)((h >> 32) ^ (h & 0xffffffffu)));
 }
 
 static int optional_time(json_t *body, const char *name, char *out, size_t size, int64_t *ms, char *msg)
@@ -162,18 +173,26 @@ static void insert(create_t *c)
 	}
 }
 
+json_t *http_admin_body(struct evhttp_request *req)
+{
+	size_t len;
+	char *text = http_body(req, &len);
+	/* REJECT_DUPLICATES: {"totalQuantity":1,"totalQuantity":9} must not mean whichever a parser keeps. */
+	json_t *body = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+
+	free(text);
+	return body;
+}
+
 void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req)
 {
-	char msg[128], *text;
-	size_t len;
+	char msg[128];
 	json_t *body;
 	create_t *c;
 
-	if (!authorized(ctx, req))
+	if (!http_admin_authorized(ctx, req))
 		return;
-	text = http_body(req, &len);
-	body = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-	free(text);
+	body = http_admin_body(req);
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		json_decref(body);
 		http_reply_error(ctx, req, 503, "UNAVAILABLE", "out of memory");

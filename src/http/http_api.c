@@ -281,6 +281,8 @@ static http_method_t method_of(struct evhttp_request *req)
 		return METHOD_HEAD;
 	case EVHTTP_REQ_POST:
 		return METHOD_POST;
+	case EVHTTP_REQ_PATCH:
+		return METHOD_PATCH;
 	default:
 		return METHOD_OTHER;
 	}
@@ -375,9 +377,8 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 		return;
 	if (m.status != 0) {
 		if (m.status == 405)
-			evhttp_add_header(
-			    evhttp_request_get_output_headers(req), "Allow",
-			    m.route == ROUTE_ISSUE || m.route == ROUTE_ADMIN_COUPONS ? "POST" : "GET, HEAD");
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+			                  http_router_allow(m.route));
 		http_reply_error(ctx, req, m.status, m.error, "%s", m.message);
 		return;
 	}
@@ -403,7 +404,19 @@ void http_api_dispatch(http_ctx_t *ctx, struct evhttp_request *req)
 		handle_user_coupons(ctx, req, &m);
 		break;
 	case ROUTE_ADMIN_COUPONS:
-		http_handle_admin_create(ctx, req);
+		if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
+			http_handle_admin_create(ctx, req);
+		else
+			http_handle_admin_list(ctx, req);
+		break;
+	case ROUTE_ADMIN_COUPON:
+		http_handle_admin_patch(ctx, req, &m);
+		break;
+	case ROUTE_ADMIN_EVENTS:
+		http_handle_admin_events(ctx, req, &m);
+		break;
+	case ROUTE_ADMIN_HISTORY:
+		http_handle_admin_history(ctx, req, &m);
 		break;
 	case ROUTE_METRICS:
 		handle_metrics(ctx, req);

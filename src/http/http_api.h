@@ -19,8 +19,10 @@
 #define HTTP_MAX_HEADERS 8192
 #define HTTP_HARD_CAP_SLACK 65536
 
+typedef struct admin_stream admin_stream_t;
+
 /* Everything a handler reaches: one per HTTP worker process. */
-typedef struct {
+typedef struct http_ctx {
 	const config_t *cfg;
 	struct event_base *base;
 	redis_async_t *redis;
@@ -30,6 +32,7 @@ typedef struct {
 	sse_t *sse;
 	shm_t *shm; /* the master's shared memory: partition progress for admission control */
 	int draining;
+	admin_stream_t *admin_streams; /* GET /api/admin/coupons/{id}/events (http_admin_events.c) */
 } http_ctx_t;
 
 int http_api_init(http_ctx_t *ctx, struct event_base *base, const config_t *cfg, const char *bootstrap);
@@ -51,6 +54,20 @@ void http_set_retry_after(struct evhttp_request *req, int seconds);
 void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
 void http_handle_status(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m, int stream);
 void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req);
+/* The operator's routes (http_admin_ops.c, http_admin_events.c). */
+void http_handle_admin_list(http_ctx_t *ctx, struct evhttp_request *req);
+void http_handle_admin_patch(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
+void http_handle_admin_events(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
+void http_handle_admin_history(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
+/* The worker's close callback and drain: forget, or end, the admin streams of a connection / of all. */
+void http_admin_events_closed(http_ctx_t *ctx, struct evhttp_connection *conn);
+void http_admin_events_close_all(http_ctx_t *ctx);
+/* 1 when the request carries the admin token; else answers 404 (admin API off) or 401 and returns 0. */
+int http_admin_authorized(http_ctx_t *ctx, struct evhttp_request *req);
+/* An admin request's body as JSON (duplicate members refused); NULL when empty or not JSON. */
+json_t *http_admin_body(struct evhttp_request *req);
+/* Who made an admin change, for the audit trail: a fingerprint of the token, never the token. */
+void http_admin_token_id(const char *token, char *out, size_t size);
 
 /* The status of a request from Redis, or PostgreSQL once Redis forgot it. found 0: unknown; -1: unavailable.
  */

@@ -49,12 +49,42 @@ static void set_error(route_match_t *m, int status, const char *error, const cha
 	snprintf(m->message, sizeof(m->message), fmt, what);
 }
 
-static void want_method(route_match_t *m, http_method_t method, int post)
-{
-	int ok = post ? method == METHOD_POST : method == METHOD_GET || method == METHOD_HEAD;
+#define M_GET (1u << METHOD_GET | 1u << METHOD_HEAD)
+#define M_POST (1u << METHOD_POST)
+#define M_PATCH (1u << METHOD_PATCH)
 
-	if (!ok)
-		set_error(m, 405, "METHOD_NOT_ALLOWED", "use %s", post ? "POST" : "GET");
+static unsigned route_methods(route_id_t route)
+{
+	switch (route) {
+	case ROUTE_ISSUE:
+		return M_POST;
+	case ROUTE_ADMIN_COUPONS:
+		return M_GET | M_POST;
+	case ROUTE_ADMIN_COUPON:
+		return M_PATCH;
+	default:
+		return M_GET;
+	}
+}
+
+const char *http_router_allow(route_id_t route)
+{
+	switch (route_methods(route)) {
+	case M_POST:
+		return "POST";
+	case M_GET | M_POST:
+		return "GET, HEAD, POST";
+	case M_PATCH:
+		return "PATCH";
+	default:
+		return "GET, HEAD";
+	}
+}
+
+static void want_method(route_match_t *m, http_method_t method)
+{
+	if ((route_methods(m->route) & (1u << method)) == 0)
+		set_error(m, 405, "METHOD_NOT_ALLOWED", "use %s", http_router_allow(m->route));
 }
 
 static void parse_id(route_match_t *m, const segments_t *s, int i, int64_t *out, const char *what)
@@ -62,6 +92,26 @@ static void parse_id(route_match_t *m, const segments_t *s, int i, int64_t *out,
 	if (id_parse(s->start[i], s->len[i], out) != 0)
 		set_error(m, 400, "INVALID_ARGUMENT", "%s must be a positive 64-bit integer in decimal",
 		          what);
+}
+
+/* /api/admin/coupons, /api/admin/coupons/{id}, and its /events and /history. */
+static void match_admin(const segments_t *s, route_match_t *m)
+{
+	if (!seg_is(s, 2, "coupons"))
+		return;
+	if (s->count == 3) {
+		m->route = ROUTE_ADMIN_COUPONS;
+		return;
+	}
+	if (s->count == 4)
+		m->route = ROUTE_ADMIN_COUPON;
+	else if (s->count == 5 && seg_is(s, 4, "events"))
+		m->route = ROUTE_ADMIN_EVENTS;
+	else if (s->count == 5 && seg_is(s, 4, "history"))
+		m->route = ROUTE_ADMIN_HISTORY;
+	else
+		return;
+	parse_id(m, s, 3, &m->coupon_id, "couponId");
 }
 
 static void match_api(http_method_t method, const segments_t *s, route_match_t *m)
@@ -82,8 +132,8 @@ static void match_api(http_method_t method, const segments_t *s, route_match_t *
 	} else if (seg_is(s, 1, "users") && s->count == 4 && seg_is(s, 3, "coupons")) {
 		m->route = ROUTE_USER_COUPONS;
 		parse_id(m, s, 2, &m->user_id, "userId");
-	} else if (seg_is(s, 1, "admin") && s->count == 3 && seg_is(s, 2, "coupons")) {
-		m->route = ROUTE_ADMIN_COUPONS;
+	} else if (seg_is(s, 1, "admin")) {
+		match_admin(s, m);
 	}
 }
 
@@ -113,7 +163,7 @@ void http_router_match(http_method_t method, const char *path, route_match_t *m)
 		const char *error = m->error;
 
 		memcpy(saved, m->message, sizeof(saved));
-		want_method(m, method, m->route == ROUTE_ISSUE || m->route == ROUTE_ADMIN_COUPONS);
+		want_method(m, method);
 		if (m->status != 405 && status == 400) {
 			m->status = status;
 			m->error = error;

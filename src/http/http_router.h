@@ -16,12 +16,15 @@ typedef enum {
 	ROUTE_REQUEST,        /* GET  /api/requests/{requestId} */
 	ROUTE_REQUEST_EVENTS, /* GET  /api/requests/{requestId}/events */
 	ROUTE_USER_COUPONS,   /* GET  /api/users/{userId}/coupons */
-	ROUTE_ADMIN_COUPONS,  /* POST /api/admin/coupons */
+	ROUTE_ADMIN_COUPONS,  /* GET (list) and POST (create) /api/admin/coupons */
 	ROUTE_METRICS,        /* GET  /metrics */
+	ROUTE_ADMIN_COUPON,   /* PATCH /api/admin/coupons/{couponId} */
+	ROUTE_ADMIN_EVENTS,   /* GET  /api/admin/coupons/{couponId}/events */
+	ROUTE_ADMIN_HISTORY,  /* GET  /api/admin/coupons/{couponId}/history */
 	ROUTE_COUNT
 } route_id_t;
 
-typedef enum { METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_OTHER } http_method_t;
+typedef enum { METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_PATCH, METHOD_OTHER } http_method_t;
 
 typedef struct {
 	route_id_t route;
@@ -34,6 +37,9 @@ typedef struct {
 } route_match_t;
 
 void http_router_match(http_method_t method, const char *path, route_match_t *m);
+
+/* The Allow header of a route: what a 405 lists ("GET, HEAD", "POST", ...). */
+const char *http_router_allow(route_id_t route);
 
 /*
  * The issue route's user id: ?userId=N in the query (already split by the

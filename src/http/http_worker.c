@@ -126,8 +126,10 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	http_worker_t *hw = arg;
 
 	ptrset_remove(&hw->conns, conn);
-	if (hw->api_ready)
+	if (hw->api_ready) {
 		sse_connection_closed(hw->api.sse, conn);
+		http_admin_events_closed(&hw->api, conn);
+	}
 }
 
 static void track_connection(http_worker_t *hw, struct evhttp_request *req)
@@ -223,6 +225,7 @@ static void http_on_stop(worker_t *w)
 	hw->draining = 1;
 	hw->api.draining = 1;
 	sse_close_all(hw->api.sse);
+	http_admin_events_close_all(&hw->api);
 	hw->last_activity = clock_mono_ms();
 	hw->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain_tick, hw);
 	if (hw->drain_ev == NULL || event_add(hw->drain_ev, &tick) != 0) {

@@ -303,6 +303,18 @@ class Faults:
         self.d.signal(signal.SIGHUP)
         self.note("SIGHUP")
 
+    def admin_patch(self, coupon, body):
+        """PATCH /api/admin/coupons/{coupon}: whatever the answer (a 503 while Kafka is down may still have put
+        the change in the log), the FCFS replay reads the changes from the log."""
+        try:
+            status, answer, _ = self.d.json("PATCH", f"/api/admin/coupons/{coupon}", body,
+                                            {"Authorization": f"Bearer {TOKEN}"}, timeout=15)
+        except OSError as e:
+            status, answer = None, str(e)
+        self.note(f"PATCH coupon {coupon} {body}: {status} {(answer or {}).get('error', '') if isinstance(answer, dict) else answer}")
+        if status not in (200, 202, 409, 503, 429, None):
+            self.fail(f"PATCH coupon {coupon} {body}: unexpected {status} {answer}")
+
     def redis_restart_empty(self, down=1.0):
         self.redis.stop()
         self.note("redis stopped (no persistence)")
@@ -350,7 +362,10 @@ def kafka_events(d):
     for m in kafka_consume(bootstrap, d.topic(), timeout_ms=20000):
         starts[m["partition"]] = min(starts.get(m["partition"], m["offset"]), m["offset"])
         ev = parse_json(m["value"])
-        if isinstance(ev, dict) and isinstance(ev.get("couponId"), int):
+        if isinstance(ev, dict) and isinstance(ev.get("couponId"), int) and isinstance(ev.get("admin"), dict):
+            # An admin change (PATCH /api/admin/coupons/{id}): no requestId; the event itself stands for the user.
+            out.append((ev["couponId"], m["partition"], m["offset"], None, ev))
+        elif isinstance(ev, dict) and isinstance(ev.get("couponId"), int):
             out.append((ev["couponId"], m["partition"], m["offset"], ev.get("requestId"), ev.get("userId")))
     out.sort()
     return out, starts
@@ -362,13 +377,29 @@ def pg_decisions(d):
     return issued, rejected
 
 
+def admin_replay(change, left, total):
+    """An admin change as the consumer decides it (decide_admin()): the total moves, never below what is issued,
+    and what is left moves with it. Returns (left, total). Window changes are not replayed (the chaos load
+    does not close its sales)."""
+    issued = total - left
+    new_total = change.get("totalQuantity", total + change.get("addQuantity", 0))
+    if new_total < issued:
+        return left, total
+    return new_total - issued, new_total
+
+
 def fcfs_expected(events, coupons):
     """Invariant 4 replayed from the Kafka log: walking each coupon's events in log order, a request is issued
     when its user holds none of the coupon yet and stock is left. Returns {coupon: set of requestIds}."""
     expected = {c: set() for c in coupons}
     left, holders, seen = dict(coupons), collections.defaultdict(set), set()
+    total = dict(coupons)
     for c, _, _, rid, user in events:
-        if c not in coupons or rid in seen:
+        if c in coupons and rid is None and user["changeId"] not in seen:
+            seen.add(user["changeId"])
+            left[c], total[c] = admin_replay(user["admin"], left[c], total[c])
+            continue
+        if c not in coupons or rid is None or rid in seen:
             continue
         seen.add(rid)
         if user in holders[c] or left[c] <= 0:
@@ -403,7 +434,7 @@ def quiesce(t, d, accepted, coupons, budget):
     (finals, events, issued, rejected)."""
     finals = wait_all_final(d.port, accepted, timeout=budget.left(90))
     events, starts = kafka_events(d)
-    log_rids = {rid for c, _, _, rid, _ in events if c in coupons}
+    log_rids = {rid for c, _, _, rid, _ in events if c in coupons and rid is not None}
 
     def all_in_pg():
         issued, rejected = pg_decisions(d)
@@ -476,9 +507,11 @@ def stuck_partitions_diag(t, d, coupons):
 
 def oversold(d, coupons):
     n = 0
-    for c, total in coupons.items():
+    for c in coupons:
+        # total_quantity from PostgreSQL: admin changes move it while the sale runs.
         issued = int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}"))
         remaining = int(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}"))
+        total = int(d.sql_scalar(f"SELECT total_quantity FROM coupons WHERE id = {c}"))
         n += max(0, issued - total) + abs(remaining + issued - total)
     return n
 
@@ -534,7 +567,7 @@ def decision_times(d, rids):
 def check_fcfs(t, v, d, events, coupons, issued, rejected):
     expected = fcfs_expected(events, coupons)
     bad, detail = {}, []
-    where = {rid: (p, off, user) for _, p, off, rid, user in events}
+    where = {rid: (p, off, user) for _, p, off, rid, user in events if rid is not None}
     for c in coupons:
         got = {r for r, (cc, _) in issued.items() if cc == c}
         if got != expected[c]:

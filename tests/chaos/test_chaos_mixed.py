@@ -1,6 +1,7 @@
 """test_chaos_mixed.py: every fault of the suite at random during one load: SIGKILLed HTTP workers and consumers,
 a consumer killed between gate and commit, Redis restarted empty or flushed, PostgreSQL restarted or frozen,
-Kafka brokers down and Produce errors (on a real cluster: brokers SIGKILLed and restarted, or SIGSTOPped), SIGHUPs.
+Kafka brokers down and Produce errors (on a real cluster: brokers SIGKILLed and restarted, or SIGSTOPped), SIGHUPs,
+and the operator adding stock to or renaming a running sale (PATCH /api/admin/coupons/{id}).
 COUPONSD_SOAK_SECONDS=N makes it an N-second soak."""
 import os
 import sys
@@ -45,6 +46,14 @@ def actions(p):
         f.note("re-armed consumer_kill_after_gate")
         f.kill_consumer(p)
 
+    def admin_change(f):
+        """The operator at work during the sale: stock added (reopening a sold-out coupon), or a rename."""
+        coupon = f.rng.choice(sorted(coupon_ids(STOCKS)))
+        if f.rng.random() < 0.7:
+            f.admin_patch(coupon, {"addQuantity": f.rng.randint(1, 20)})
+        else:
+            f.admin_patch(coupon, {"name": f"renamed {f.rng.randint(1, 1000)}"})
+
     def sighup_burst(f):
         for _ in range(f.rng.randint(2, 5)):
             f.sighup()
@@ -68,6 +77,7 @@ def actions(p):
         ("pg-restart", 1, lambda f: f.pg_restart()),
         ("pg-pause", 1, lambda f: f.pg_pause(f.rng.uniform(1.0, 4.0))),
         ("sighup", 2, sighup_burst),
+        ("admin-change", 2, admin_change),
     ]
 
 

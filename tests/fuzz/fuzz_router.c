@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
 	copy[size - 1] = copy[size] = copy[size + 1] = '\0';
-	http_router_match((http_method_t)(data[0] % 4), copy, &m);
+	http_router_match((http_method_t)(data[0] % 5), copy, &m);
 	check_match(&m);
 	query = copy + strlen(copy) + 1;
 	body = query < copy + size ? query + strlen(query) + 1 : copy + size;

@@ -250,8 +250,91 @@ static void test_not_for_the_store(void)
 	expect(&f, 3, STATUS_ISSUED, REASON_NONE, 0, "the one for the store gets the unit");
 }
 
+/* A request accepted inside the window is still NOT_OPEN once an admin change closed the sale early. */
+static void test_closed_early(void)
+{
+	fixture_t f;
+
+	fixture_init(&f);
+	coupon(&f, 1, 5);
+	f.coupons[0].closed = 1;
+	request(&f, 1, 1, 100, GATE_RESERVED);
+	run(&f);
+	expect(&f, 0, STATUS_REJECTED, REASON_NOT_OPEN, 1,
+	       "closed early: NOT_OPEN, the reservation given back");
+}
+
+static admin_coupon_t admin_coupon(int64_t total, int64_t remaining)
+{
+	admin_coupon_t c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.name, sizeof(c.name), "sale");
+	c.total = total;
+	c.remaining = remaining;
+	return c;
+}
+
+static void test_admin_quantity(void)
+{
+	admin_coupon_t before = admin_coupon(10, 0), after;
+	admin_event_t ev;
+	char msg[160];
+
+	memset(&ev, 0, sizeof(ev));
+	ev.fields = ADMIN_F_ADD;
+	ev.add = 5;
+	is_int(decide_admin(&ev, &before, 0, &after, msg, sizeof(msg)), ADMIN_APPLIED,
+	       "add to a sold-out coupon");
+	is_int(after.total * 1000 + after.remaining, 15005, "total 15, remaining 5: the new units only");
+	ev.fields = ADMIN_F_TOTAL;
+	ev.total = 9;
+	is_int(decide_admin(&ev, &before, 0, &after, msg, sizeof(msg)), ADMIN_REFUSED_BELOW_ISSUED,
+	       "a total below the 10 issued is refused");
+	is_int(after.total * 1000 + after.remaining, 10000, "a refusal leaves the coupon as it was");
+	is_str(decide_admin_error(ADMIN_REFUSED_BELOW_ISSUED), "TOTAL_BELOW_ISSUED", "its 409 code");
+	before = admin_coupon(10, 4);
+	ev.total = 6;
+	is_int(decide_admin(&ev, &before, 0, &after, msg, sizeof(msg)), ADMIN_APPLIED,
+	       "down to exactly the issued");
+	is_int(after.remaining, 0, "remaining 0 then");
+}
+
+static void test_admin_window(void)
+{
+	admin_coupon_t before = admin_coupon(10, 10), after;
+	admin_event_t ev;
+	char msg[160];
+
+	memset(&ev, 0, sizeof(ev));
+	before.has_start = 1;
+	before.start_ms = 5000;
+	ev.fields = ADMIN_F_ENDS;
+	ev.ends_ms = 4000;
+	is_int(decide_admin(&ev, &before, 9000, &after, msg, sizeof(msg)), ADMIN_REFUSED_WINDOW,
+	       "an end before the kept start is refused");
+	ev.ends_ms = 8000;
+	is_int(decide_admin(&ev, &before, 9000, &after, msg, sizeof(msg)), ADMIN_APPLIED,
+	       "an end in the past");
+	ok(after.closed && after.has_end && after.end_ms == 8000,
+	   "an end at or before the decision closes the sale");
+	before = after;
+	ev.fields = ADMIN_F_NAME;
+	snprintf(ev.name, sizeof(ev.name), "renamed");
+	decide_admin(&ev, &before, 9000, &after, msg, sizeof(msg));
+	ok(after.closed && strcmp(after.name, "renamed") == 0, "a rename keeps it closed");
+	before = after;
+	ev.fields = ADMIN_F_ENDS;
+	ev.ends_null = 1;
+	decide_admin(&ev, &before, 9000, &after, msg, sizeof(msg));
+	ok(!after.closed && !after.has_end, "endsAt null reopens it, unbounded");
+}
+
 int main(void)
 {
+	test_closed_early();
+	test_admin_quantity();
+	test_admin_window();
 	test_fcfs();
 	test_sold_out();
 	test_already_issued();
