@@ -191,6 +191,15 @@ class CpuMeter:
         return out
 
 
+def fmt(v):
+    """A figure as the report prints it."""
+    if isinstance(v, float):
+        return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "" if v is None else str(v)
+
+
 def machine_info():
     info = {"nproc": os.cpu_count(), "kernel": os.uname().release}
     try:
@@ -1138,12 +1147,6 @@ postgres:
         lines = []
         w = max((len(f["name"]) for f in self.out["figures"]), default=10)
 
-        def fmt(v):
-            if isinstance(v, float):
-                return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
-            if isinstance(v, int):
-                return f"{v:,}"
-            return str(v)
         lines.append("")
         lines.append(f"{'figure':<{w}}  {'value':>12} {'unit':<12} {'ceiling':>10} {'ratio':>6}  target")
         lines.append("-" * (w + 70))
@@ -1288,10 +1291,6 @@ def main():
 
 def side_by_side(embedded, real):
     """Every figure of the two runs in one table: the same phases, the same machine, minutes apart."""
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
-        return f"{v:,}" if isinstance(v, int) else ("" if v is None else str(v))
     real_by_key = {f["key"]: f for f in real.out["figures"]}
     w = max((len(f["name"]) for f in embedded.out["figures"]), default=10)
     lines = ["", "==== embedded Kafka and a real 3-node Kafka cluster, side by side ====",

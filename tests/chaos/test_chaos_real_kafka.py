@@ -35,23 +35,29 @@ def wait_new_leader(f, partition, old, timeout=20.0):
     return got if got is not None else -1
 
 
-def test_leader_kill(t):
+def leader_fault(t, name, down, up, at, pause_s, why, took_over):
+    """The hot partition's leader is taken down (down: kill or pause) at fraction at of the load, a new leader
+    must take over, and pause_s later the old one comes back (up: start or resume)."""
     seen = {}
 
     def fault(f):
         seen["old"] = f.kafka_leader(HOT)  # asked first: a JVM start takes seconds on a loaded machine
-        f.load.wait_until(0.3)
-        f.kafka_node(seen["old"], "kill", f"leader of partition {HOT}")
+        f.load.wait_until(at)
+        f.kafka_node(seen["old"], down, f"leader of partition {HOT}{why}")
         seen["new"] = wait_new_leader(f, HOT, seen["old"])
         f.note(f"partition {HOT} is led by node {seen['new']} now")
-        f.sleep(3.0)
-        f.kafka_node(seen["old"], "start")
+        f.sleep(pause_s)
+        f.kafka_node(seen["old"], up)
         f.kafka_heal()
 
     def evidence(d, f, v):
-        return seen.get("new", -1) not in (-1, seen.get("old")), \
-            f"partition {HOT}'s leader (node {seen.get('old')}) died and node {seen.get('new')} took over"
-    scenario(t, "kafka-leader-kill", fault, duration=14.0, evidence=evidence)
+        return seen.get("new", -1) not in (-1, seen.get("old")), took_over.format(old=seen.get("old"), new=seen.get("new"), p=HOT)
+    scenario(t, name, fault, duration=14.0, evidence=evidence)
+
+
+def test_leader_kill(t):
+    leader_fault(t, "kafka-leader-kill", "kill", "start", 0.3, 3.0, "",
+                 "partition {p}'s leader (node {old}) died and node {new} took over")
 
 
 def test_controller_kill(t):
@@ -61,6 +67,7 @@ def test_controller_kill(t):
         seen["old"] = f.kafka_controller()
         f.load.wait_until(0.3)
         f.kafka_node(seen["old"], "kill", "the active controller")
+
         def new_controller():
             n = f.kafka_controller(quiet=True)
             return n if n not in (seen["old"], -1) else None
@@ -77,22 +84,8 @@ def test_controller_kill(t):
 
 
 def test_broker_pause(t):
-    seen = {}
-
-    def fault(f):
-        seen["old"] = f.kafka_leader(HOT)
-        f.load.wait_until(0.25)
-        f.kafka_node(seen["old"], "pause", f"leader of partition {HOT}; broker.session.timeout.ms is 2.5 s")
-        seen["new"] = wait_new_leader(f, HOT, seen["old"])
-        f.note(f"partition {HOT} is led by node {seen['new']} while node {seen['old']} is stopped")
-        f.sleep(2.0)
-        f.kafka_node(seen["old"], "resume")
-        f.kafka_heal()
-
-    def evidence(d, f, v):
-        return seen.get("new", -1) not in (-1, seen.get("old")), \
-            f"the stopped leader (node {seen.get('old')}) was fenced and node {seen.get('new')} led partition {HOT}"
-    scenario(t, "kafka-broker-pause", fault, duration=14.0, evidence=evidence)
+    leader_fault(t, "kafka-broker-pause", "pause", "resume", 0.25, 2.0, "; broker.session.timeout.ms is 2.5 s",
+                 "the stopped leader (node {old}) was fenced and node {new} led partition {p}")
 
 
 def test_two_down(t):
