@@ -1,12 +1,9 @@
 """test_chaos_kill.py: chaos with SIGKILL: random HTTP workers, random consumers, and a consumer killed exactly
 between its Redis gate and its PostgreSQL commit; after each, invariants 1-5 hold and nothing accepted is lost."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-from chaos import STOCKS, chaos_daemon, coupon_ids, log_count, partition_of, scenario  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+from chaos import STOCKS, chaos_daemon, coupon_ids, log_count, partition_of, scenario
+from tap import Tap
 
 
 def test_http_kill(t):

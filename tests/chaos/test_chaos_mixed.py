@@ -3,15 +3,12 @@ a consumer killed between gate and commit, Redis restarted empty or flushed, Pos
 Kafka brokers down and Produce errors (on a real cluster: brokers SIGKILLed and restarted, or SIGSTOPped), SIGHUPs,
 and the operator adding stock to or renaming a running sale (PATCH /api/admin/coupons/{id}).
 COUPONSD_SOAK_SECONDS=N makes it an N-second soak."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-import servers  # noqa: E402
-from harness import REAL_KAFKA  # noqa: E402
-from chaos import SOAK_SECONDS, STOCKS, chaos_daemon, coupon_ids, partition_of, scenario  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+import servers
+from harness import REAL_KAFKA
+from chaos import SOAK_SECONDS, STOCKS, chaos_daemon, coupon_ids, partition_of, scenario
+from tap import Tap
 
 DURATION = float(SOAK_SECONDS or 20)
 RATE = 350  # distinct users a second: about 540 requests a second, as in every other scenario

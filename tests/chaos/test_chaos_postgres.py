@@ -1,12 +1,9 @@
 """test_chaos_postgres.py: chaos in PostgreSQL, the source of truth: a fast-shutdown restart during load, and
 separately the server frozen (SIGSTOP) for several seconds; invariants 1-5 hold after each."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-from chaos import scenario  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+from chaos import scenario
+from tap import Tap
 
 
 def test_pg_restart(t):

@@ -12,16 +12,13 @@ replication factor 3, min.insync.replicas=2, started by scripts/kafka.sh), each 
 
 Each ends with invariants 1-5 and the figure line (lost, oversold, duplicates, drift all 0), plus the proof that
 every 202 is in the Kafka log. On the embedded cluster the file skips: its faults are in test_chaos_kafka.py."""
-import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-from chaos import STOCKS, chaos_daemon, coupon_ids, partition_of, scenario  # noqa: E402
-from harness import REAL_KAFKA, wait_for  # noqa: E402
-from test_chaos_kafka import CONSUMER_KILLED  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+from chaos import CONSUMER_KILLED, STOCKS, chaos_daemon, coupon_ids, partition_of, scenario
+from harness import REAL_KAFKA, wait_for
+from tap import Tap
 
 HOT = partition_of(coupon_ids(STOCKS))  # the partition of the coupon with the most stock
 DOWN_PAST_TIMEOUT = 8.0  # longer than kafka.produce_timeout (5 s): requests waiting on Kafka then get 503

@@ -1,13 +1,10 @@
 """test_chaos_redis.py: chaos in Redis, the fast gate: restarted without persistence (every key gone) and
 flushed during load, and separately crashed (SIGKILL) and restarted from its AOF; invariants 1-5 hold after each."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-import servers  # noqa: E402
-from chaos import chaos_daemon, scenario  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+import servers
+from chaos import chaos_daemon, scenario
+from tap import Tap
 
 
 def test_redis_flush(t):

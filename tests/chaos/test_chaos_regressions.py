@@ -4,17 +4,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-from chaos import TOKEN  # noqa: E402
-import servers  # noqa: E402
-from harness import Daemon, http_request, iso_time, kafka_produce, wait_all_final, wait_for  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+from chaos import TOKEN
+import servers
+from harness import Daemon, http_request, iso_time, kafka_produce, wait_all_final, wait_for
+from tap import Tap
 
 def small_daemon():
     return Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1)

@@ -1,13 +1,10 @@
 """test_chaos_reload.py: a storm of SIGHUPs during load: every reload is a generation change (HTTP workers
 replaced, each consumer hands its partition to a successor), and no connection, request or unit of stock is
 lost or counted twice."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import chaos  # noqa: E402
-from chaos import log_count, scenario  # noqa: E402
-from tap import Tap  # noqa: E402
+import chaos
+from chaos import log_count, scenario
+from tap import Tap
 
 
 def test_sighup_storm(t):

@@ -12,6 +12,8 @@ import tempfile
 import threading
 import time
 
+from procs import free_port, pid_alive, proc_children, wait_for  # noqa: F401  (re-exported to the tests)
+
 BIN = os.environ.get("COUPONSD_BIN", "src/couponsd")
 SRCDIR = os.environ.get("COUPONSD_SRCDIR", ".")
 
@@ -24,12 +26,6 @@ KAFKA_CHILDREN = 0 if REAL_KAFKA else 1  # the master's embedded kafka child, in
 
 # Sanitizer reports found in the stderr of any daemon this test file started (see Tap.run).
 SANITIZER_REPORTS = []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def yaml_scalar(v):
@@ -54,46 +50,6 @@ def to_yaml(tree):
             else:
                 lines.append(f"  {key}: {yaml_scalar(value)}")
     return "\n".join(lines) + "\n"
-
-
-def proc_children(ppid):
-    """[(pid, title, state)] of the live children of ppid, read from /proc."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) != ppid:
-                continue
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                title = f.read().split(b"\0")[0].decode(errors="replace")
-            out.append((int(name), title, fields[0]))
-        except (OSError, ValueError):
-            continue
-    return sorted(out)
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except OSError:
-        return False
-
-
-def wait_for(cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return value
-        time.sleep(step)
 
 
 class Daemon:

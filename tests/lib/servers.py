@@ -21,37 +21,14 @@ import tempfile
 import threading
 import time
 
+from procs import free_port, pid_alive as _alive, wait_for as _wait_for  # noqa: F401  (free_port: for callers)
+
 PG_BIN = os.environ.get("COUPONSD_PG_BIN", "/usr/lib/postgresql/15/bin")
 REDIS_SERVER = os.environ.get("COUPONSD_REDIS_SERVER", "redis-server")
 REDIS_CLI = os.environ.get("COUPONSD_REDIS_CLI", "redis-cli")
 
 _LIVE = []  # every server started here and not yet stopped, for the exit-time sweep
 _LIVE_LOCK = threading.Lock()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(step)
-
-
-def _alive(pid):
-    """True while pid is a live (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except OSError:
-        return False
 
 
 def _launch_prefix(detach, deathsig, user=None):

@@ -689,6 +689,10 @@ def check_alive(t, name, d):
          + ("" if kafka_children == 0 else " and the embedded kafka"), (d.proc.poll(), d.children()))
 
 
+# The master's line when the watchdog kills a consumer whose loop stopped ticking.
+CONSUMER_KILLED = r"consumer partition \d+ \(pid \d+\) has not ticked for \d+ ms \(daemon\.worker_timeout\)"
+
+
 def log_count(d, pattern):
     return len(re.findall(pattern, d.log()))
 
