@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ceiling.c: the benchmark's ceiling: a bare pre-fork evhttp server that answers couponsd's 202. */
 
 /*

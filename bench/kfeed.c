@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kfeed.c: the benchmark's backlog: distinct issue events written straight into the issue topic. */
 
 /*

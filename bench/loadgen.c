@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* loadgen.c: the benchmark's HTTP/1.1 load generator: keep-alive connections, latency histograms. */
 
 /*

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """bench/run.py: couponsd's benchmark, with its ceilings measured in the same run (run by `make bench`).
 
     python3 bench/run.py --builddir DIR [--results DIR] [--scale S] [--only PHASES] [--producer K=V]...

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """update-keys.py: writes the KEYS section of couponsd.yaml.5 from the key table.
 
     man/update-keys.py COUPONSD_BINARY man/couponsd.yaml.5            rewrite the section

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds couponsd and runs a flash sale in ./demo: a local redis-server and PostgreSQL on loopback ports, the
 # daemon on embedded Kafka, a coupon of 100 created through the admin API and a burst of 2,000 distinct users;
 # prints the outcome (issued = stock, nothing oversold) and leaves everything running.

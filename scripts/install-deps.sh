@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs every Debian 12 package couponsd needs to build, test and run its
 # demo. Idempotent: packages already present are left alone and apt is only
 # asked when something is missing.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # kafka.sh: a real Apache Kafka cluster (KRaft, combined broker+controller nodes) on loopback, for the
 # tests, the benchmark, the demo and a person. Java is only how the tests get a real broker: couponsd is C.
 #
@@ -232,5 +233,5 @@ topics) [ $# -ge 2 ] || die "usage: kafka.sh topics DIR SPEC..."; topics "$@" ;;
 admin) [ $# -ge 2 ] || die "usage: kafka.sh admin DIR CMD ARGS..."; d=$1 c=$2; shift 2; admin "$c" "$(cat "$d/bootstrap")" "$@" ;;
 bootstrap) [ $# -eq 1 ] || die "usage: kafka.sh bootstrap DIR"; cat "$1/bootstrap" ;;
 fetch) fetch; cache_dir ;;
-*) sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+*) sed -n '3,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The whole test suite: installs what it needs, builds with AddressSanitizer and
 # UndefinedBehaviorSanitizer (and the test-only fault switches), runs every unit
 # and integration test against the real daemon on the embedded Kafka, runs the

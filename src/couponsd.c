@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* couponsd.c: the command line: run the master, test a configuration, or talk to a running master. */
 #include "core/config.h"
 #include "master/control.h"

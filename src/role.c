@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* role.c: the process roles, one row each: every fact about a role in one place (relayd's procs[]). */
 #include "role.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* role.h: the process roles, one row each: every fact about a role in one place (relayd's procs[]). */
 #ifndef COUPONSD_ROLE_H
 #define COUPONSD_ROLE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Admin.java: the test cluster's admin client for scripts/kafka.sh (not part of couponsd, which is C).
  *

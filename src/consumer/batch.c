@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* batch.c: the consumer's batch pipeline: gate, store, compensation, convergence, results, each resumable. */
 #include "consumer/batch.h"
 

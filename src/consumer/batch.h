@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* batch.h: the consumer's batch pipeline: gate, store, compensation, convergence, results, each resumable. */
 #ifndef COUPONSD_BATCH_H
 #define COUPONSD_BATCH_H

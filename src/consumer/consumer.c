@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* consumer.c: the consumer process, one per owned partition of the issue topic. */
 #include "consumer/consumer.h"
 

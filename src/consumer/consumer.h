@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* consumer.h: the consumer process, one per owned partition of the issue topic. */
 #ifndef COUPONSD_CONSUMER_H
 #define COUPONSD_CONSUMER_H

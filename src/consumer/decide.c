@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* decide.c: the rules that decide a batch, as pure functions: PostgreSQL's rows and the gate's answers in,
  * decisions out. */
 #include "consumer/decide.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* decide.h: the rules that decide a batch, as pure functions: PostgreSQL's rows and the gate's answers in,
  * decisions out. */
 #ifndef COUPONSD_DECIDE_H

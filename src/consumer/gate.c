@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* gate.c: the consumer's Redis gate: per-coupon stock reservation, compensation and convergence. */
 #include "consumer/gate.h"
 

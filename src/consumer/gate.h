@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* gate.h: the consumer's Redis gate: per-coupon stock reservation, compensation and convergence. */
 #ifndef COUPONSD_GATE_H
 #define COUPONSD_GATE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* item.h: one message of a consumer batch and all that is learned about it; every stage reads it in place. */
 #ifndef COUPONSD_ITEM_H
 #define COUPONSD_ITEM_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_pipeline.c: libpq pipeline mode for the store: statements sent back to back, answered after one Sync. */
 #include "consumer/pg_pipeline.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_pipeline.h: libpq pipeline mode for the store: statements sent back to back, answered after one Sync. */
 #ifndef COUPONSD_PG_PIPELINE_H
 #define COUPONSD_PG_PIPELINE_H

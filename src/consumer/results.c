@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* results.c: publishing decisions (Redis status, pub/sub, the results topic) and dead letters. */
 #include "consumer/results.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* results.h: publishing decisions (Redis status, pub/sub, the results topic) and dead letters. */
 #ifndef COUPONSD_RESULTS_H
 #define COUPONSD_RESULTS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* stock_check.c: the consumer's periodic check that its coupons' Redis stock exists and is right. */
 #include "consumer/stock_check.h"
 

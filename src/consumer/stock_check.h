@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* stock_check.h: the consumer's periodic check that its coupons' Redis stock exists and is right. */
 #ifndef COUPONSD_STOCK_CHECK_H
 #define COUPONSD_STOCK_CHECK_H

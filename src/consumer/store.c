@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* store.c: the consumer's PostgreSQL side: partition ownership, and the SQL of a batch's one transaction. */
 #include "consumer/store.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* store.h: the consumer's PostgreSQL side: partition ownership, and the SQL of a batch's one transaction. */
 #ifndef COUPONSD_STORE_H
 #define COUPONSD_STORE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* store_admin.c: an admin change's transaction: lock the coupon, decide the change, update, audit. */
 #include "consumer/store.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* admin_event.c: an operator's change to a coupon as an event on the coupon's partition, and its JSON. */
 #include "core/admin_event.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* admin_event.h: an operator's change to a coupon as an event on the coupon's partition, and its JSON. */
 #ifndef COUPONSD_ADMIN_EVENT_H
 #define COUPONSD_ADMIN_EVENT_H

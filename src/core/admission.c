@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* admission.c: lag-aware admission control: which partition a coupon is in and how far behind it is. */
 #include "core/admission.h"
 

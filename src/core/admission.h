@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* admission.h: lag-aware admission control: which partition a coupon is in and how far behind it is. */
 #ifndef COUPONSD_ADMISSION_H
 #define COUPONSD_ADMISSION_H

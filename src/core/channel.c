@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* channel.c: the master's socketpair to each child, carrying small typed messages. */
 #include "core/channel.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* channel.h: the master's socketpair to each child, carrying small typed messages. */
 #ifndef COUPONSD_CHANNEL_H
 #define COUPONSD_CHANNEL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* clock.c: monotonic and wall-clock time in milliseconds, and ISO-8601 stamps. */
 #include "core/clock.h"
 

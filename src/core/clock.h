@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* clock.h: monotonic and wall-clock time in milliseconds, and ISO-8601 stamps. */
 #ifndef COUPONSD_CLOCK_H
 #define COUPONSD_CLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config.c: loads a YAML file into an immutable config_t, checks it, and compares two generations. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config.h: the immutable configuration object and its loader. */
 #ifndef COUPONSD_CONFIG_H
 #define COUPONSD_CONFIG_H

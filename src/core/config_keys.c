@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config_keys.c: every configuration key as one row of data, and the printers that show the table. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config_keys.h: the declarative table of configuration keys that drives parsing, checks, docs and the
  * example. */
 #ifndef COUPONSD_CONFIG_KEYS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config_value.c: parses and formats durations, sizes, integers, booleans, addresses and partition sets. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* config_value.h: pure parsers and formatters for configuration values, free of YAML and of config_t. */
 #ifndef COUPONSD_CONFIG_VALUE_H
 #define COUPONSD_CONFIG_VALUE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fault.c: test-only fault switches, compiled in by ./configure --enable-fault-injection. */
 #include "core/fault.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fault.h: test-only fault switches, compiled in by ./configure --enable-fault-injection. */
 #ifndef COUPONSD_FAULT_H
 #define COUPONSD_FAULT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ids.c: the one way couponsd reads coupon and user ids: positive 64-bit decimals, nothing else. */
 #include "core/ids.h"
 

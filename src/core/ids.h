@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ids.h: the one way couponsd reads coupon and user ids: positive 64-bit decimals, nothing else. */
 #ifndef COUPONSD_IDS_H
 #define COUPONSD_IDS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* issue_event.c: the issue event on the Kafka topic and the request status, and their JSON. */
 #include "core/issue_event.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* issue_event.h: the issue event on the Kafka topic and the request status, and their JSON. */
 #ifndef COUPONSD_ISSUE_EVENT_H
 #define COUPONSD_ISSUE_EVENT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* json_escape.c: arbitrary text written as the inside of a JSON string, for replies built without jansson. */
 #include "core/json_escape.h"
 

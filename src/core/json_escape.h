@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* json_escape.h: arbitrary text written as the inside of a JSON string, for replies built without jansson. */
 #ifndef COUPONSD_JSON_ESCAPE_H
 #define COUPONSD_JSON_ESCAPE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_conf.c: librdkafka configuration built from couponsd's config. */
 #include "core/kafka_conf.h"
 

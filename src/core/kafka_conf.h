@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_conf.h: librdkafka configuration built from couponsd's config. */
 #ifndef COUPONSD_KAFKA_CONF_H
 #define COUPONSD_KAFKA_CONF_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_queue.c: a librdkafka queue served from a libevent loop, so no process ever blocks on Kafka. */
 #include "core/kafka_queue.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_queue.h: a librdkafka queue served from a libevent loop, so no process ever blocks on Kafka. */
 #ifndef COUPONSD_KAFKA_QUEUE_H
 #define COUPONSD_KAFKA_QUEUE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_topics.c: whether the cluster's topics are the ones the configuration names (SPEC 3). */
 #include "core/kafka_topics.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_topics.h: whether the cluster's topics are the ones the configuration names (SPEC 3). */
 #ifndef COUPONSD_KAFKA_TOPICS_H
 #define COUPONSD_KAFKA_TOPICS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* keys.c: every Redis key and channel name couponsd uses, in one place. */
 #include "core/keys.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* keys.h: every Redis key and channel name couponsd uses, in one place. */
 #ifndef COUPONSD_KEYS_H
 #define COUPONSD_KEYS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* log.c: one line per event, text or JSON, to stderr, syslog or a file. */
 #include "core/log.h"
 

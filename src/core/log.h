@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* log.h: one line per event, text or JSON, to stderr, syslog or a file. */
 #ifndef COUPONSD_LOG_H
 #define COUPONSD_LOG_H

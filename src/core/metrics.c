@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* metrics.c: daemon-wide counters in memory the master shares, rendered as Prometheus text. */
 #include "core/metrics.h"
 

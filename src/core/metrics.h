@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* metrics.h: daemon-wide counters in memory the master shares, rendered as Prometheus text. */
 #ifndef COUPONSD_METRICS_H
 #define COUPONSD_METRICS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* migrate.c: versioned PostgreSQL schema migrations, embedded at build time, applied under a lock. */
 #include "core/migrate.h"
 

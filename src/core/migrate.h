@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* migrate.h: versioned PostgreSQL schema migrations, embedded at build time, applied under a lock. */
 #ifndef COUPONSD_MIGRATE_H
 #define COUPONSD_MIGRATE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_session.c: a blocking libpq session that a dead server cannot hang, and one way to log its failures. */
 #include "core/pg_session.h"
 

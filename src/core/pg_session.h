@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_session.h: a blocking libpq session that a dead server cannot hang, and one way to log its failures. */
 #ifndef COUPONSD_PG_SESSION_H
 #define COUPONSD_PG_SESSION_H

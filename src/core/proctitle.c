@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* proctitle.c: process titles as ps shows them ("couponsd: http worker"). */
 #include "core/proctitle.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* proctitle.h: process titles as ps shows them ("couponsd: http worker"). */
 #ifndef COUPONSD_PROCTITLE_H
 #define COUPONSD_PROCTITLE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ptrset.c: a set of pointers (open addressing), for tracking live connections. */
 #include "core/ptrset.h"
 

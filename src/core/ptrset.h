@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ptrset.h: a set of pointers (open addressing), for tracking live connections. */
 #ifndef COUPONSD_PTRSET_H
 #define COUPONSD_PTRSET_H

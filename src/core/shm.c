@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* shm.c: memory the master shares with every child: heartbeats, partition progress (metrics later). */
 #include "core/shm.h"
 

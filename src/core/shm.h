@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* shm.h: memory the master shares with every child: heartbeats, partition progress (metrics later). */
 #ifndef COUPONSD_SHM_H
 #define COUPONSD_SHM_H

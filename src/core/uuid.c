@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* uuid.c: request ids: random (version 4) UUIDs in their canonical 36-character form. */
 #include "core/uuid.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* uuid.h: request ids: random (version 4) UUIDs in their canonical 36-character form. */
 #ifndef COUPONSD_UUID_H
 #define COUPONSD_UUID_H

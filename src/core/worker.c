@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* worker.c: what every child process shares: its loop, its channel to the master, its heartbeat. */
 #include "core/worker.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* worker.h: what every child process shares: its loop, its channel to the master, its heartbeat. */
 #ifndef COUPONSD_WORKER_H
 #define COUPONSD_WORKER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* coupon_cache.c: each HTTP worker's cache of coupon metadata and of the sold-out flag. */
 #include "http/coupon_cache.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* coupon_cache.h: each HTTP worker's cache of coupon metadata and of the sold-out flag. */
 #ifndef COUPONSD_COUPON_CACHE_H
 #define COUPONSD_COUPON_CACHE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_admin.c: POST /api/admin/coupons: creating a coupon, behind a bearer token. */
 #include "http/http_api.h"
 

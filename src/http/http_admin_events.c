@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_admin_events.c: GET /api/admin/coupons/{id}/events: one sale's figures as Server-Sent Events. */
 #include "http/http_admin_ops.h"
 

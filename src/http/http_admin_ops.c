@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_admin_ops.c: the operator's routes: list the sales, change one (through its partition), its history.
  */
 #include "http/http_admin_ops.h"

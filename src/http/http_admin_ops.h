@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_admin_ops.h: what the operator's list and live figures share (http_admin_ops.c, http_admin_events.c).
  */
 #ifndef COUPONSD_HTTP_ADMIN_OPS_H

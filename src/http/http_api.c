@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_api.c: the HTTP API of SPEC section 2: dispatch, replies, health, coupons and a user's coupons. */
 #include "http/http_api.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_api.h: the HTTP API of SPEC section 2: the handlers and what they share. */
 #ifndef COUPONSD_HTTP_API_H
 #define COUPONSD_HTTP_API_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_errpage.c: libevent's own HTML error pages, rewritten into the API's JSON error shape. */
 #include "http/http_errpage.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_errpage.h: libevent's own HTML error pages, rewritten into the API's JSON error shape. */
 #ifndef COUPONSD_HTTP_ERRPAGE_H
 #define COUPONSD_HTTP_ERRPAGE_H

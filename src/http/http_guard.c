@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_guard.c: a whole-request deadline on every HTTP connection, so slow and partial requests end. */
 #include "http/http_guard.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_guard.h: a whole-request deadline on every HTTP connection, so slow and partial requests end. */
 #ifndef COUPONSD_HTTP_GUARD_H
 #define COUPONSD_HTTP_GUARD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_issue.c: POST /api/coupons/{id}/issue: gates at the edge, then a 202 only once Kafka has the event. */
 #include "http/http_api.h"
 

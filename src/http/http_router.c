@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_router.c: maps a method and path to a route with validated ids; pure, so it can be fuzzed. */
 #include "http/http_router.h"
 

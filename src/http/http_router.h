@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_router.h: maps a method and path to a route with validated ids; pure, so it can be fuzzed. */
 #ifndef COUPONSD_HTTP_ROUTER_H
 #define COUPONSD_HTTP_ROUTER_H

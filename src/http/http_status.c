@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_status.c: GET /api/requests/{id} and its event stream: Redis first, PostgreSQL for what Redis forgot.
  */
 #include "http/http_api.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* http_worker.c: the HTTP worker process (libevent evhttp on the master's listen sockets). */
 #include "http/http_worker.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_async.c: a non-blocking PostgreSQL connection on the worker's event loop (reads and admin writes). */
 #include "http/pg_async.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pg_async.h: a non-blocking PostgreSQL connection on the worker's event loop (reads and admin writes). */
 #ifndef COUPONSD_PG_ASYNC_H
 #define COUPONSD_PG_ASYNC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* producer.c: the HTTP worker's Kafka producer, driven by the worker's event loop. */
 #include "http/producer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* producer.h: the HTTP worker's Kafka producer, driven by the worker's event loop. */
 #ifndef COUPONSD_PRODUCER_H
 #define COUPONSD_PRODUCER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* redis_async.c: a non-blocking Redis connection on the worker's event loop, with timeouts and reconnects. */
 #include "http/redis_async.h"
 

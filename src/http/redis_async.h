@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* redis_async.h: a non-blocking Redis connection on the worker's event loop, with timeouts and reconnects. */
 #ifndef COUPONSD_REDIS_ASYNC_H
 #define COUPONSD_REDIS_ASYNC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sse.c: Server-Sent Events streams of request statuses, fed by one Redis subscriber per HTTP worker. */
 #include "http/sse.h"
 

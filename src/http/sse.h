@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sse.h: Server-Sent Events streams of request statuses, fed by one Redis subscriber per HTTP worker. */
 #ifndef COUPONSD_SSE_H
 #define COUPONSD_SSE_H

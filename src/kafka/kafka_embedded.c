@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_embedded.c: the embedded Kafka child (librdkafka's in-memory mock cluster). */
 #include "kafka/kafka_embedded.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kafka_embedded.h: the embedded Kafka child (librdkafka's in-memory mock cluster). */
 #ifndef COUPONSD_KAFKA_EMBEDDED_H
 #define COUPONSD_KAFKA_EMBEDDED_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* control.c: the control socket (`couponsd -s reload|stop|reopen`), both ends. */
 #include "master/control.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* control.h: the control socket (`couponsd -s reload|stop|reopen`), both ends. */
 #ifndef COUPONSD_CONTROL_H
 #define COUPONSD_CONTROL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* listen.c: the HTTP listen sockets, opened once by the master and inherited by HTTP workers. */
 #include "master/listen.h"
 

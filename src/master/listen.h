@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* listen.h: the HTTP listen sockets, opened once by the master and inherited by HTTP workers. */
 #ifndef COUPONSD_LISTEN_H
 #define COUPONSD_LISTEN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* master.c: the master process: owns the configuration, the sockets and the children. */
 #include "master/master.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* master.h: the master process: owns the configuration, the sockets and the children. */
 #ifndef COUPONSD_MASTER_H
 #define COUPONSD_MASTER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pidfile.c: the locked pid file that keeps two masters from sharing one configuration. */
 #include "master/pidfile.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pidfile.h: the locked pid file that keeps two masters from sharing one configuration. */
 #ifndef COUPONSD_PIDFILE_H
 #define COUPONSD_PIDFILE_H

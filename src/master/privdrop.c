@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* privdrop.c: dropping from root to daemon.user / daemon.group after binding. */
 #include "master/privdrop.h"
 

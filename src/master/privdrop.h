@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* privdrop.h: dropping from root to daemon.user / daemon.group after binding. */
 #ifndef COUPONSD_PRIVDROP_H
 #define COUPONSD_PRIVDROP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* proc.c: the master's child slots: fork, reap, restart with back-off, heartbeat watchdog. */
 #include "master/master.h"
 

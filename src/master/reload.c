@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* reload.c: a reload is a generation change: new workers first, then the old ones drain. */
 #include "master/master.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sdnotify.c: the systemd notification protocol (READY=1, RELOADING=1, STATUS=...). */
 #include "master/sdnotify.h"
 

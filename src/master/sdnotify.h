@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sdnotify.h: the systemd notification protocol (READY=1, RELOADING=1, STATUS=...). */
 #ifndef COUPONSD_SDNOTIFY_H
 #define COUPONSD_SDNOTIFY_H

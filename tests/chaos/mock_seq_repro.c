@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* mock_seq_repro.c: a false delivery report from librdkafka 2.0.2's mock cluster, without couponsd. */
 
 /*

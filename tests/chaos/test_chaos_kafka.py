@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_kafka.py: chaos in the embedded Kafka through the mock cluster's own API (`couponsd -s 'kafka
 ...'`, test builds only): brokers down and back, all of them down longer than kafka.produce_timeout, and
 Produce requests failing with injected errors; invariants 1-5 hold after each. test_stall_keeps_heartbeat: a

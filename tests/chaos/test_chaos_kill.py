@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_kill.py: chaos with SIGKILL: random HTTP workers, random consumers, and a consumer killed exactly
 between its Redis gate and its PostgreSQL commit; after each, invariants 1-5 hold and nothing accepted is lost."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_mixed.py: every fault of the suite at random during one load: SIGKILLed HTTP workers and consumers,
 a consumer killed between gate and commit, Redis restarted empty or flushed, PostgreSQL restarted or frozen,
 Kafka brokers down and Produce errors (on a real cluster: brokers SIGKILLed and restarted, or SIGSTOPped), SIGHUPs,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_postgres.py: chaos in PostgreSQL, the source of truth: a fast-shutdown restart during load, and
 separately the server frozen (SIGSTOP) for several seconds; invariants 1-5 hold after each."""
 

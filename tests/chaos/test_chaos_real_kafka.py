@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_real_kafka.py: the faults only a real Kafka cluster has (COUPONSD_KAFKA=real: a 3-node KRaft cluster,
 replication factor 3, min.insync.replicas=2, started by scripts/kafka.sh), each during a flash sale:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_redis.py: chaos in Redis, the fast gate: restarted without persistence (every key gone) and
 flushed during load, and separately crashed (SIGKILL) and restarted from its AOF; invariants 1-5 hold after each."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_regressions.py: minimal reproductions of daemon bugs the chaos suite found, each one deterministic
 and kept as an ordinary assertion once the bug is fixed (all of them are, today)."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_reload.py: a storm of SIGHUPs during load: every reload is a generation change (HTTP workers
 replaced, each consumer hands its partition to a successor), and no connection, request or unit of stock is
 lost or counted twice."""

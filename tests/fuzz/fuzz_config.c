@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_config.c: libFuzzer harness for the YAML configuration loader (couponsd -t, start and reload). */
 #include "core/config.h"
 

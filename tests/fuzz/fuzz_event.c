@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_event.c: libFuzzer harness for the Kafka event JSON decoder (what the consumer reads off the topic).
  */
 #include "core/admin_event.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_router.c: libFuzzer harness for request routing, the query's userId and the issue body's userId. */
 #include "http/http_router.h"
 #include "core/ids.h"

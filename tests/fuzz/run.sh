@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # run.sh: runs each libFuzzer harness for a bounded time and prints "PASS: fuzz NAME", "FAIL: fuzz NAME"
 # or "SKIP: fuzz NAME" (scripts/test.sh and `make fuzz` count these lines).
 # Usage: run.sh SRCDIR BUILDDIR SECONDS FUZZ_CC NAME...

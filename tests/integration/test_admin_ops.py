@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_admin_ops.py: the operator's API (issue 15) against the real daemon during running flash sales:
 list, PATCH (ordered on the coupon's partition), the live figures stream and the audit trail."""
 import http.client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_admission.py: lag-aware admission control (issue.max_pending): 429 OVERLOADED for a partition whose consumer is
 behind, 202 for the others, the shared view surviving worker restarts, reloads and consumer replays, and a burst far
 beyond the embedded Kafka's 5 MiB per-partition retention in which nothing accepted is lost."""

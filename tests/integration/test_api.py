@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_api.py: every route of SPEC section 2 and the bad input it must refuse, with exact codes and bodies."""
 import json
 import re

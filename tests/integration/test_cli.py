@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """test_cli.py: the command line: -V, -t, --list-keys, bad options and `-s` (SPEC.md sections 1 and 5)."""
 import os
 import re

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_hostile.py: hostile HTTP clients and hostile input (SPEC invariant 6): slow and partial requests cut at
 http.read_timeout, oversized headers and bodies, a flood of idle connections, bad admin tokens, odd ids, pipelining,
 HTTP/1.0 and poison Kafka events; no worker crashes and no sanitizer report."""

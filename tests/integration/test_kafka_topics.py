@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_kafka_topics.py: on a real Kafka cluster couponsd never creates topics, and it does not become ready while
 a topic is missing or the issue topic's partition count is not kafka.partitions (SPEC 3): no READY=1 at start,
 /readyz 503 with the reason, issue requests 503 (never a 202 for an event no consumer would read), and ready as

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """test_manpages.py: couponsd(8) and couponsd.yaml(5) against the binary: every configuration key, option,
 signal and exit status is documented, the generated KEYS section is current, and groff finds nothing to
 warn about. Needs no package tools."""

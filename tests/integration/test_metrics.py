@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_metrics.py: GET /metrics sums the whole daemon through shared memory, and counters survive restarts."""
 import os
 import re

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """test_notify.py: the systemd Type=notify datagrams: READY, RELOADING + MONOTONIC_USEC, STOPPING (SPEC.md 1)."""
 import re
 import signal

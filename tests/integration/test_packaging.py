@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """test_packaging.py: the systemd unit's hardening, then `make deb` and `make rpm` as an operator gets them.
 
 The .deb is built once, installed on this machine with dpkg, checked from the installed files (couponsd -t,

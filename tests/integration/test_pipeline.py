@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_pipeline.py: the issuance pipeline end to end (SPEC section 4: no oversell, one per user, first come first
 served, convergence), plus SSE, the dead-letter topic and replays, against real Redis and PostgreSQL."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_reload.py: a reload is a generation change that never drops a request and never splits a partition."""
 import http.client
 import re

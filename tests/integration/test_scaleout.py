@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_scaleout.py: two daemons share one Kafka, Redis and PostgreSQL and split the partitions; a third that
 claims an owned partition is refused (SPEC section 1: exactly one live consumer per partition, across hosts)."""
 import re

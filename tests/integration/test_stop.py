@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """test_stop.py: graceful and forced stops, reaping, death of the master, log reopening, JSON logs (SPEC.md 1)."""
 import http.client
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_supervise.py: the master starts the right processes, restarts dead or stuck ones, and dies cleanly."""
 import http.client
 import os

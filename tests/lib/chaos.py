@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """chaos.py: the chaos suite's load generator, fault injectors and invariant checker (SPEC section 4, issue 4).
 
 A scenario starts a daemon on real Redis and PostgreSQL with the embedded Kafka, creates several coupons whose

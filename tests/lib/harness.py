@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """harness.py: starts the real couponsd binary in a scratch directory and observes it from outside."""
 import datetime
 import http.client

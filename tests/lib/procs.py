@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """procs.py: what every test helper needs of the machine: a free loopback port, waiting for a condition, and
 processes as /proc shows them. harness.py and servers.py both use it; it imports neither."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """servers.py: real redis-server and PostgreSQL instances on loopback ports, started and torn down by the tests.
 
 Each server lives in its own scratch directory on a free 127.0.0.1 port and is stopped by the pid this

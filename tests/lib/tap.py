@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """tap.py: TAP output for the integration tests, so automake counts each assertion."""
 import sys
 import traceback

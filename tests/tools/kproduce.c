@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* kproduce.c: a test helper that writes raw messages to a Kafka topic and reads topics back, with headers. */
 
 /*

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tap.h: a tiny Test Anything Protocol helper for the C unit tests (one "ok N" line per assertion). */
 #ifndef COUPONSD_TAP_H
 #define COUPONSD_TAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_admission.c: TAP unit tests of admission control's partition choice and lag bookkeeping. */
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>

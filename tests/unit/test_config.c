@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_config.c: TAP unit tests of the configuration loader, its value parsers and its key table. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

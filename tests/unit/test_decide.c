@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_decide.c: TAP unit tests of the decision rules (decide.c): FCFS, sold out, one per user, replays,
  * releases. */
 #include <stdio.h>

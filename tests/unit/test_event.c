@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_event.c: TAP unit tests of the hand-written JSON (status, event, escaper) and the ISO-8601 times. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_kafka_conf.c: TAP unit tests of the librdkafka configuration built from couponsd's. */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>

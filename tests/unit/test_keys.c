@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_keys.c: TAP unit tests of the Redis key builders (keys.c) and clock_timeval() (clock.c). */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_pg_session.c: TAP unit tests of the libpq `options` a PostgreSQL session is opened with. */
 #include <stdio.h>
 #include <stdlib.h>
