@@ -335,8 +335,14 @@ class Daemon:
         return self.json("POST", "/api/admin/coupons", body, headers)
 
     def create_coupon(self, quantity, name=None, **kw):
-        """admin_create that must succeed; returns the new coupon id."""
-        status, body, _ = self.admin_create(name or f"coupon of {quantity}", quantity, **kw)
+        """admin_create that must succeed; returns the new coupon id. Test set-up, not the thing under test: a
+        worker that took the connection before its PostgreSQL session was up answers 503 "the database cannot
+        be reached" (docs/reliability.md), so that answer is asked again for up to 10 s."""
+        def attempt():
+            got = self.admin_create(name or f"coupon of {quantity}", quantity, **kw)
+            return None if got[0] == 503 else got
+        status, body, _ = wait_for(attempt, 10, 0.2) or self.admin_create(name or f"coupon of {quantity}",
+                                                                           quantity, **kw)
         if status != 201 or not isinstance(body, dict) or not isinstance(body.get("couponId"), int):
             raise RuntimeError(f"admin create failed: {status} {body}")
         return body["couponId"]
