@@ -106,7 +106,15 @@ def test_stall_keeps_heartbeat(t):
         f.load.wait_until(0.25)
         seen["before"] = f.d.consumers()
         f.note(f"consumers before: {sorted(seen['before'].values())}")
+        # Consumers must hold decided batches when the brokers go: with PostgreSQL frozen for a moment they
+        # fetch events they cannot decide yet, and decide them (and produce their results) only once the
+        # brokers are down. Without it the outage had to meet a batch in flight by chance (0 to 3 times a run).
+        f.pg.pause()
+        f.note("postgres SIGSTOP: the consumers fetch but cannot decide")
+        f.sleep(1.0)
         f.kafka("all-down")
+        f.pg.resume()
+        f.note("postgres SIGCONT: the consumers decide what they fetched, with every broker down")
         f.sleep(STALL_SECONDS)
         f.kafka("all-up")
 
