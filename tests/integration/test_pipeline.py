@@ -467,13 +467,21 @@ def test_batch_linger(t):
         bootstrap = d.kafka_bootstrap()
         events = [{"v": 1, "requestId": str(uuid.uuid4()), "couponId": c, "userId": u, "acceptedAt": iso_time(0)}
                   for u in range(1, 6)]
+        started = time.monotonic()
         for ev in events:
             kafka_produce(bootstrap, d.topic(), json.dumps(ev), key=c)
+        span = time.monotonic() - started  # a new idempotent acks=all client each: slower on a real cluster
         finals = wait_all_final(d.port, [ev["requestId"] for ev in events], timeout=30)
         t.eq(sorted((f or {}).get("status") for f in finals.values()), ["ISSUED"] * 5, "all five are issued")
         sizes = [int(n) for n in re.findall(r"batch of (\d+) up to offset \d+ done", d.log())]
-        t.ok(sum(sizes) == 5 and len(sizes) <= 2, "the five events made one or two batches, not five",
-             f"batch sizes {sizes}")
+        most = 2 + int(span)  # one batch per second of linger the five produces spanned, plus one
+        if most >= 5:
+            t.skip("the five events made fewer batches than events",
+                   f"the five produces took {span:.1f} s, more than four lingers: nothing to tell apart")
+        else:
+            t.ok(sum(sizes) == 5 and len(sizes) <= most,
+                 f"the five events (produced over {span:.1f} s) made at most {most} batches, not five",
+                 f"batch sizes {sizes}")
 
 
 if __name__ == "__main__":
