@@ -13,6 +13,9 @@
  *         http_kafka_fatal=N
  *                          HTTP worker N's producer raises a fatal error (rd_kafka_test_fatal_error)
  *                          right after queueing its first message, which is then in flight
+ *         http_pg_connect_delay=MS
+ *                          every HTTP worker's PostgreSQL client starts its first connect MS later,
+ *                          as a slow PostgreSQL would (the worker waits for it before it accepts)
  *         spawn_fail=N     the master's next N forks fail with EAGAIN, as at a process limit
  *         consumer_crash=P the consumer of partition P exits with status 3 right after starting
  *         consumer_kill_after_gate=P

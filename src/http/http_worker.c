@@ -26,6 +26,8 @@
 #define ACCEPT_BACKOFF_MS 500
 /* A failing accept is logged at most this often. */
 #define ACCEPT_LOG_EVERY_MS 10000
+/* How often a starting worker looks whether its PostgreSQL and Redis clients are up. */
+#define WARMUP_TICK_MS 10
 
 typedef struct {
 	worker_t *w;
@@ -41,6 +43,9 @@ typedef struct {
 	struct event *topics_ev; /* while the topics disagree: READY is withheld */
 	http_ctx_t api;
 	int api_ready;
+	int warming;               /* starting: not accepting until the clients are up (bounded) */
+	int64_t warmup_deadline;   /* clock_mono_ms() after which it accepts whatever is up */
+	struct event *warmup_ev;
 	int accepting;      /* the listeners are enabled */
 	int accept_paused;  /* at http.max_connections: new clients wait in the kernel's backlog */
 	int accept_resting; /* after a failed accept (ACCEPT_BACKOFF_MS) */
@@ -55,7 +60,7 @@ static http_worker_t *accept_owner;
 /* Enables or disables the listeners as the reasons to stop accepting say. */
 static void apply_accepting(http_worker_t *hw)
 {
-	int on = !hw->draining && !hw->accept_paused && !hw->accept_resting;
+	int on = !hw->warming && !hw->draining && !hw->accept_paused && !hw->accept_resting;
 
 	if (on == hw->accepting)
 		return;
@@ -194,7 +199,10 @@ static int http_setup(http_worker_t *hw)
 		hw->bound_count++;
 	}
 	accept_owner = hw;
+	/* Bound means enabled; the listeners are paused before the loop ever runs, so nothing is accepted yet. */
 	hw->accepting = 1;
+	hw->warming = 1;
+	apply_accepting(hw);
 	return 0;
 }
 
@@ -225,6 +233,8 @@ static void http_on_stop(worker_t *w)
 	hw->bound_count = 0;
 	hw->draining = 1;
 	hw->api.draining = 1;
+	if (hw->warmup_ev != NULL)
+		event_del(hw->warmup_ev); /* stopped before it ever got ready: it never reports READY now */
 	sse_close_all(hw->api.sse);
 	http_admin_events_close_all(&hw->api);
 	hw->last_activity = clock_mono_ms();
@@ -288,6 +298,68 @@ static int report_ready(http_worker_t *hw)
 	return hw->topics_ev != NULL && event_add(hw->topics_ev, &tv) == 0 ? 0 : -1;
 }
 
+/*
+ * The longest a starting worker waits for its clients: each one's first
+ * connect attempt ends by its own timeout anyway, this is the safety net.
+ * At most half of daemon.worker_timeout, so that a reload whose PostgreSQL
+ * or Redis is down still completes instead of being refused by the master.
+ */
+static int64_t warmup_bound(const config_t *cfg)
+{
+	int64_t bound = cfg->postgres_timeout > cfg->redis_timeout ? cfg->postgres_timeout : cfg->redis_timeout;
+
+	return bound < cfg->daemon_worker_timeout / 2 ? bound : cfg->daemon_worker_timeout / 2;
+}
+
+static int clients_settled(const http_worker_t *hw)
+{
+	return pg_async_settled(hw->api.pg) && redis_async_settled(hw->api.redis);
+}
+
+/* Starts accepting and reports READY; a client that is not up is said, here and by /readyz. */
+static void warmup_end(http_worker_t *hw)
+{
+	int pg = pg_async_connected(hw->api.pg), redis = redis_async_connected(hw->api.redis);
+
+	if (event_del(hw->warmup_ev) != 0)
+		log_error("cannot stop the start-up check");
+	if (!pg || !redis)
+		log_warn("accepting without %s%s%s: not connected at start (GET /readyz says 503 until it is)",
+		         pg ? "" : "postgres", !pg && !redis ? " and " : "", redis ? "" : "redis");
+	hw->warming = 0;
+	apply_accepting(hw);
+	if (report_ready(hw) != 0)
+		worker_finish(hw->w, 1);
+	arm_hang_fault(hw);
+}
+
+static void on_warmup_tick(evutil_socket_t fd, short what, void *arg)
+{
+	http_worker_t *hw = arg;
+
+	if (hw->draining)
+		return;
+	if (clients_settled(hw) || clock_mono_ms() >= hw->warmup_deadline)
+		warmup_end(hw);
+}
+
+/*
+ * A worker that accepted before its PostgreSQL session was up answered 503
+ * to every coupon it had not cached yet (issue 11 item 16), during a reload
+ * while the old generation could have served them. So it accepts, and tells
+ * the master it is ready (which retires the old generation, or sends
+ * READY=1), only once its clients have connected; a client whose first
+ * attempt failed does not hold it back: what is down stays down.
+ */
+static int warmup_begin(http_worker_t *hw)
+{
+	struct timeval tick = clock_timeval(WARMUP_TICK_MS);
+
+	hw->warmup_deadline = clock_mono_ms() + warmup_bound(hw->w->args.cfg);
+	hw->warmup_ev = event_new(hw->w->base, -1, EV_PERSIST, on_warmup_tick, hw);
+	return hw->warmup_ev != NULL && event_add(hw->warmup_ev, &tick) == 0 ? 0 : -1;
+}
+
 /* Requests would get 503 forever while /readyz said 200 (issue 11): a fresh process gets a new producer. */
 static void on_producer_fatal(void *arg)
 {
@@ -301,6 +373,8 @@ static void http_destroy(http_worker_t *hw)
 {
 	if (hw->topics_ev != NULL)
 		event_free(hw->topics_ev);
+	if (hw->warmup_ev != NULL)
+		event_free(hw->warmup_ev);
 	if (hw->drain_ev != NULL)
 		event_free(hw->drain_ev);
 	if (hw->hang_ev != NULL)
@@ -334,9 +408,8 @@ int http_worker_main(worker_t *w)
 	hw->w = w;
 	w->ctx = hw;
 	w->on_stop = http_on_stop;
-	if (http_setup(hw) == 0 && report_ready(hw) == 0) {
+	if (http_setup(hw) == 0 && warmup_begin(hw) == 0) {
 		producer_on_fatal(hw->api.producer, on_producer_fatal, hw);
-		arm_hang_fault(hw);
 		rc = worker_run(w);
 	}
 	http_destroy(hw);

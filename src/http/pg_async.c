@@ -3,6 +3,7 @@
 #include "http/pg_async.h"
 
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -29,6 +30,7 @@ struct pg_async {
 	const config_t *cfg;
 	PGconn *conn;
 	int connected;
+	int settled; /* a connect attempt has ended, either way (http_worker.c waits for it) */
 	struct event *io_ev;
 	struct event *deadline_ev;
 	struct event *reconnect_ev;
@@ -114,6 +116,7 @@ static void reset(pg_async_t *pg, const char *reason)
 		PQfinish(pg->conn);
 	pg->conn = NULL;
 	pg->connected = 0;
+	pg->settled = 1;
 	fail_all(pg, why);
 	if (evtimer_add(pg->reconnect_ev, &tv) != 0)
 		log_error("postgres: cannot schedule the reconnect");
@@ -149,6 +152,7 @@ static void continue_connect(pg_async_t *pg)
 			return;
 		}
 		pg->connected = 1;
+		pg->settled = 1;
 		pg->backoff_ms = BACKOFF_MIN_MS;
 		log_info("postgres: connected");
 		pump(pg);
@@ -249,6 +253,26 @@ static void start_connect(pg_async_t *pg)
 	watch(pg, EV_WRITE);
 }
 
+/*
+ * Test builds only: http_pg_connect_delay=MS starts the first connect MS
+ * later, as a slow PostgreSQL would, without failing it: the window in which
+ * a worker that served before its session was up answered 503.
+ */
+static void first_connect(pg_async_t *pg)
+{
+	long delay = fault_value("http_pg_connect_delay");
+	struct timeval tv;
+
+	if (delay <= 0) {
+		start_connect(pg);
+		return;
+	}
+	tv = clock_timeval(delay);
+	log_warn("fault injection: connecting to postgres in %ld ms", delay);
+	if (evtimer_add(pg->reconnect_ev, &tv) != 0)
+		start_connect(pg);
+}
+
 pg_async_t *pg_async_new(struct event_base *base, const config_t *cfg)
 {
 	pg_async_t *pg = calloc(1, sizeof(*pg));
@@ -264,13 +288,18 @@ pg_async_t *pg_async_new(struct event_base *base, const config_t *cfg)
 		pg_async_free(pg);
 		return NULL;
 	}
-	start_connect(pg);
+	first_connect(pg);
 	return pg;
 }
 
 int pg_async_connected(const pg_async_t *pg)
 {
 	return pg->connected;
+}
+
+int pg_async_settled(const pg_async_t *pg)
+{
+	return pg->settled;
 }
 
 static pg_query_t *query_new(const char *sql, int nparams, const char *const *params)

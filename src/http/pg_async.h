@@ -25,6 +25,8 @@ typedef void (*pg_result_fn)(const PGresult *res, const char *error, void *arg);
 pg_async_t *pg_async_new(struct event_base *base, const config_t *cfg);
 void pg_async_free(pg_async_t *pg);
 int pg_async_connected(const pg_async_t *pg);
+/* 1 once the first connect attempt has ended: connected, refused or timed out (postgres.timeout). */
+int pg_async_settled(const pg_async_t *pg);
 
 /* Returns -1 without calling fn when disconnected or the queue is full. */
 int pg_async_query(pg_async_t *pg, const char *sql, int nparams, const char *const *params, pg_result_fn fn,

@@ -23,6 +23,7 @@ struct redis_async {
 	char name[32];
 	redisAsyncContext *ac;
 	int connected;
+	int settled; /* a connect attempt has ended, either way (http_worker.c waits for it) */
 	int closing;
 	int64_t backoff_ms;
 	struct event *reconnect_ev;
@@ -53,6 +54,7 @@ static void schedule_reconnect(redis_async_t *ra)
 {
 	struct timeval tv = clock_timeval(ra->backoff_ms);
 
+	ra->settled = 1;
 	if (ra->closing)
 		return;
 	if (evtimer_add(ra->reconnect_ev, &tv) != 0)
@@ -262,6 +264,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	ra->connected = 1;
+	ra->settled = 1;
 	ra->backoff_ms = BACKOFF_MIN_MS;
 	log_info("redis %s: connected to %s:%d", ra->name, ra->cfg->redis_host, ra->cfg->redis_port);
 	send_setup(ra);
@@ -353,6 +356,11 @@ void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message
 int redis_async_connected(const redis_async_t *ra)
 {
 	return ra->connected;
+}
+
+int redis_async_settled(const redis_async_t *ra)
+{
+	return ra->settled;
 }
 
 void redis_async_free(redis_async_t *ra)

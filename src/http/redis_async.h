@@ -31,6 +31,8 @@ typedef struct {
 redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, const char *name);
 void redis_async_free(redis_async_t *ra);
 int redis_async_connected(const redis_async_t *ra);
+/* 1 once the first connect attempt has ended: connected, refused or timed out (redis.timeout). */
+int redis_async_settled(const redis_async_t *ra);
 
 /* Returns -1 without calling fn when not connected or out of memory. */
 int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv,
