@@ -1,50 +1,12 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """test_reload.py: a reload is a generation change that never drops a request and never splits a partition."""
-import http.client
 import re
 import signal
-import threading
 import time
 
 import harness
-from harness import Daemon, wait_for
+from harness import Daemon, RequestLoop, wait_for
 from tap import Tap
-
-
-class Load:
-    """A bounded loop of fresh-connection GET /healthz requests from two threads."""
-
-    def __init__(self, port, seconds=30):
-        self.port, self.deadline = port, time.monotonic() + seconds
-        self.ok = self.failed = 0
-        self.errors = []
-        self.stopping = False
-        self.threads = [threading.Thread(target=self.loop) for _ in range(2)]
-        for th in self.threads:
-            th.start()
-
-    def loop(self):
-        while not self.stopping and time.monotonic() < self.deadline:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                conn.request("GET", "/healthz")
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    self.errors.append(resp.status)
-            except OSError as e:
-                self.failed += 1
-                self.errors.append(repr(e))
-            finally:
-                conn.close()
-
-    def stop(self):
-        self.stopping = True
-        for th in self.threads:
-            th.join()
 
 
 def test_broken_file_keeps_running(t):
@@ -74,7 +36,7 @@ def test_broken_file_keeps_running(t):
 def test_workers_change_under_load(t):
     with Daemon() as d:
         d.start()
-        load = Load(d.port)
+        load = RequestLoop(d.port)
         time.sleep(0.5)
         d.set("http", "workers", 3)
         n = len(d.notes)
@@ -82,12 +44,10 @@ def test_workers_change_under_load(t):
         reloaded = d.wait_note("STATUS=reloaded", 15, n)
         t.ok(reloaded, "SIGHUP with http.workers: 3 reloads")
         time.sleep(1.5)  # let the old generation drain while requests keep coming
-        load.stop()
+        answers = load.stop()
         t.ok(wait_for(lambda: len(d.http_workers()) == 3, 10), "three http workers afterwards")
-        t.ok(load.ok > 50, f"the load loop ran ({load.ok} requests)")
-        t.eq(load.failed, 0, "zero failed requests across the reload")
-        if load.errors:
-            t.diag(load.errors[:10])
+        t.ok(answers.get(200, 0) > 50, f"the load loop ran ({answers.get(200, 0)} requests)")
+        t.eq({k: n for k, n in answers.items() if k != 200}, {}, "zero failed requests across the reload")
 
 
 def test_restart_only_key_is_reported(t):
@@ -198,8 +158,98 @@ def test_new_generation_never_ready(t):
         t.ok(rc == 0, "a later good reload still works", err)
 
 
+# Test builds: each HTTP worker's PostgreSQL session comes up a second after the worker starts, as against a slow
+# server: the window in which a new worker used to accept and answer 503 for every coupon it had not cached.
+SLOW_PG = "http_pg_connect_delay=1000"
+
+
+def others(answers, expected):
+    return {k: n for k, n in answers.items() if k != expected}
+
+
+def test_reload_serves_cold_coupons(t):
+    """Issue 11 item 16: a reload under a loop of requests for a coupon that the new workers have never cached.
+    The old generation serves until the new workers' PostgreSQL sessions are up; no request gets 503."""
+    with Daemon(redis=True, postgres=True, faults=SLOW_PG, admin_token="tok") as d:
+        d.start()
+        coupon = d.create_coupon(10)
+        load = RequestLoop(d.port, f"/api/coupons/{coupon}", seconds=60)
+        t.ok(wait_for(lambda: load.count(200) >= 20, 10), "the loop reads the coupon", load.statuses)
+        before = set(d.http_workers())
+        started = time.monotonic()
+        rc, out, err = d.ctl("reload")
+        took = time.monotonic() - started
+        t.ok(rc == 0, "the reload completes", out + err)
+        t.ok(took >= 0.9, f"only once the new workers' PostgreSQL sessions are up ({took:.2f}s, 1 s late here)")
+        served = load.count(200)
+        t.ok(wait_for(lambda: load.count(200) >= served + 50, 10), "the new generation serves the loop")
+        answers = load.stop()
+        t.ok(wait_for(lambda: not set(d.http_workers()) & before, 10), "the old generation is gone",
+             (before, d.http_workers()))
+        t.eq(others(answers, 200), {}, f"every request across the reload got 200 ({answers.get(200, 0)}): no 503")
+
+
+def test_ready_means_connected(t):
+    """READY=1 at a plain start comes once every worker's PostgreSQL session is up: the first requests after it
+    reach PostgreSQL (404 for a coupon that does not exist, not 503), and creating a coupon needs no retry."""
+    with Daemon(redis=True, postgres=True, faults=SLOW_PG, admin_token="tok") as d:
+        started = time.monotonic()
+        d.start()
+        t.ok(time.monotonic() - started >= 0.9, "READY=1 waits for the workers' PostgreSQL sessions (1 s late here)")
+        load = RequestLoop(d.port, "/api/coupons/424242", seconds=10)
+        wait_for(lambda: load.count(404) >= 20, 10)
+        answers = load.stop()
+        t.eq(others(answers, 404), {}, f"the first requests after READY=1 all got 404 from PostgreSQL ({answers})")
+        status, body, _ = d.admin_create("first", 5)
+        t.ok(status == 201, "a coupon created right after start: 201 at the first try", (status, body))
+
+
+def test_reload_bounded_when_postgres_never_comes(t):
+    """A dependency that does not come up must not hold the old generation forever: after the bound (the larger
+    of postgres.timeout and redis.timeout, 1.5 s here) the new workers accept anyway and /readyz says why."""
+    with Daemon(redis=True, postgres=True, faults="http_pg_connect_delay=600000",
+                overrides={"postgres": {"timeout": "1500ms"}}) as d:
+        d.start()
+        before = set(d.http_workers())
+        started = time.monotonic()
+        rc, out, err = d.ctl("reload")
+        took = time.monotonic() - started
+        t.ok(rc == 0, "the reload completes", out + err)
+        t.ok(1.3 <= took < 6, f"after waiting for the bound, not longer ({took:.2f}s)")
+        t.ok(wait_for(lambda: not set(d.http_workers()) & before, 10), "the new generation took over",
+             (before, d.http_workers()))
+        t.eq(d.get("/healthz")[0], 200, "and serves")
+        status, body, _ = d.get("/readyz")
+        t.ok(status == 503 and "postgres" in body, "/readyz says not ready: postgres", (status, body))
+        t.ok("accepting without postgres" in d.log(), "the log says each worker started without postgres")
+
+
+def test_reload_with_postgres_stopped(t):
+    """PostgreSQL really down (connections refused): the new workers do not wait for it at all, the reload
+    completes, the daemon serves what it can and /readyz says why; once PostgreSQL is back, it is ready."""
+    with Daemon(redis=True, postgres=True) as d:
+        d.start()
+        before = set(d.http_workers())
+        d.pg.stop("fast")
+        try:
+            started = time.monotonic()
+            rc, out, err = d.ctl("reload")
+            took = time.monotonic() - started
+            t.ok(rc == 0, "the reload with PostgreSQL stopped completes", out + err)
+            t.ok(took < 5, f"without waiting for what is down ({took:.2f}s)")
+            t.ok(wait_for(lambda: not set(d.http_workers()) & before, 10), "the new generation took over",
+                 (before, d.http_workers()))
+            t.eq(d.get("/healthz")[0], 200, "and serves")
+            status, body, _ = d.get("/readyz")
+            t.ok(status == 503 and "postgres" in body, "/readyz says not ready: postgres", (status, body))
+        finally:
+            d.pg.start()
+        t.ok(wait_for(lambda: d.get("/readyz")[0] == 200, 20), "ready once PostgreSQL is back", d.get("/readyz"))
+
+
 if __name__ == "__main__":
     Tap().run(test_broken_file_keeps_running, test_workers_change_under_load, test_restart_only_key_is_reported,
               test_data_names_are_restart_only,
               test_sighup_storm_coalesces, test_partition_handover, test_owned_partitions_change,
-              test_new_generation_never_ready)
+              test_new_generation_never_ready, test_reload_serves_cold_coupons, test_ready_means_connected,
+              test_reload_bounded_when_postgres_never_comes, test_reload_with_postgres_stopped)

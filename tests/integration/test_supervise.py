@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import harness
-from harness import Daemon, pid_alive, wait_for
+from harness import Daemon, RequestLoop, pid_alive, wait_for
 from tap import Tap
 
 
@@ -298,8 +298,28 @@ def test_pid_file_symlink_refused(t):
             t.eq(f.read(), "precious\n", "the symlink's target is untouched")
 
 
+def test_restarted_worker_waits_for_its_clients(t):
+    """A crashed HTTP worker's successor accepts only once its PostgreSQL session is up (a second late here, by
+    a test-only fault): until then the other worker takes every connection, and no request for a coupon the
+    successor has not cached gets 503."""
+    with Daemon(redis=True, postgres=True, faults="http_pg_connect_delay=1000", admin_token="tok") as d:
+        d.start()
+        coupon = d.create_coupon(10)
+        load = RequestLoop(d.port, f"/api/coupons/{coupon}", seconds=60)
+        t.ok(wait_for(lambda: load.count(200) >= 20, 10), "the loop reads the coupon", load.statuses)
+        victim = d.http_workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        t.ok(wait_for(lambda: len(d.http_workers()) == 2 and victim not in d.http_workers(), 5),
+             "the SIGKILLed worker is replaced", d.http_workers())
+        time.sleep(2.0)  # its successor's session comes up 1 s after it starts; then both serve
+        answers = load.stop()
+        t.eq(answers.get(503, 0), 0, f"no request got 503 while the successor started ({answers})")
+        t.ok(answers.get(200, 0) > 50, "the loop kept being served")
+
+
 if __name__ == "__main__":
-    Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_crash_loop_backs_off,
+    Tap().run(test_process_model, test_owned_partitions, test_sigkill_each_kind, test_restarted_worker_waits_for_its_clients,
+              test_crash_loop_backs_off,
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
               test_exit_with_request_in_flight, test_consumer_session_keepalives,

@@ -335,14 +335,9 @@ class Daemon:
         return self.json("POST", "/api/admin/coupons", body, headers)
 
     def create_coupon(self, quantity, name=None, **kw):
-        """admin_create that must succeed; returns the new coupon id. Test set-up, not the thing under test: a
-        worker that took the connection before its PostgreSQL session was up answers 503 "the database cannot
-        be reached" (docs/reliability.md), so that answer is asked again for up to 10 s."""
-        def attempt():
-            got = self.admin_create(name or f"coupon of {quantity}", quantity, **kw)
-            return None if got[0] == 503 else got
-        status, body, _ = wait_for(attempt, 10, 0.2) or self.admin_create(name or f"coupon of {quantity}",
-                                                                           quantity, **kw)
+        """admin_create that must succeed; returns the new coupon id. Asked once: a worker accepts only once its
+        PostgreSQL session is up (docs/operations.md), so a 503 right after READY=1 is a failure."""
+        status, body, _ = self.admin_create(name or f"coupon of {quantity}", quantity, **kw)
         if status != 201 or not isinstance(body, dict) or not isinstance(body.get("couponId"), int):
             raise RuntimeError(f"admin create failed: {status} {body}")
         return body["couponId"]
@@ -413,6 +408,41 @@ def http_request(port, method, path, body=None, headers=None, timeout=10, host="
         return resp.status, resp.read().decode(errors="replace"), resp.headers
     finally:
         conn.close()
+
+
+
+class RequestLoop:
+    """A bounded loop of fresh-connection GET path requests from two threads (each one may reach any worker),
+    for what a reload or a restart does to the requests around it. statuses counts each answer: its status, or
+    the exception's name when the connection failed."""
+
+    def __init__(self, port, path="/healthz", seconds=30, threads=2):
+        self.port, self.path, self.deadline = port, path, time.monotonic() + seconds
+        self.statuses = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
+        for th in self.threads:
+            th.start()
+
+    def loop(self):
+        while not self.stopping and time.monotonic() < self.deadline:
+            try:
+                answer = http_request(self.port, "GET", self.path, timeout=5)[0]
+            except OSError as e:
+                answer = type(e).__name__
+            with self.lock:
+                self.statuses[answer] = self.statuses.get(answer, 0) + 1
+
+    def count(self, answer):
+        with self.lock:
+            return self.statuses.get(answer, 0)
+
+    def stop(self):
+        self.stopping = True
+        for th in self.threads:
+            th.join()
+        return dict(self.statuses)
 
 
 def raw_request(port, data, timeout=10):
