@@ -43,8 +43,8 @@ typedef struct {
 	struct event *topics_ev; /* while the topics disagree: READY is withheld */
 	http_ctx_t api;
 	int api_ready;
-	int warming;               /* starting: not accepting until the clients are up (bounded) */
-	int64_t warmup_deadline;   /* clock_mono_ms() after which it accepts whatever is up */
+	int warming;             /* starting: not accepting until the clients are up (bounded) */
+	int64_t warmup_deadline; /* clock_mono_ms() after which it accepts whatever is up */
 	struct event *warmup_ev;
 	int accepting;      /* the listeners are enabled */
 	int accept_paused;  /* at http.max_connections: new clients wait in the kernel's backlog */
@@ -199,7 +199,7 @@ static int http_setup(http_worker_t *hw)
 		hw->bound_count++;
 	}
 	accept_owner = hw;
-	/* Bound means enabled; the listeners are paused before the loop ever runs, so nothing is accepted yet. */
+	/* Bound means enabled: paused before the loop ever runs, they accept nothing yet (warmup_end()). */
 	hw->accepting = 1;
 	hw->warming = 1;
 	apply_accepting(hw);
@@ -306,7 +306,8 @@ static int report_ready(http_worker_t *hw)
  */
 static int64_t warmup_bound(const config_t *cfg)
 {
-	int64_t bound = cfg->postgres_timeout > cfg->redis_timeout ? cfg->postgres_timeout : cfg->redis_timeout;
+	int64_t bound =
+	    cfg->postgres_timeout > cfg->redis_timeout ? cfg->postgres_timeout : cfg->redis_timeout;
 
 	return bound < cfg->daemon_worker_timeout / 2 ? bound : cfg->daemon_worker_timeout / 2;
 }
@@ -324,8 +325,9 @@ static void warmup_end(http_worker_t *hw)
 	if (event_del(hw->warmup_ev) != 0)
 		log_error("cannot stop the start-up check");
 	if (!pg || !redis)
-		log_warn("accepting without %s%s%s: not connected at start (GET /readyz says 503 until it is)",
-		         pg ? "" : "postgres", !pg && !redis ? " and " : "", redis ? "" : "redis");
+		log_warn(
+		    "accepting without %s%s%s: not connected at start (GET /readyz says 503 until it is)",
+		    pg ? "" : "postgres", !pg && !redis ? " and " : "", redis ? "" : "redis");
 	hw->warming = 0;
 	apply_accepting(hw);
 	if (report_ready(hw) != 0)
