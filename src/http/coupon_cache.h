@@ -37,7 +37,7 @@ typedef struct coupon_cache coupon_cache_t;
 coupon_cache_t *coupon_cache_new(const config_t *cfg, pg_async_t *pg, redis_async_t *redis);
 void coupon_cache_free(coupon_cache_t *cache);
 
-/* Calls fn, at once when fresh, else when loaded; with the Redis stock (stock_known) or without it (_meta). */
+/* Calls fn, at once when fresh, else when loaded; with the Redis stock or without it (_meta). */
 void coupon_cache_get(coupon_cache_t *cache, int64_t id, coupon_fn fn, void *arg);
 void coupon_cache_get_meta(coupon_cache_t *cache, int64_t id, coupon_fn fn, void *arg);
 /* Whether the coupon is sold out for good: PostgreSQL issued every unit. */
