@@ -14,8 +14,9 @@
 
 /*
  * Reserve one unit for each request of one coupon, in the order given (the
- * Kafka log order). KEYS[1] = the coupon's stock, KEYS[2..] = each request's
- * reservation record, ARGV[1] = their TTL in seconds; one call per coupon
+ * Kafka log order). KEYS[1] = the coupon's stock, KEYS[2] = the edge's
+ * in-flight set, KEYS[3..] = each request's reservation record, ARGV[1] =
+ * their TTL in seconds, ARGV[2..] = the requestIds; one call per coupon
  * per batch (chunked), because the per-call cost of EVALSHA (Lua setup, the
  * command's parsing and formatting) was most of the gate's time when it ran
  * once per request. Each request gets exactly what a call of its own would
@@ -32,30 +33,36 @@
  * the partition for good; it is deleted and treated as missing, like a
  * flushed one (the store then finds any earlier decision in PostgreSQL), and
  * the answer is offset by BAD_RECORD (-100) so that the consumer says so.
+ * Once the stock key is there, every request of the call is out of the
+ * edge's in-flight set (http_issue.c counts it against the stock until the
+ * gate has seen it): removed in the same step as its DECR, so stock minus
+ * in flight, what the edge admits on, does not move for a reserved request
+ * and grows by one for a refused one.
  */
 static const char reserve_lua[] = "local stock, ttl, out = KEYS[1], ARGV[1], {}\n"
                                   "local have = redis.call('EXISTS', stock) == 1\n"
                                   "local sold_out = false\n"
-                                  "for i = 2, #KEYS do\n"
+                                  "for i = 3, #KEYS do\n"
                                   "  local seen, bad = redis.call('GET', KEYS[i]), 0\n"
                                   "  if seen and not tonumber(seen) then\n"
                                   "    redis.call('DEL', KEYS[i])\n"
                                   "    seen, bad = false, -100\n"
                                   "  end\n"
                                   "  if seen then\n"
-                                  "    out[i - 1] = tonumber(seen)\n"
+                                  "    out[i - 2] = tonumber(seen)\n"
                                   "  elseif not have then\n"
-                                  "    out[i - 1] = bad - 2\n"
+                                  "    out[i - 2] = bad - 2\n"
                                   "  elseif sold_out or redis.call('DECR', stock) < 0 then\n"
                                   "    if not sold_out then redis.call('INCR', stock) end\n"
                                   "    sold_out = true\n"
                                   "    redis.call('SET', KEYS[i], '-1', 'EX', ttl)\n"
-                                  "    out[i - 1] = bad - 1\n"
+                                  "    out[i - 2] = bad - 1\n"
                                   "  else\n"
                                   "    redis.call('SET', KEYS[i], '1', 'EX', ttl)\n"
-                                  "    out[i - 1] = bad\n"
+                                  "    out[i - 2] = bad\n"
                                   "  end\n"
                                   "end\n"
+                                  "if have then redis.call('ZREM', KEYS[2], unpack(ARGV, 2)) end\n"
                                   "return out\n";
 
 /*
@@ -101,10 +108,10 @@ struct gate {
 	long long ttl_s;
 	slot_t *slots; /* scratch of the reserve round, slots_cap long */
 	int slots_cap;
-	/* The arguments of one reserve call: EVALSHA sha numkeys stock rsv... ttl. */
-	char keys[GATE_CHUNK + 1][KEYS_MAX];
-	const char *argv[GATE_CHUNK + 5];
-	size_t argvlen[GATE_CHUNK + 5];
+	/* The arguments of one reserve call: EVALSHA sha numkeys stock inflight rsv... ttl requestId... */
+	char keys[GATE_CHUNK + 2][KEYS_MAX];
+	const char *argv[2 * GATE_CHUNK + 6];
+	size_t argvlen[2 * GATE_CHUNK + 6];
 };
 
 gate_t *gate_new(const config_t *cfg)
@@ -380,9 +387,10 @@ static void push_arg(gate_t *g, int *argc, const char *arg, size_t len)
 
 /*
  * Queues one reserve call for slots[start, start + len): the coupon's stock
- * key, then each request's reservation key (all carry the coupon's hash tag,
- * so the call is fit for Redis Cluster). The argv form skips hiredis' format
- * string parsing, which cost more than the call itself.
+ * and in-flight keys, then each request's reservation key (all carry the
+ * coupon's hash tag, so the call is fit for Redis Cluster), then the TTL and
+ * the requestIds. The argv form skips hiredis' format string parsing, which
+ * cost more than the call itself.
  */
 static int append_chunk(gate_t *g, const item_t *items, int start, int len)
 {
@@ -393,18 +401,26 @@ static int append_chunk(gate_t *g, const item_t *items, int start, int len)
 
 	push_arg(g, &argc, "EVALSHA", 7);
 	push_arg(g, &argc, g->reserve_sha, SHA_LEN);
-	push_arg(g, &argc, numkeys, (size_t)snprintf(numkeys, sizeof(numkeys), "%d", len + 1));
+	push_arg(g, &argc, numkeys, (size_t)snprintf(numkeys, sizeof(numkeys), "%d", len + 2));
 	if ((klen = keys_stock(prefix, coupon, g->keys[0], KEYS_MAX)) < 0)
 		goto too_long;
 	push_arg(g, &argc, g->keys[0], (size_t)klen);
+	if ((klen = keys_inflight(prefix, coupon, g->keys[1], KEYS_MAX)) < 0)
+		goto too_long;
+	push_arg(g, &argc, g->keys[1], (size_t)klen);
 	for (int k = 0; k < len; k++) {
 		const issue_event_t *ev = &items[g->slots[start + k].index].status.event;
 
-		if ((klen = keys_reservation(prefix, coupon, ev->request_id, g->keys[k + 1], KEYS_MAX)) < 0)
+		if ((klen = keys_reservation(prefix, coupon, ev->request_id, g->keys[k + 2], KEYS_MAX)) < 0)
 			goto too_long;
-		push_arg(g, &argc, g->keys[k + 1], (size_t)klen);
+		push_arg(g, &argc, g->keys[k + 2], (size_t)klen);
 	}
 	push_arg(g, &argc, ttl, (size_t)snprintf(ttl, sizeof(ttl), "%lld", g->ttl_s));
+	for (int k = 0; k < len; k++) {
+		const char *rid = items[g->slots[start + k].index].status.event.request_id;
+
+		push_arg(g, &argc, rid, strlen(rid));
+	}
 	/* hiredis copies the arguments into its output buffer here, so the scratch can be reused. */
 	return redisAppendCommandArgv(g->rc, argc, g->argv, g->argvlen) == REDIS_OK ? 0 : -1;
 too_long:

@@ -25,6 +25,11 @@ int keys_user(const char *prefix, int64_t coupon_id, int64_t user_id, char *buf,
 	    size);
 }
 
+int keys_inflight(const char *prefix, int64_t coupon_id, char *buf, size_t size)
+{
+	return fits(snprintf(buf, size, "%s{%lld}:inflight", prefix, (long long)coupon_id), size);
+}
+
 int keys_reservation(const char *prefix, int64_t coupon_id, const char *request_id, char *buf, size_t size)
 {
 	return fits(snprintf(buf, size, "%s{%lld}:rsv:%s", prefix, (long long)coupon_id, request_id), size);

@@ -12,6 +12,8 @@
  *   <prefix>{<c>}:stock              remaining stock (integer), rebuilt from PostgreSQL when missing
  *   <prefix>{<c>}:user:<userId>      the requestId of this user's request for this coupon (dedupe)
  *   <prefix>{<c>}:rsv:<requestId>    the gate's recorded outcome for this request (replays reuse it)
+ *   <prefix>{<c>}:inflight           sorted set: requestIds the edge admitted and the gate has not seen
+ *                                    yet, each scored with the Redis time (ms) it stops counting at
  * A request's status is looked up by requestId alone, so it carries its own tag:
  *   <prefix>req:{<requestId>}        hash: status, reason, couponId, userId, acceptedAt, decidedAt
  * and results are published on
@@ -29,6 +31,7 @@
 
 int keys_stock(const char *prefix, int64_t coupon_id, char *buf, size_t size);
 int keys_user(const char *prefix, int64_t coupon_id, int64_t user_id, char *buf, size_t size);
+int keys_inflight(const char *prefix, int64_t coupon_id, char *buf, size_t size);
 int keys_reservation(const char *prefix, int64_t coupon_id, const char *request_id, char *buf, size_t size);
 int keys_status(const char *prefix, const char *request_id, char *buf, size_t size);
 int keys_results_channel(const char *prefix, char *buf, size_t size);

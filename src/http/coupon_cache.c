@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* coupon_cache.c: each HTTP worker's cache of coupon metadata and of the sold-out flag. */
+/* coupon_cache.c: each HTTP worker's cache of coupon metadata and PostgreSQL's remaining. */
 #include "http/coupon_cache.h"
 
 #include "core/clock.h"
@@ -14,6 +14,8 @@
 /* A missing coupon is not cached: one created a moment ago on another worker must be found at once. */
 #define MISSING_TTL_MS 0
 #define STOCK_REFRESH_MS 100
+/* How old PostgreSQL's remaining may be once the edge saw every unit held: the final answer is near. */
+#define RECHECK_MS 100
 #define MAX_ENTRIES 65536
 
 typedef struct waiter {
@@ -26,6 +28,7 @@ typedef struct {
 	coupon_info_t info;
 	coupon_cache_t *cache;
 	int64_t loaded_ms; /* 0: never loaded */
+	int64_t ttl_ms;    /* of this load: TTL_MS, or RECHECK_MS once coupon_cache_recheck() asked */
 	int loading;
 	int64_t stock_asked_ms;
 	int stock_pending;
@@ -121,6 +124,7 @@ static void on_loaded(const PGresult *res, const char *error, void *arg)
 		e->info.ends_ms = ms_field(res, 4);
 	}
 	e->loaded_ms = clock_mono_ms();
+	e->ttl_ms = TTL_MS;
 	if (!e->stock_pending)
 		notify(e, &e->info);
 }
@@ -186,7 +190,7 @@ static entry_t *entry_for(coupon_cache_t *c, int64_t id)
 
 static int fresh(const entry_t *e)
 {
-	int64_t ttl = e->info.exists ? TTL_MS : MISSING_TTL_MS;
+	int64_t ttl = e->info.exists ? e->ttl_ms : MISSING_TTL_MS;
 
 	return e->loaded_ms > 0 && clock_mono_ms() - e->loaded_ms < ttl;
 }
@@ -220,11 +224,12 @@ static int start_load(coupon_cache_t *c, entry_t *e)
 }
 
 /*
- * A request never decides on a stock reading older than STOCK_REFRESH_MS: a
- * stale one is refreshed first, and every request arriving meanwhile waits
- * for the same reply, so a burst costs one GET per coupon per 100 ms.
+ * With with_stock, a request never sees a stock reading older than
+ * STOCK_REFRESH_MS: a stale one is refreshed first, and every request
+ * arriving meanwhile waits for the same reply, so a burst costs one GET per
+ * coupon per 100 ms.
  */
-void coupon_cache_get(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
+static void get(coupon_cache_t *c, int64_t id, int with_stock, coupon_fn fn, void *arg)
 {
 	entry_t *e = entry_for(c, id);
 	int waiting;
@@ -233,7 +238,7 @@ void coupon_cache_get(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
 		fn(NULL, arg);
 		return;
 	}
-	waiting = refresh_stock(c, e);
+	waiting = with_stock && refresh_stock(c, e);
 	if (fresh(e) && !waiting) {
 		fn(&e->info, arg);
 		return;
@@ -248,9 +253,33 @@ void coupon_cache_get(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
 		notify(e, e->loaded_ms > 0 ? &e->info : NULL);
 }
 
+void coupon_cache_get(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
+{
+	get(c, id, 1, fn, arg);
+}
+
+void coupon_cache_get_meta(coupon_cache_t *c, int64_t id, coupon_fn fn, void *arg)
+{
+	get(c, id, 0, fn, arg);
+}
+
+/*
+ * PostgreSQL's remaining is what the consumers decided, so 0 there means
+ * every unit is issued and none can come back. The Redis stock is not
+ * asked: its 0 may be units reserved for requests PostgreSQL will still
+ * reject, and those units are given back.
+ */
 int coupon_cache_sold_out(const coupon_info_t *info)
 {
-	return info->remaining <= 0 || (info->stock_known && info->stock <= 0);
+	return info->remaining <= 0;
+}
+
+void coupon_cache_recheck(coupon_cache_t *c, int64_t id)
+{
+	entry_t *e = find(c, id);
+
+	if (e != NULL && e->ttl_ms > RECHECK_MS)
+		e->ttl_ms = RECHECK_MS;
 }
 
 void coupon_cache_forget(coupon_cache_t *c, int64_t id)

@@ -16,22 +16,77 @@
 #include <string.h>
 
 /*
- * The per-(coupon, user) claim. It is taken for a short time first and only
- * made to last (issue.result_ttl) once Kafka confirmed the event: a worker
- * that dies between the claim and the produce must not lock the user out.
- * Returns nil when this request took the claim, else the requestId holding it.
+ * How long an accepted request counts as in flight once Kafka has it: the
+ * gate normally takes it out within a batch. Past this (a consumer stuck
+ * that long) it stops counting and the edge errs towards accepting, as it
+ * would without the count; issue.max_pending still bounds the backlog.
  */
-static redis_script_t claim_script = {"local prev = redis.call('GET', KEYS[1])\n"
-                                      "if prev then return prev end\n"
-                                      "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-                                      "return false\n",
-                                      ""};
+#define INFLIGHT_AFTER_DELIVERY_MS 30000
 
-/* Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still this request's. */
-static redis_script_t settle_script = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-                                       "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
-                                       "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
-                                       ""};
+/*
+ * The per-(coupon, user) claim and the stock check, in one round trip.
+ * KEYS: the claim, the coupon's Redis stock, its in-flight set (one hash
+ * tag: one Redis Cluster slot). ARGV: requestId, the claim's first lifetime
+ * (ms), PostgreSQL's remaining as cached (for a stock key the gate has not
+ * loaded yet), the in-flight set's lifetime (ms), the stock from which on
+ * requests are counted.
+ * The stock counts what the gate reserved; the in-flight set holds the
+ * requests accepted here that the gate has not seen yet (it removes them as
+ * it reserves, gate.c). Only while the stock exceeds them can one more
+ * accepted request get a unit, so a burst gets about as many 202s as there
+ * is stock. An entry stops counting at its score (Redis time, ms): a worker
+ * that died before its produce leaves nothing behind for long.
+ * Counting costs Redis about four times the bare claim, so a coupon is
+ * counted only once its stock is down to ARGV[5], twice issue.max_pending:
+ * the requests accepted before, at most that limit in flight, are gated by
+ * the time the stock comes near them.
+ * The claim is taken for a short time first and only made to last
+ * (issue.result_ttl) once Kafka confirmed the event: a worker that dies
+ * between the claim and the produce must not lock the user out.
+ * Returns nil when this request took the claim, -1 when it took it and is
+ * counted, the requestId holding it, or how many are in flight (0 or more)
+ * when no unit is left for this one (for redis-cli; the answer does not say).
+ */
+static redis_script_t claim_script = {
+    "local prev = redis.call('GET', KEYS[1])\n"
+    "if prev then return prev end\n"
+    "local stock = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])\n"
+    "if not stock or stock > tonumber(ARGV[5]) then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "  return false\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
+    "local held = redis.call('ZCARD', KEYS[3])\n"
+    "if stock <= held then return held end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[4])\n"
+    "return -1\n",
+    ""};
+
+/*
+ * Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still
+ * this request's. KEYS: the claim, the in-flight set. A dropped request
+ * leaves the set; a delivered one stays in it (if the gate has not taken it
+ * out already) for ARGV[3] ms more, and the set lives ARGV[4] ms. ARGV[5]
+ * is "1" for a request the claim script counted, else "0".
+ */
+static redis_script_t settle_script = {
+    "if ARGV[5] == '1' and ARGV[2] == '0' then\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "elseif ARGV[5] == '1' then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])\n"
+    "  if redis.call('ZADD', KEYS[2], 'XX', 'CH', until_ms, ARGV[1]) == 1 then\n"
+    "    redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end\n"
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n",
+    ""};
 
 /* PENDING unless a consumer already wrote the outcome (it can be that fast). */
 static redis_script_t pending_script = {
@@ -48,8 +103,11 @@ typedef struct {
 	struct evhttp_request *req;
 	issue_event_t ev;
 	char user_key[KEYS_MAX];
+	char inflight_key[KEYS_MAX];
+	int remaining;     /* PostgreSQL's, as the coupon cache has it */
 	int partition;     /* where the producer's partitioner will put the event (admission.c) */
 	int claimed;       /* this request holds the per-user claim in Redis */
+	int counted;       /* and is in the coupon's in-flight set */
 	int confirmations; /* Redis replies still awaited before the 202 */
 } issue_t;
 
@@ -87,14 +145,29 @@ static void ignore_reply(redisReply *reply, void *arg)
 {
 }
 
+/* The first lifetime of a claim and of its in-flight entry: until the produce has surely ended. */
+static long long claim_ms(const config_t *cfg)
+{
+	return (long long)cfg->kafka_produce_timeout + 5000;
+}
+
+/* The in-flight set outlives each of its entries. */
+static long long inflight_keep_ms(const config_t *cfg)
+{
+	return claim_ms(cfg) > INFLIGHT_AFTER_DELIVERY_MS ? claim_ms(cfg) : INFLIGHT_AFTER_DELIVERY_MS;
+}
+
 /* Sets the claim's lifetime (ms), 0 to drop it; fn gets the reply (may be NULL when Redis is gone). */
 static int settle_claim(issue_t *is, long long ttl_ms, redis_reply_fn fn, void *arg)
 {
-	char ttl[24];
-	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+	char ttl[24], after[24], keep[24];
+	const char *argv[] = {is->user_key, is->inflight_key,       is->ev.request_id, ttl, after,
+	                      keep,         is->counted ? "1" : "0"};
 
 	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms);
-	return redis_async_eval(is->ctx->redis, &settle_script, fn, arg, 1, 3, argv);
+	snprintf(after, sizeof(after), "%d", INFLIGHT_AFTER_DELIVERY_MS);
+	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(is->ctx->cfg));
+	return redis_async_eval(is->ctx->redis, &settle_script, fn, arg, 2, 7, argv);
 }
 
 static int write_pending(issue_t *is)
@@ -234,6 +307,39 @@ static void already_requested(issue_t *is, const char *request_id)
 		on_existing_status(NULL, is);
 }
 
+/* PostgreSQL's remaining, at most 100 ms old: 0 makes it final. */
+static void on_rechecked(const coupon_info_t *c, void *arg)
+{
+	issue_t *is = arg;
+
+	if (c != NULL && c->exists && coupon_cache_sold_out(c)) {
+		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
+		                 (long long)is->ev.coupon_id);
+	} else {
+		http_set_retry_after(is->req, 1);
+		http_reply_error(
+		    is->ctx, is->req, 429, "STOCK_HELD",
+		    "every unit of coupon %lld left is held by a request not decided yet; a unit "
+		    "comes back if such a request is rejected; try again",
+		    (long long)is->ev.coupon_id);
+	}
+	issue_free(is);
+}
+
+/*
+ * Every unit is held. Not final while PostgreSQL has any left: a held unit
+ * comes back when its request is rejected (that user already had one, the
+ * sale closed) or was never produced. PostgreSQL's remaining is read again
+ * if older than 100 ms (one query per coupon per worker per 100 ms at most,
+ * shared by the requests meanwhile), so that the answer is the final 409
+ * SOLD_OUT as soon as the last unit is decided.
+ */
+static void stock_held(issue_t *is)
+{
+	coupon_cache_recheck(is->ctx->coupons, is->ev.coupon_id);
+	coupon_cache_get_meta(is->ctx->coupons, is->ev.coupon_id, on_rechecked, is);
+}
+
 static void on_claim(redisReply *reply, void *arg)
 {
 	issue_t *is = arg;
@@ -242,7 +348,13 @@ static void on_claim(redisReply *reply, void *arg)
 		already_requested(is, reply->str);
 		return;
 	}
-	if (reply != NULL && reply->type == REDIS_REPLY_NIL)
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+		stock_held(is);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+		is->claimed = is->counted = 1;
+	else if (reply != NULL && reply->type == REDIS_REPLY_NIL)
 		is->claimed = 1;
 	else
 		log_warn(
@@ -260,14 +372,20 @@ static void on_claim(redisReply *reply, void *arg)
 static void claim(issue_t *is)
 {
 	const config_t *cfg = is->ctx->cfg;
-	char ttl[24];
-	const char *argv[] = {is->user_key, is->ev.request_id, ttl};
+	const char *prefix = cfg->redis_key_prefix;
+	char stock_key[KEYS_MAX], ttl[24], remaining[24], keep[24], from[24];
+	const char *argv[] = {is->user_key, stock_key, is->inflight_key, is->ev.request_id, ttl, remaining,
+	                      keep,         from};
 
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->kafka_produce_timeout + 5000));
+	snprintf(ttl, sizeof(ttl), "%lld", claim_ms(cfg));
+	snprintf(remaining, sizeof(remaining), "%d", is->remaining);
+	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(cfg));
+	snprintf(from, sizeof(from), "%lld", 2LL * cfg->issue_max_pending);
 	/* A cut key would be one claim shared by every user: go without the claim instead. */
-	if (keys_user(cfg->redis_key_prefix, is->ev.coupon_id, is->ev.user_id, is->user_key,
-	              sizeof(is->user_key)) < 0 ||
-	    redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 1, 3, argv) != 0)
+	if (keys_user(prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key)) < 0 ||
+	    keys_stock(prefix, is->ev.coupon_id, stock_key, sizeof(stock_key)) < 0 ||
+	    keys_inflight(prefix, is->ev.coupon_id, is->inflight_key, sizeof(is->inflight_key)) < 0 ||
+	    redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 3, 8, argv) != 0)
 		on_claim(NULL, is);
 }
 
@@ -331,6 +449,7 @@ static void on_coupon(const coupon_info_t *c, void *arg)
 		return;
 	}
 	is->ev.accepted_ms = clock_real_ms();
+	is->remaining = c->remaining;
 	claim(is);
 }
 
@@ -365,5 +484,5 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 	is->ev.coupon_id = m->coupon_id;
 	is->ev.user_id = user_id;
 	is->partition = admission_coupon_partition(m->coupon_id, ctx->cfg->kafka_partitions);
-	coupon_cache_get(ctx->coupons, m->coupon_id, on_coupon, is);
+	coupon_cache_get_meta(ctx->coupons, m->coupon_id, on_coupon, is);
 }

@@ -52,7 +52,7 @@ class Flood:
             if st == 202:
                 with self.lock:
                     self.accepted.append((body["requestId"], user, time.monotonic()))
-            elif st == 409:
+            elif st in (409, 429):
                 time.sleep(0.005)
 
     def __enter__(self):

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """harness.py: starts the real couponsd binary in a scratch directory and observes it from outside."""
+import collections
 import datetime
 import http.client
 import json
@@ -636,6 +637,64 @@ def issue_burst(ports, coupon_id, user_ids, threads=48, timeout=90):
             return user, repr(e), None
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         return list(pool.map(one, enumerate(user_ids)))
+
+
+# ---- a pipelining HTTP client: many requests per connection, answers read in order ----
+
+def read_response(sock, buf):
+    """One response from sock (buf holds bytes already read): (status, headers text, body bytes, rest of buf)."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            m = re.search(rb"(?im)^content-length: *(\d+)", buf[:end])
+            length = int(m.group(1)) if m else 0
+            if len(buf) >= end + 4 + length:
+                head = buf[:end].decode(errors="replace")
+                return int(head[9:12]), head, buf[end + 4:end + 4 + length], buf[end + 4 + length:]
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buf += chunk
+
+
+def pump(port, coupon, users, depth, out, tally, enough=None):
+    """POSTs an issue request for every user on one keep-alive connection, depth requests per write; appends
+    (user, status, headers, json) to out and counts statuses in tally. Stops early once enough(tally) says so."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    buf = b""
+    try:
+        for i in range(0, len(users), depth):
+            if enough is not None and enough(tally):
+                return
+            chunk = users[i:i + depth]
+            sock.sendall(b"".join(b"POST /api/coupons/%d/issue?userId=%d HTTP/1.1\r\nHost: t\r\n"
+                                  b"Content-Length: 0\r\n\r\n" % (coupon, u) for u in chunk))
+            for user in chunk:
+                status, head, body, buf = read_response(sock, buf)
+                out.append((user, status, head, parse_json(body)))
+                tally[status] += 1  # shared by the threads: a lost increment only delays the stop
+    finally:
+        sock.close()
+
+
+def issue_pipelined(port, coupon, users, conns=4, depth=1, enough=None):
+    """Spreads users over conns connections; returns [(user, status, headers, json)]."""
+    outs = [[] for _ in range(conns)]
+    tally, errors = collections.Counter(), []
+
+    def run(k):
+        try:
+            pump(port, coupon, users[k::conns], depth, outs[k], tally, enough)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(repr(e))
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(conns)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise RuntimeError(f"client errors: {errors[:3]}")
+    return [r for o in outs for r in o]
 
 
 def wait_all_final(ports, request_ids, timeout=60, threads=16):

@@ -19,6 +19,8 @@ static void test_shapes(void)
 	   "stock key: <prefix>{c}:stock");
 	ok(keys_user("p:", 7, 42, buf, sizeof(buf)) > 0 && strcmp(buf, "p:{7}:user:42") == 0,
 	   "claim key: <prefix>{c}:user:<u>");
+	ok(keys_inflight("p:", 7, buf, sizeof(buf)) > 0 && strcmp(buf, "p:{7}:inflight") == 0,
+	   "in-flight key: <prefix>{c}:inflight (the claim script's and the gate's, same slot)");
 	ok(keys_reservation("p:", 7, UUID, buf, sizeof(buf)) > 0 && strcmp(buf, "p:{7}:rsv:" UUID) == 0,
 	   "reservation key: <prefix>{c}:rsv:<requestId>");
 	ok(keys_status("p:", UUID, buf, sizeof(buf)) > 0 && strcmp(buf, "p:req:{" UUID "}") == 0,
@@ -59,7 +61,7 @@ static void test_timeval(void)
 
 int main(void)
 {
-	plan(13);
+	plan(14);
 	test_shapes();
 	test_truncation();
 	test_timeval();
