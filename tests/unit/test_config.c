@@ -210,6 +210,9 @@ static const char *const added_keys[] = {
     "postgres.timeout",
     "issue.stock_check_interval",
     "issue.batch_linger",
+    "daemon.node",
+    "daemon.takeover_poll",
+    "postgres.dead_session_timeout",
     NULL,
 };
 
@@ -220,7 +223,8 @@ static const char *const restart_only[] = {
     "kafka.topic",      "kafka.results_topic",
     "kafka.dlq_topic",  "kafka.group_id",
     "kafka.partitions", "redis.key_prefix",
-    "metrics.enabled",  NULL,
+    "metrics.enabled",  "daemon.node",
+    NULL,
 };
 
 static int in_list(const char *const *list, const char *name)
