@@ -107,8 +107,9 @@ typedef struct {
 	int64_t grace_until_ms;
 	ownership_t own;
 	int64_t standby_since_ms; /* when it last started standing by */
-	int64_t owner_poll_ms;    /* the owner check's next interval: takeover_poll, longer while PostgreSQL is down */
-	int64_t resync_at_ms; /* next admission_resync() */
+	int64_t owner_poll_ms; /* the owner check's next interval: takeover_poll, longer while PostgreSQL is
+	                          down */
+	int64_t resync_at_ms;  /* next admission_resync() */
 	int64_t seen_accepted;
 } consumer_t;
 
@@ -529,7 +530,8 @@ static void stop_consuming(consumer_t *c)
 	c->delivering = 0;
 	c->retry_ms = 0;
 	if (c->assigned && (err = rd_kafka_assign(c->rk, NULL)) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_error("cannot unassign %s[%d]: %s", c->cfg->kafka_topic, c->partition, rd_kafka_err2str(err));
+		log_error("cannot unassign %s[%d]: %s", c->cfg->kafka_topic, c->partition,
+		          rd_kafka_err2str(err));
 	c->assigned = 0;
 	c->next_offset = -1;
 	metrics_set_lag(c->partition, -1);
@@ -563,7 +565,8 @@ static void own_partition(consumer_t *c)
 
 	if (c->own == OWN_STANDBY) {
 		metrics_takeover(c->partition);
-		log_info("took over from node %s after %lld ms standing by", previous[0] != '\0' ? previous : "(none)",
+		log_info("took over from node %s after %lld ms standing by",
+		         previous[0] != '\0' ? previous : "(none)",
 		         (long long)(clock_mono_ms() - c->standby_since_ms));
 	}
 	c->own = OWN_OWNER;

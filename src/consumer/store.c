@@ -143,12 +143,12 @@ struct store {
 	int partition;
 	int32_t lock_key;
 	PGconn *conn;
-	int owned;                  /* conn holds the partition's ownership lock */
-	char previous[STORE_NODE];  /* partition_owners' node before the last acquisition ("" if none) */
-	int cap;               /* items the arrays below hold */
-	decide_facts_t facts;  /* what the batch's lookups found */
-	decision_t *decisions; /* per item */
-	store_coupon_t *out;   /* the batch's coupons and their remaining after the commit */
+	int owned;                 /* conn holds the partition's ownership lock */
+	char previous[STORE_NODE]; /* partition_owners' node before the last acquisition ("" if none) */
+	int cap;                   /* items the arrays below hold */
+	decide_facts_t facts;      /* what the batch's lookups found */
+	decision_t *decisions;     /* per item */
+	store_coupon_t *out;       /* the batch's coupons and their remaining after the commit */
 	buf_t arg[5];
 };
 
@@ -250,12 +250,12 @@ static int set_statement_timeout(store_t *s)
 
 static int session_setup(store_t *s)
 {
-	const char *names[] = {"couponsd_lock",     "couponsd_existing",  "couponsd_insert",
-	                       "couponsd_update",   "couponsd_reject",    "couponsd_prune",
+	const char *names[] = {"couponsd_lock",     "couponsd_existing",   "couponsd_insert",
+	                       "couponsd_update",   "couponsd_reject",     "couponsd_prune",
 	                       "couponsd_rejected", "couponsd_stock_page", "couponsd_owner",
 	                       "couponsd_owner_of"};
-	const char *texts[] = {lock_sql,     existing_sql,   insert_sql, update_sql,  reject_sql,
-	                       prune_sql,    rejected_sql,   stock_page_sql, owner_sql, owner_of_sql};
+	const char *texts[] = {lock_sql,  existing_sql, insert_sql,     update_sql, reject_sql,
+	                       prune_sql, rejected_sql, stock_page_sql, owner_sql,  owner_of_sql};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
@@ -320,7 +320,8 @@ static int session_open(store_t *s)
 	const config_t *cfg = s->cfg;
 	char app[96], err[512];
 
-	snprintf(app, sizeof(app), "couponsd: consumer partition %d, node %s", s->partition, cfg->daemon_node);
+	snprintf(app, sizeof(app), "couponsd: consumer partition %d, node %s", s->partition,
+	         cfg->daemon_node);
 	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout,
 	                             cfg->postgres_dead_session_timeout, app, err, sizeof(err));
 	if (s->conn == NULL) {
@@ -371,8 +372,9 @@ void store_probe(store_t *s)
 		return;
 	if (PQconsumeInput(s->conn) == 0 || PQstatus(s->conn) != CONNECTION_OK) {
 		if (s->owned)
-			log_warn("postgresql: the session that owned partition %d is gone: %.*s", s->partition,
-			         (int)strcspn(PQerrorMessage(s->conn), "\n"), PQerrorMessage(s->conn));
+			log_warn("postgresql: the session that owned partition %d is gone: %.*s",
+			         s->partition, (int)strcspn(PQerrorMessage(s->conn), "\n"),
+			         PQerrorMessage(s->conn));
 		disconnect(s);
 	}
 }
@@ -397,8 +399,8 @@ int store_owner_of(store_t *s, char *node, size_t nodesize, char *since, size_t 
 	if (s->conn == NULL)
 		return -1;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
-	res = run(s, "partition_owners", PQexecPrepared(s->conn, "couponsd_owner_of", 2, params, NULL, NULL, 0),
-	          PGRES_TUPLES_OK);
+	res = run(s, "partition_owners",
+	          PQexecPrepared(s->conn, "couponsd_owner_of", 2, params, NULL, NULL, 0), PGRES_TUPLES_OK);
 	if (res == NULL)
 		return -1;
 	found = PQntuples(res) == 1;

@@ -30,11 +30,11 @@ typedef struct {
 
 typedef struct {
 	int slots;
-	_Atomic int64_t lag[METRICS_PARTITIONS]; /* -1: no consumer here reports this partition */
+	_Atomic int64_t lag[METRICS_PARTITIONS];   /* -1: no consumer here reports this partition */
 	_Atomic int32_t owner[METRICS_PARTITIONS]; /* -1: unknown, 0: standing by, 1: owned here */
 	_Atomic uint64_t takeovers[METRICS_PARTITIONS];
 	char node[METRICS_NODE]; /* written once, before any fork */
-	metrics_slot_t retired;                  /* processes that are gone */
+	metrics_slot_t retired;  /* processes that are gone */
 	metrics_slot_t slot[];
 } metrics_region_t;
 
@@ -149,7 +149,8 @@ void metrics_set_node(const char *node)
 void metrics_set_owner(int partition, int owned)
 {
 	if (region != NULL && partition >= 0 && partition < METRICS_PARTITIONS)
-		atomic_store_explicit(&region->owner[partition], owned < 0 ? -1 : owned > 0, memory_order_relaxed);
+		atomic_store_explicit(&region->owner[partition], owned < 0 ? -1 : owned > 0,
+		                      memory_order_relaxed);
 }
 
 void metrics_takeover(int partition)
@@ -288,17 +289,20 @@ static int render_owners(struct evbuffer *out)
 		int32_t owned = atomic_load(&region->owner[p]);
 
 		if (owned >= 0)
-			rc = evbuffer_add_printf(out, "couponsd_partition_owner{partition=\"%d\",node=\"%s\"} %d\n",
-			                         p, region->node, (int)owned);
+			rc = evbuffer_add_printf(
+			    out, "couponsd_partition_owner{partition=\"%d\",node=\"%s\"} %d\n", p,
+			    region->node, (int)owned);
 	}
 	if (rc >= 0)
-		rc = evbuffer_add_printf(out, "# HELP couponsd_partition_takeovers_total Partitions this host "
-		                              "took over from a standby state.\n# TYPE "
-		                              "couponsd_partition_takeovers_total counter\n");
+		rc =
+		    evbuffer_add_printf(out, "# HELP couponsd_partition_takeovers_total Partitions this host "
+		                             "took over from a standby state.\n# TYPE "
+		                             "couponsd_partition_takeovers_total counter\n");
 	for (int p = 0; rc >= 0 && p < METRICS_PARTITIONS; p++) {
 		if (atomic_load(&region->owner[p]) >= 0)
-			rc = evbuffer_add_printf(out, "couponsd_partition_takeovers_total{partition=\"%d\"} %llu\n",
-			                         p, (unsigned long long)atomic_load(&region->takeovers[p]));
+			rc = evbuffer_add_printf(
+			    out, "couponsd_partition_takeovers_total{partition=\"%d\"} %llu\n", p,
+			    (unsigned long long)atomic_load(&region->takeovers[p]));
 	}
 	return rc < 0 ? -1 : 0;
 }

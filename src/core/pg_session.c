@@ -75,7 +75,8 @@ char *pg_session_options(const char *conninfo, int64_t dead_ms)
 PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, int64_t dead_ms,
                            const char *application_name, char *err, size_t errsize)
 {
-	char connect_s[24], user_ms[24], idle_s[24], count_s[24], *options = pg_session_options(conninfo, dead_ms);
+	char connect_s[24], user_ms[24], idle_s[24], count_s[24],
+	    *options = pg_session_options(conninfo, dead_ms);
 	/*
 	 * Ours first, then conninfo (expand_dbname): whatever the operator wrote
 	 * wins. `options` comes after it, already merged with the operator's.

@@ -217,14 +217,9 @@ static const char *const added_keys[] = {
 };
 
 static const char *const restart_only[] = {
-    "daemon.user",      "daemon.group",
-    "daemon.pid_file",  "daemon.control_socket",
-    "http.listen",      "kafka.brokers",
-    "kafka.topic",      "kafka.results_topic",
-    "kafka.dlq_topic",  "kafka.group_id",
-    "kafka.partitions", "redis.key_prefix",
-    "metrics.enabled",  "daemon.node",
-    NULL,
+    "daemon.user",      "daemon.group",     "daemon.pid_file",     "daemon.control_socket", "http.listen",
+    "kafka.brokers",    "kafka.topic",      "kafka.results_topic", "kafka.dlq_topic",       "kafka.group_id",
+    "kafka.partitions", "redis.key_prefix", "metrics.enabled",     "daemon.node",           NULL,
 };
 
 static int in_list(const char *const *list, const char *name)
@@ -700,8 +695,9 @@ static void test_cross_key_errors(void)
 	    "t.yaml:2:15: redis.key_prefix: must not contain '{' or '}' (couponsd adds its own hash tag)");
 	config_free(expect_load("issue:\n  retry_initial: 1s\n  retry_max: 1s\n",
 	                        "retry_initial equal to retry_max"));
-	expect_error("daemon:\n  worker_timeout: 5s\npostgres:\n  dead_session_timeout: 5s\n",
-	             "t.yaml:4:25: postgres.dead_session_timeout: must be less than daemon.worker_timeout (5s)");
+	expect_error(
+	    "daemon:\n  worker_timeout: 5s\npostgres:\n  dead_session_timeout: 5s\n",
+	    "t.yaml:4:25: postgres.dead_session_timeout: must be less than daemon.worker_timeout (5s)");
 	config_free(expect_load("daemon:\n  worker_timeout: 2s\n",
 	                        "a short worker_timeout with the default dead_session_timeout"));
 	expect_error("daemon:\n  node: \"h 1\"\n",
