@@ -14,6 +14,7 @@ openjdk-17-jdk-headless maven
 gnuplot-nox valgrind linux-perf
 clang-format cppcheck clang libclang-rt-14-dev
 debhelper lintian rpm systemd logrotate
+systemd-container debootstrap
 "
 
 missing=""

@@ -281,6 +281,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	master_t *m = arg;
 
+	sdnotify_watchdog_tick(clock_mono_us());
 	proc_watchdog(m);
 	if (m->state == MASTER_RELOADING)
 		reload_timeout_check(m);

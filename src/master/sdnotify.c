@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* sdnotify.c: the systemd notification protocol (READY=1, RELOADING=1, STATUS=...). */
+/* sdnotify.c: the systemd notification protocol (READY=1, RELOADING=1, STATUS=..., WATCHDOG=1). */
 #include "master/sdnotify.h"
 
 #include "core/log.h"
@@ -58,4 +58,40 @@ int sdnotify_send(const char *fmt, ...)
 		log_warn("sd_notify to %s: %s", getenv("NOTIFY_SOCKET"), strerror(errno));
 	close(fd);
 	return rc < 0 ? -1 : 0;
+}
+
+long long sdnotify_watchdog_usec(void)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	char *end;
+	long long v;
+
+	if (usec == NULL || usec[0] == '\0')
+		return 0;
+	if (pid != NULL && pid[0] != '\0') {
+		errno = 0;
+		v = strtoll(pid, &end, 10);
+		if (errno != 0 || *end != '\0' || v != (long long)getpid())
+			return 0;
+	}
+	errno = 0;
+	v = strtoll(usec, &end, 10);
+	if (errno != 0 || *end != '\0' || v <= 0) {
+		log_warn("WATCHDOG_USEC '%s' is not a positive number of microseconds; not pinging", usec);
+		return 0;
+	}
+	return v;
+}
+
+void sdnotify_watchdog_tick(long long now_us)
+{
+	/* Read once: the variables do not change under a running process. */
+	static long long interval_us = -1, last_us;
+
+	if (interval_us < 0)
+		interval_us = sdnotify_watchdog_usec();
+	if (interval_us == 0 || (last_us != 0 && now_us - last_us < interval_us / 2))
+		return;
+	last_us = now_us;
+	sdnotify_send("WATCHDOG=1");
 }

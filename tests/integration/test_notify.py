@@ -145,5 +145,27 @@ def test_stopping_during_reload(t):
              "SIGHUP+SIGTERM: no READY=1 after STOPPING=1", d.notes[start:])
 
 
+def test_watchdog(t):
+    """WatchdogSec=: the master pings every WATCHDOG_USEC/2, and only when WATCHDOG_PID (if set) is its own pid.
+    test_systemd.py shows systemd itself killing a master that stopped pinging."""
+    def pings(d, seconds):
+        start = len(d.notes)
+        time.sleep(seconds)
+        return sum(note == "WATCHDOG=1" for note in d.notes[start:])
+
+    with harness.Daemon(workers=1, partitions=1) as d:
+        d.start(env={"WATCHDOG_USEC": "600000"})
+        n = pings(d, 2.0)
+        # Half the interval, on the master's 250 ms tick: every 0.5 s, well inside the 0.6 s systemd allows.
+        t.ok(3 <= n <= 7, f"WATCHDOG_USEC=600000: {n} WATCHDOG=1 in 2 s (one per 0.5 s expected)", d.notes[-10:])
+    with harness.Daemon(workers=1, partitions=1) as d:
+        d.start(env={"WATCHDOG_USEC": "600000", "WATCHDOG_PID": "1"})
+        t.eq(pings(d, 1.0), 0, "WATCHDOG_PID names another process: no ping")
+    with harness.Daemon(workers=1, partitions=1) as d:
+        d.start()
+        t.eq(pings(d, 1.0), 0, "no WATCHDOG_USEC: no ping")
+
+
 if __name__ == "__main__":
-    Tap().run(test_ready, test_reload_valid, test_reload_invalid, test_stopping, test_stopping_during_reload)
+    Tap().run(test_ready, test_reload_valid, test_reload_invalid, test_stopping, test_stopping_during_reload,
+              test_watchdog)

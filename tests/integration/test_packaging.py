@@ -165,6 +165,9 @@ def test_unit(t):
     t.eq(one.get("ExecReload"), "/usr/sbin/couponsd -c /etc/couponsd.yaml -s reload",
          "unit: ExecReload waits for the outcome (-s reload), not a bare SIGHUP")
     t.eq(one.get("KillMode"), "mixed", "unit: KillMode=mixed")
+    watchdog = seconds(one.get("WatchdogSec", "0s"))
+    t.ok(watchdog > 0,
+         f"unit: WatchdogSec={one.get('WatchdogSec')} (the master pings; test_systemd.py kills a hung one)")
     rc, out, _ = harness.run_cli("--list-keys")
     m = re.search(r"^daemon\.shutdown_timeout\s.*?\s(\d+(?:ms|s|m|h))\s", out, re.M)
     drain = seconds(m.group(1)) if m else None

@@ -145,14 +145,15 @@ class Daemon:
         self.write_config()
 
     # ---- lifecycle ----
-    def start(self, wait=True, timeout=30):
+    def start(self, wait=True, timeout=30, env=None):
+        """env: variables added to the daemon's environment (as systemd adds WATCHDOG_USEC)."""
         notify_path = os.path.join(self.dir, "notify.sock")
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_sock.bind(notify_path)
         os.chmod(notify_path, 0o666)  # as systemd's is: a daemon that dropped privileges still notifies
         self.notify_sock.settimeout(0.2)
         threading.Thread(target=self._read_notify, daemon=True).start()
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path, **(env or {}))
         if self.faults:
             env["COUPONSD_FAULTS"] = self.faults
         self.stderr = open(self.stderr_path, "ab")
