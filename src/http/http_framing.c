@@ -43,6 +43,7 @@ enum { METHOD_BODY, METHOD_NO_BODY, METHOD_CONNECT };
 /* The fields that frame a request; FIELD_OTHER is any other. */
 enum { FIELD_OTHER, FIELD_CL, FIELD_TE, FIELD_HOST };
 static const char *const FIELD_NAMES[] = {"content-length", "transfer-encoding", "host"};
+static const uint8_t FIELD_LENGTHS[] = {14, 17, 4};
 #define FIELD_COUNT 3
 
 /* What step() returns for the byte that completes a unit (a head, a chunk-size line, a message). */
@@ -51,25 +52,36 @@ static const char *const FIELD_NAMES[] = {"content-length", "transfer-encoding",
 /* Past this a length is only "too large": libevent refuses it (413) long before. */
 #define NUMBER_CAP (UINT64_MAX / 16)
 
+/* Byte classes, one bit each, in a table built on first use (the process is single-threaded). */
+#define C_TCHAR 0x01  /* of a token: a method or a field name */
+#define C_VALUE 0x02  /* of a field value: VCHAR, obs-text, SP, HTAB; not NUL, CR, LF, other controls */
+#define C_TARGET 0x04 /* of a request target: VCHAR and obs-text */
+#define C_HOST 0x08   /* of Host (RFC 3986 reg-name, IP-literal, port, pct-encoded) */
+
+static uint8_t classes[256];
+
+static void build_classes(void)
+{
+	for (int c = 0; c < 256; c++) {
+		int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+		uint8_t k = 0;
+
+		if (alnum || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL))
+			k |= C_TCHAR;
+		if (c == '\t' || (c >= 0x20 && c != 0x7f))
+			k |= C_VALUE;
+		if (c > 0x20 && c != 0x7f)
+			k |= C_TARGET;
+		if (alnum || (c != 0 && strchr("-._~!$&'()*+,;=:[]%", c) != NULL))
+			k |= C_HOST;
+		classes[c] = k;
+	}
+	classes[0] |= 0x80; /* built */
+}
+
 static int is_tchar(unsigned char c)
 {
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-		return 1;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* A byte of a field value: VCHAR, obs-text, SP or HTAB. NUL, CR, LF and other controls are not. */
-static int is_value_char(unsigned char c)
-{
-	return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-/* A byte of a Host value (RFC 3986 host and port: reg-name, IP-literal, pct-encoded). */
-static int is_host_char(unsigned char c)
-{
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-		return 1;
-	return c != '\0' && strchr("-._~!$&'()*+,;=:[]%", c) != NULL;
+	return classes[c] & C_TCHAR;
 }
 
 static int hex_value(unsigned char c)
@@ -102,6 +114,8 @@ static void add_digit(uint64_t *n, unsigned base, unsigned digit)
 
 void http_framing_init(http_framing_t *f, size_t unit_max)
 {
+	if (classes[0] == 0)
+		build_classes();
 	memset(f, 0, sizeof(*f));
 	f->state = ST_START;
 	f->unit_max = unit_max;
@@ -201,7 +215,7 @@ static int name_byte(http_framing_t *f, unsigned char c)
 	if (c == ':') {
 		f->field = FIELD_OTHER;
 		for (int k = 0; k < FIELD_COUNT; k++) {
-			if ((f->match & (1u << k)) && strlen(FIELD_NAMES[k]) == f->pos)
+			if ((f->match & (1u << k)) && FIELD_LENGTHS[k] == f->pos)
 				f->field = (uint8_t)(k + 1);
 		}
 		return begin_value(f);
@@ -210,8 +224,8 @@ static int name_byte(http_framing_t *f, unsigned char c)
 		return refuse(f, "whitespace between a field name and its colon");
 	if (!is_tchar(c))
 		return refuse(f, "a field name that is not a token");
-	for (int k = 0; k < FIELD_COUNT; k++) {
-		if (f->pos >= strlen(FIELD_NAMES[k]) || FIELD_NAMES[k][f->pos] != (char)lower(c))
+	for (int k = 0; f->match != 0 && k < FIELD_COUNT; k++) {
+		if (f->pos >= FIELD_LENGTHS[k] || FIELD_NAMES[k][f->pos] != (char)lower(c))
 			f->match &= (uint8_t)~(1u << k);
 	}
 	if (f->pos < UINT8_MAX)
@@ -256,7 +270,7 @@ static int framing_value_byte(http_framing_t *f, unsigned char c)
 		f->pos++;
 		return 0;
 	default:
-		return is_host_char(c) ? 0 : refuse(f, "a byte not allowed in Host");
+		return (classes[c] & C_HOST) ? 0 : refuse(f, "a byte not allowed in Host");
 	}
 }
 
@@ -266,7 +280,7 @@ static int value_byte(http_framing_t *f, unsigned char c)
 		f->state = ST_FIELD_LF;
 		return 0;
 	}
-	if (!is_value_char(c))
+	if (!(classes[c] & C_VALUE))
 		return refuse(f, c == '\n' ? "a line ending in a bare LF" : "a control byte in a field value");
 	if (f->field == FIELD_OTHER)
 		return 0;
@@ -428,6 +442,29 @@ static size_t skip_body(http_framing_t *f, size_t i, size_t len)
 	return i + (size_t)take;
 }
 
+/*
+ * The bytes most of a head is made of (the target, the values of fields
+ * that do not frame) need no state: they are skipped in a tight loop up to
+ * the next byte step() must see. Returns the new i, or len.
+ */
+static size_t skip_plain(http_framing_t *f, const unsigned char *p, size_t i, size_t len)
+{
+	size_t j = i;
+
+	if (f->state == ST_TARGET) {
+		while (j < len && (classes[p[j]] & C_TARGET))
+			j++;
+	} else if (f->state == ST_VALUE && f->field == FIELD_OTHER) {
+		while (j < len && (classes[p[j]] & C_VALUE))
+			j++;
+	} else if (f->state == ST_NAME && f->match == 0) {
+		while (j < len && (classes[p[j]] & C_TCHAR))
+			j++; /* no candidate left: pos no longer matters */
+	}
+	f->unit_len += j - i;
+	return j;
+}
+
 size_t http_framing_feed(http_framing_t *f, const unsigned char *p, size_t len)
 {
 	size_t i = 0;
@@ -441,6 +478,15 @@ size_t http_framing_feed(http_framing_t *f, const unsigned char *p, size_t len)
 			i = skip_body(f, i, len);
 			continue;
 		}
+		i = skip_plain(f, p, i, len);
+		if (f->unit_len > f->unit_max) {
+			i -= f->unit_len - f->unit_max; /* the first byte past the bound is the refused one */
+			f->unit_len = f->unit_max;
+			refuse(f, "a request head or a chunk-size line too long");
+			return i;
+		}
+		if (i == len)
+			break;
 		rc = step(f, p[i]);
 		if (rc < 0)
 			return i;
