@@ -116,7 +116,8 @@ static void rewrite(struct evbuffer *buf, http_errpage_t *w)
 	}
 	name = error_name(code, &message);
 	if (w->refusal != NULL)
-		snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s: %s\"}", name, message, w->refusal);
+		snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s: %s\"}", name, message,
+		         w->refusal);
 	else
 		snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", name, message);
 	w->refusal = NULL;

@@ -5,27 +5,27 @@
 #include <string.h>
 
 enum {
-	ST_START,         /* before a request line */
-	ST_METHOD,        /* in the method */
-	ST_TARGET_FIRST,  /* after the method's SP */
-	ST_TARGET,        /* in the request target */
-	ST_VERSION,       /* in "HTTP/1.x" */
-	ST_LINE_CR,       /* after the version: CR */
-	ST_LINE_LF,       /* after the request line's CR */
-	ST_FIELD_START,   /* at the start of a field line, or of the head's last CRLF */
-	ST_NAME,          /* in a field name */
-	ST_VALUE,         /* after the colon, up to the CR */
-	ST_FIELD_LF,      /* after a field line's CR */
-	ST_HEAD_LF,       /* after the head's last CR */
-	ST_BODY,          /* in a Content-Length body */
-	ST_CHUNK_FIRST,   /* at the start of a chunk-size line */
-	ST_CHUNK_SIZE,    /* in a chunk size */
-	ST_CHUNK_LF,      /* after a chunk-size line's CR */
-	ST_CHUNK_DATA,    /* in chunk data */
-	ST_DATA_CR,       /* after chunk data: CR */
-	ST_DATA_LF,       /* after chunk data: LF */
-	ST_LAST_CR,       /* after the last chunk ("0"): the CR of an empty trailer section */
-	ST_LAST_LF,       /* and its LF */
+	ST_START,        /* before a request line */
+	ST_METHOD,       /* in the method */
+	ST_TARGET_FIRST, /* after the method's SP */
+	ST_TARGET,       /* in the request target */
+	ST_VERSION,      /* in "HTTP/1.x" */
+	ST_LINE_CR,      /* after the version: CR */
+	ST_LINE_LF,      /* after the request line's CR */
+	ST_FIELD_START,  /* at the start of a field line, or of the head's last CRLF */
+	ST_NAME,         /* in a field name */
+	ST_VALUE,        /* after the colon, up to the CR */
+	ST_FIELD_LF,     /* after a field line's CR */
+	ST_HEAD_LF,      /* after the head's last CR */
+	ST_BODY,         /* in a Content-Length body */
+	ST_CHUNK_FIRST,  /* at the start of a chunk-size line */
+	ST_CHUNK_SIZE,   /* in a chunk size */
+	ST_CHUNK_LF,     /* after a chunk-size line's CR */
+	ST_CHUNK_DATA,   /* in chunk data */
+	ST_DATA_CR,      /* after chunk data: CR */
+	ST_DATA_LF,      /* after chunk data: LF */
+	ST_LAST_CR,      /* after the last chunk ("0"): the CR of an empty trailer section */
+	ST_LAST_LF,      /* and its LF */
 	ST_REFUSED,
 };
 
@@ -158,7 +158,8 @@ static int method_byte(http_framing_t *f, unsigned char c)
 	if (c == ' ') {
 		classify_method(f);
 		if (f->method == METHOD_CONNECT)
-			return refuse(f, "CONNECT (no tunnels here; libevent would answer it without a length)");
+			return refuse(f,
+			              "CONNECT (no tunnels here; libevent would answer it without a length)");
 		f->state = ST_TARGET_FIRST;
 		return 0;
 	}
@@ -226,7 +227,7 @@ static int name_byte(http_framing_t *f, unsigned char c)
 		return refuse(f, "a field name that is not a token");
 	for (int k = 0; f->match != 0 && k < FIELD_COUNT; k++) {
 		if (f->pos >= FIELD_LENGTHS[k] || FIELD_NAMES[k][f->pos] != (char)lower(c))
-			f->match &= (uint8_t)~(1u << k);
+			f->match &= (uint8_t) ~(1u << k);
 	}
 	if (f->pos < UINT8_MAX)
 		f->pos++;
@@ -237,8 +238,8 @@ static int name_byte(http_framing_t *f, unsigned char c)
 static int begin_value(http_framing_t *f)
 {
 	static const uint8_t flag[] = {0, FR_CL, FR_TE, FR_HOST};
-	static const char *const twice[] = {NULL, "Content-Length given twice", "Transfer-Encoding given twice",
-	                                    "Host given twice"};
+	static const char *const twice[] = {NULL, "Content-Length given twice",
+	                                    "Transfer-Encoding given twice", "Host given twice"};
 
 	if (f->field != FIELD_OTHER && (f->flags & flag[f->field]))
 		return refuse(f, twice[f->field]);
@@ -281,7 +282,8 @@ static int value_byte(http_framing_t *f, unsigned char c)
 		return 0;
 	}
 	if (!(classes[c] & C_VALUE))
-		return refuse(f, c == '\n' ? "a line ending in a bare LF" : "a control byte in a field value");
+		return refuse(f,
+		              c == '\n' ? "a line ending in a bare LF" : "a control byte in a field value");
 	if (f->field == FIELD_OTHER)
 		return 0;
 	if (c == ' ' || c == '\t') {
@@ -423,9 +425,11 @@ static int step(http_framing_t *f, unsigned char c)
 	case ST_DATA_LF:
 		return expect(f, c, '\n', ST_CHUNK_FIRST, "chunk data not followed by CRLF");
 	case ST_LAST_CR:
-		return expect(f, c, '\r', ST_LAST_LF, "trailer fields (libevent would add them to the headers)");
+		return expect(f, c, '\r', ST_LAST_LF,
+		              "trailer fields (libevent would add them to the headers)");
 	case ST_LAST_LF:
-		return expect(f, c, '\n', ST_START, "a bare CR") == 0 ? UNIT_DONE : -1; /* the request is whole */
+		return expect(f, c, '\n', ST_START, "a bare CR") == 0 ? UNIT_DONE
+		                                                      : -1; /* the request is whole */
 	default:
 		return refuse(f, f->error != NULL ? f->error : "an earlier error");
 	}

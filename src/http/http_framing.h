@@ -23,14 +23,14 @@
  */
 typedef struct {
 	uint8_t state;
-	uint8_t flags;     /* of the request being read (FR_* in http_framing.c) */
-	uint8_t method;    /* what libevent does with its body (METHOD_* in http_framing.c) */
-	uint8_t field;     /* the field being read, if one that frames (FIELD_*) */
-	uint8_t match;     /* candidate field names still matching (a bit each), then value state */
-	uint8_t pos;       /* index into the method, the version or a field name/value being matched */
-	char name[8];      /* the method, while it is short enough to be one libevent knows */
-	uint64_t number;   /* Content-Length or chunk size being read; saturates */
-	uint64_t length;   /* the request's Content-Length */
+	uint8_t flags;      /* of the request being read (FR_* in http_framing.c) */
+	uint8_t method;     /* what libevent does with its body (METHOD_* in http_framing.c) */
+	uint8_t field;      /* the field being read, if one that frames (FIELD_*) */
+	uint8_t match;      /* candidate field names still matching (a bit each), then value state */
+	uint8_t pos;        /* index into the method, the version or a field name/value being matched */
+	char name[8];       /* the method, while it is short enough to be one libevent knows */
+	uint64_t number;    /* Content-Length or chunk size being read; saturates */
+	uint64_t length;    /* the request's Content-Length */
 	uint64_t remaining; /* body or chunk-data bytes still to skip */
 	size_t unit_len;    /* bytes of the current unit so far (0 between units) */
 	size_t unit_max;    /* a unit longer than this is refused */

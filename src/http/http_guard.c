@@ -25,11 +25,11 @@ typedef struct guard_conn {
 	struct http_guard *g;
 	struct bufferevent *bev; /* while fresh: accepted, not yet known as a connection */
 	struct evhttp_connection *conn;
-	int64_t idle_since;                /* clock_mono_ms() when it last started waiting for a request */
-	int busy;                          /* a handler holds its request */
-	int active;                        /* it carried a request since the last sweep */
-	http_errpage_t page;               /* libevent's own error pages become JSON (http_errpage.c) */
-	struct evbuffer_cb_entry *page_cb; /* on the bufferevent's output, or NULL */
+	int64_t idle_since;                 /* clock_mono_ms() when it last started waiting for a request */
+	int busy;                           /* a handler holds its request */
+	int active;                         /* it carried a request since the last sweep */
+	http_errpage_t page;                /* libevent's own error pages become JSON (http_errpage.c) */
+	struct evbuffer_cb_entry *page_cb;  /* on the bufferevent's output, or NULL */
 	http_strict_t strict;               /* the framing of what the client sends */
 	struct evbuffer_cb_entry *input_cb; /* on the bufferevent's input, or NULL */
 	complete_fn chained; /* the request's own on-complete callback (metrics), called first */
@@ -340,7 +340,8 @@ http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64
 	g->setup_ev = event_new(base, -1, 0, setup_fresh, g);
 	g->sweep_ev = event_new(base, -1, EV_PERSIST, sweep, g);
 	g->scratch = evbuffer_new();
-	if (g->setup_ev == NULL || g->sweep_ev == NULL || g->scratch == NULL || event_add(g->sweep_ev, &tick) != 0) {
+	if (g->setup_ev == NULL || g->sweep_ev == NULL || g->scratch == NULL ||
+	    event_add(g->sweep_ev, &tick) != 0) {
 		http_guard_free(g);
 		return NULL;
 	}

@@ -139,7 +139,8 @@ void http_strict_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *i
 	else
 		rc = scan_in_place(s, buf, at);
 	if (rc != 0) {
-		/* Out of memory: nothing more reaches evhttp, and the guard's deadline ends the connection. */
+		/* Out of memory: nothing more reaches evhttp, and the guard's deadline ends the connection.
+		 */
 		log_warn("cannot check a request's framing; dropping the connection's input");
 		s->refused = 1;
 		if (evbuffer_drain(buf, evbuffer_get_length(buf)) != 0)

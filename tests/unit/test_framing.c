@@ -46,7 +46,8 @@ static const framing_case_t CASES[] = {
     {"HTTP/1.10", "GET / HTTP/1.10\r\nHost: x\r\n\r\n", 0, "version", 0},
     {"http/1.1", "GET / http/1.1\r\nHost: x\r\n\r\n", 0, "version", 0},
     {"HEAD with a body", "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 0, "body", 0},
-    {"an unknown method with a body", "FOO / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 0, "body", 0},
+    {"an unknown method with a body", "FOO / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 0, "body",
+     0},
     {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 0, "folding", 0},
     {"a bare LF", "GET / HTTP/1.1\nHost: x\n\n", 0, "version", 0},
     {"a bare LF after a field", "GET / HTTP/1.1\r\nHost: x\n\n", 0, "LF", 0},
@@ -87,12 +88,13 @@ static void check_case(const framing_case_t *c)
 
 	if (c->error == NULL) {
 		ok(at == len && whole.error == NULL, "%s: accepted", c->label);
-		is_int((long long)http_framing_pending(&whole), (long long)c->cut, "%s: bytes pending", c->label);
+		is_int((long long)http_framing_pending(&whole), (long long)c->cut, "%s: bytes pending",
+		       c->label);
 	} else {
 		ok(whole.error != NULL && strstr(whole.error, c->error) != NULL, "%s: refused (%s)", c->label,
 		   whole.error != NULL ? whole.error : "accepted");
-		is_int((long long)(at - whole.unit_len), (long long)c->cut, "%s: the refused unit begins there",
-		       c->label);
+		is_int((long long)(at - whole.unit_len), (long long)c->cut,
+		       "%s: the refused unit begins there", c->label);
 	}
 	ok(at1 == at && bytes.unit_len == whole.unit_len && bytes.error == whole.error,
 	   "%s: the same byte by byte", c->label);
@@ -102,7 +104,8 @@ static void test_saturation(void)
 {
 	http_framing_t f;
 	const char *huge = POST "Content-Length: 99999999999999999999999999999\r\n\r\nabc";
-	const char *chunk = POST "Transfer-Encoding: chunked\r\n\r\n0000000000000000000000000000003\r\nabc\r\n0\r\n\r\n";
+	const char *chunk =
+	    POST "Transfer-Encoding: chunked\r\n\r\n0000000000000000000000000000003\r\nabc\r\n0\r\n\r\n";
 
 	is_int((long long)feed_in_steps(&f, huge, strlen(huge), 7), (long long)strlen(huge),
 	       "a Content-Length past 2^64 is a body without end, as libevent's 413 ends it");
@@ -122,7 +125,8 @@ static void test_head_max(void)
 	is_int((long long)http_framing_feed(&f, (const unsigned char *)raw, sizeof(raw)), 200,
 	       "a head longer than unit_max is refused at its first byte past it");
 	ok(f.error != NULL && f.unit_len == 200, "with the whole head as the refused unit");
-	is_int((long long)http_framing_feed(&f, (const unsigned char *)"GET", 3), 0, "and nothing is read after");
+	is_int((long long)http_framing_feed(&f, (const unsigned char *)"GET", 3), 0,
+	       "and nothing is read after");
 }
 
 int main(void)
