@@ -103,15 +103,24 @@ static int replace_answer(struct evbuffer *buf, size_t at, const char *line, con
 
 static void rewrite(struct evbuffer *buf, http_errpage_t *w)
 {
-	char line[STATUS_LINE_MAX], body[160];
+	char line[STATUS_LINE_MAX], body[256];
 	const char *message, *name;
 	int code;
 
 	if (status_line(buf, w->head_at, line, sizeof(line)) != 0 ||
 	    sscanf(line, "HTTP/1.%*d %d", &code) != 1)
 		return; /* not the head we took it for: left as it is */
+	if (w->refusal != NULL) {
+		code = 400;
+		snprintf(line, sizeof(line), "HTTP/1.1 400 Bad Request");
+	}
 	name = error_name(code, &message);
-	snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", name, message);
+	if (w->refusal != NULL)
+		snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s: %s\"}", name, message,
+		         w->refusal);
+	else
+		snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", name, message);
+	w->refusal = NULL;
 	w->rewriting = 1;
 	/*
 	 * The socket bufferevent keeps its output's start frozen except while it

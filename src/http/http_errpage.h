@@ -20,6 +20,13 @@ typedef struct {
 	size_t head_at; /* where the last status line added begins */
 	int have_head;  /* head_at belongs to the answer being written */
 	int rewriting;  /* our own changes to the buffer are not looked at */
+	/*
+	 * Set by http_strict.c when it refused a request's framing: the next
+	 * page is the answer to its poison, whatever status libevent gave it
+	 * (413 for a chunk-size line), and becomes 400 BAD_REQUEST with this
+	 * reason in the message.
+	 */
+	const char *refusal;
 } http_errpage_t;
 
 /* An evbuffer_cb_func for the output buffer of a connection's bufferevent; arg is its http_errpage_t. */

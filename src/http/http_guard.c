@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* http_guard.c: a whole-request deadline on every HTTP connection, so slow and partial requests end. */
+/*
+ * http_guard.c: a whole-request deadline on every HTTP connection, so slow and partial requests end,
+ * and strict RFC 9112 framing on its raw input (http_strict.c), installed at accept.
+ */
 #include "http/http_guard.h"
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/ptrset.h"
+#include "http/http_api.h"
 #include "http/http_errpage.h"
+#include "http/http_strict.h"
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
@@ -20,11 +25,13 @@ typedef struct guard_conn {
 	struct http_guard *g;
 	struct bufferevent *bev; /* while fresh: accepted, not yet known as a connection */
 	struct evhttp_connection *conn;
-	int64_t idle_since;                /* clock_mono_ms() when it last started waiting for a request */
-	int busy;                          /* a handler holds its request */
-	int active;                        /* it carried a request since the last sweep */
-	http_errpage_t page;               /* libevent's own error pages become JSON (http_errpage.c) */
-	struct evbuffer_cb_entry *page_cb; /* on the bufferevent's output, or NULL */
+	int64_t idle_since;                 /* clock_mono_ms() when it last started waiting for a request */
+	int busy;                           /* a handler holds its request */
+	int active;                         /* it carried a request since the last sweep */
+	http_errpage_t page;                /* libevent's own error pages become JSON (http_errpage.c) */
+	struct evbuffer_cb_entry *page_cb;  /* on the bufferevent's output, or NULL */
+	http_strict_t strict;               /* the framing of what the client sends */
+	struct evbuffer_cb_entry *input_cb; /* on the bufferevent's input, or NULL */
 	complete_fn chained; /* the request's own on-complete callback (metrics), called first */
 	void *chained_arg;
 	struct guard_conn *prev, *next;
@@ -43,6 +50,7 @@ struct http_guard {
 	size_t capacity;    /* a power of two, or 0 */
 	guard_conn_t *closing;
 	struct event *setup_ev, *sweep_ev;
+	struct evbuffer *scratch; /* shared by the connections' http_strict_t, empty between callbacks */
 };
 
 /* ---- the map: connection -> entry ---- */
@@ -116,11 +124,16 @@ static void map_remove(http_guard_t *g, const guard_conn_t *t)
 
 /* ---- entries ---- */
 
+/* Before t is freed: its bufferevent may outlive it. */
 static void unwatch_page(guard_conn_t *t, struct bufferevent *bev)
 {
 	if (t->page_cb != NULL && evbuffer_remove_cb_entry(bufferevent_get_output(bev), t->page_cb) != 0)
 		log_warn("cannot stop watching a connection's output");
 	t->page_cb = NULL;
+	if (t->input_cb != NULL && evbuffer_remove_cb_entry(bufferevent_get_input(bev), t->input_cb) != 0)
+		log_warn("cannot stop watching a connection's input");
+	t->input_cb = NULL;
+	http_strict_fini(&t->strict);
 }
 
 /* Accepted and not yet closed, whether or not a request came: what http.max_connections bounds. */
@@ -214,6 +227,11 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	bufferevent_incref(bev);
 	t->bev = bev;
 	t->page_cb = evbuffer_add_cb(bufferevent_get_output(bev), http_errpage_on_output, &t->page);
+	/* Before the first read, so evhttp never sees a byte it did not judge (see http_strict.h). */
+	http_strict_init(&t->strict, g->scratch, &t->page, HTTP_HARD_CAP_SLACK);
+	t->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), http_strict_on_input, &t->strict);
+	if (t->input_cb == NULL)
+		log_warn("out of memory: a connection's framing goes unchecked");
 	t->next = g->fresh;
 	g->fresh = t;
 	g->fresh_count++;
@@ -321,7 +339,9 @@ http_guard_t *http_guard_new(struct event_base *base, struct evhttp *http, int64
 	g->arg = arg;
 	g->setup_ev = event_new(base, -1, 0, setup_fresh, g);
 	g->sweep_ev = event_new(base, -1, EV_PERSIST, sweep, g);
-	if (g->setup_ev == NULL || g->sweep_ev == NULL || event_add(g->sweep_ev, &tick) != 0) {
+	g->scratch = evbuffer_new();
+	if (g->setup_ev == NULL || g->sweep_ev == NULL || g->scratch == NULL ||
+	    event_add(g->sweep_ev, &tick) != 0) {
 		http_guard_free(g);
 		return NULL;
 	}
@@ -344,12 +364,15 @@ void http_guard_free(http_guard_t *g)
 	setup_fresh(-1, 0, g); /* drops the references still held */
 	while ((t = g->conns) != NULL) {
 		g->conns = t->next;
+		http_strict_fini(&t->strict);
 		free(t);
 	}
 	if (g->setup_ev != NULL)
 		event_free(g->setup_ev);
 	if (g->sweep_ev != NULL)
 		event_free(g->sweep_ev);
+	if (g->scratch != NULL)
+		evbuffer_free(g->scratch);
 	free(g->map);
 	free(g);
 }

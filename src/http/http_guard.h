@@ -13,6 +13,10 @@
  * connection timeout_ms to deliver a whole request, counted from its accept
  * or from the last answer it was sent; while a handler holds a request
  * (an SSE stream for as long as it lasts) the clock stands still.
+ *
+ * At accept it also installs, on the connection's bufferevent, the JSON
+ * rewrite of libevent's error pages (http_errpage.h) and the strict RFC 9112
+ * framing check of the raw input (http_strict.h).
  */
 typedef struct http_guard http_guard_t;
 
