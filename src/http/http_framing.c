@@ -2,6 +2,8 @@
 /* http_framing.c: a strict RFC 9112 reader of request framing, fed the raw bytes of one connection. */
 #include "http/http_framing.h"
 
+#include "core/hex.h"
+
 #include <string.h>
 
 enum {
@@ -82,17 +84,6 @@ static void build_classes(void)
 static int is_tchar(unsigned char c)
 {
 	return classes[c] & C_TCHAR;
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static unsigned char lower(unsigned char c)
@@ -348,7 +339,7 @@ static int end_head(http_framing_t *f)
 
 static int chunk_size_byte(http_framing_t *f, unsigned char c)
 {
-	int v = hex_value(c);
+	int v = hex_digit(c);
 
 	if (v >= 0) {
 		if (f->state == ST_CHUNK_FIRST)

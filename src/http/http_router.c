@@ -2,6 +2,7 @@
 /* http_router.c: maps a method and path to a route with validated ids; pure, so it can be fuzzed. */
 #include "http/http_router.h"
 
+#include "core/hex.h"
 #include "core/ids.h"
 
 #include <ctype.h>
@@ -220,17 +221,6 @@ int http_router_user_id(const char *query_value, const char *body, size_t body_l
 	}
 	*user_id = query_value != NULL ? from_query : from_body;
 	return 0;
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Percent-decodes len bytes into a new string; -1 for "%4", "%zz", "%00" or no memory. */

@@ -29,6 +29,7 @@ import time
 
 import harness
 import servers
+from procs import read_text
 from tap import Tap
 
 SRC = harness.SRCDIR
@@ -218,11 +219,7 @@ class Container:
         return None
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def run(self, *argv, timeout=120, input=None):
         """argv inside the container (all its namespaces, a clean environment): (rc, stdout, stderr)."""

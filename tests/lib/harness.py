@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 
-from procs import free_port, pid_alive, proc_children, wait_for  # noqa: F401  (re-exported to the tests)
+from procs import free_port, pid_alive, proc_children, read_text, wait_for  # noqa: F401  (re-exported to the tests)
 
 BIN = os.environ.get("COUPONSD_BIN", "src/couponsd")
 SRCDIR = os.environ.get("COUPONSD_SRCDIR", ".")
@@ -242,11 +242,7 @@ class Daemon:
         return self.titled("couponsd: embedded kafka")
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def stderr_text(self):
         try:

@@ -13,6 +13,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_text(path):
+    """A log file's text, "" while it does not exist (yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def wait_for(cond, timeout, step=0.05):
     """cond()'s first true value within timeout seconds, or its last value."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from procs import free_port, pid_alive as _alive, wait_for as _wait_for  # noqa: F401  (free_port: for callers)
+from procs import free_port, pid_alive as _alive, read_text, wait_for as _wait_for  # noqa: F401  (free_port: for callers)
 
 PG_BIN = os.environ.get("COUPONSD_PG_BIN", "/usr/lib/postgresql/15/bin")
 REDIS_SERVER = os.environ.get("COUPONSD_REDIS_SERVER", "redis-server")
@@ -108,11 +108,7 @@ class _Server:
             os.kill(self.proc.pid, signal.SIGCONT)
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def close(self):
         """Stops the server and removes its directory (unless kept); safe to call twice."""
