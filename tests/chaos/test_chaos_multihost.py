@@ -116,10 +116,12 @@ def test_rolling_restart(t):
         f.load.wait_until(0.05)
         for d in f.fleet.daemons:
             f.reload(d)
+            f.sleep(1.0)
             f.stop_host(d)
             moved = f.wait_moved(d, 10)
             f.note(f"{d.node}'s partitions {'owned by the other hosts' if moved else 'NOT moved'}")
             f.start_host(d)
+            f.sleep(2.0)  # each host's turn amid the sale, not all at its start
 
     def evidence(s):
         n = s.v.answers.get("503", 0)

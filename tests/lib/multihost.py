@@ -520,6 +520,7 @@ class HostFaults(chaos.Faults):
         n = len(d.notes)
         self.hit(d, "SIGHUP reload", must_move=False)
         d.signal(signal.SIGHUP)
+        self.note(f"{d.node}: SIGHUP sent")
         if d.wait_note("STATUS=reloaded", timeout, n):
             self.note(f"{d.node}: SIGHUP, reloaded")
         else:
@@ -528,6 +529,7 @@ class HostFaults(chaos.Faults):
     def stop_host(self, d, timeout=30):
         self.hit(d, "SIGTERM (stop)")
         d.signal(signal.SIGTERM)
+        self.note(f"{d.node}: SIGTERM sent")
         rc = d.wait_exit(timeout)
         d.stop()
         if rc is None:
