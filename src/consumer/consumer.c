@@ -36,10 +36,11 @@
  *               issue.retry_max: the same batch again, resuming where it stopped
  *   deliver_ev  kafka.produce_timeout + DELIVERY_GRACE_MS after the results
  *               were produced: a stalled delivery becomes an ordinary retry
- *   assign_ev   at start, every ASSIGN_RETRY_MS until it succeeds: read the
- *               committed offset and assign the partition at it
- *   owner_ev    at start, every OWNERSHIP_RETRY_MS for OWNERSHIP_GRACE_MS:
- *               take the partition's ownership lock, or refuse the partition
+ *   assign_ev   on taking ownership, every ASSIGN_RETRY_MS until it succeeds:
+ *               read the committed offset and assign the partition at it
+ *   owner_ev    every daemon.takeover_poll (a back-off while PostgreSQL is
+ *               down): a standby asks for the ownership lock; an owner checks
+ *               that its session still holds it (see "Ownership" below)
  *   prune_ev    every PRUNE_EVERY_MS: delete expired rejected_requests rows
  *   stock check every issue.stock_check_interval, between batches only
  *               (stock_check.c): Redis stock of the partition's coupons
@@ -49,6 +50,17 @@
  * And its state: no batch (batch.count 0); a batch filling (filling); a
  * batch running or waiting for its retry; a batch waiting for its
  * deliveries (delivering). A graceful stop waits only for the last.
+ *
+ * Ownership: the partition is decided by the one session that holds its
+ * advisory lock (store.c), on whichever host. A consumer that cannot take it
+ * stands by (OWN_STANDBY): it is up and healthy for the master, but assigns
+ * nothing in Kafka and touches neither Redis' gate nor any table; it asks
+ * for the lock again every daemon.takeover_poll on the session it keeps.
+ * Once it has the lock (OWN_OWNER) it starts at the committed offset like a
+ * fresh start. An owner whose session is lost takes the lock again before any
+ * write (store_ensure()); if another host has it by then, the batch in
+ * progress is dropped unwritten, the partition unassigned, and the consumer
+ * stands by again.
  */
 
 /* The safety-net poll for when a queue wake-up is missed (librdkafka writes the pipe only on
@@ -60,8 +72,8 @@
 /*
  * A predecessor's PostgreSQL session can outlive its process by a few
  * milliseconds (the server notices the closed socket asynchronously): for
- * this long after start, a taken ownership lock is asked again instead of
- * being refused at once.
+ * this long after start, a taken ownership lock is asked again quietly
+ * before the consumer declares itself a standby (a restart is no takeover).
  */
 #define OWNERSHIP_GRACE_MS 3000
 #define OWNERSHIP_RETRY_MS 200
@@ -72,6 +84,8 @@
 #define ADMISSION_RESYNC_MS 1000
 /* Beyond message.timeout.ms (kafka.produce_timeout), by which librdkafka reports every message. */
 #define DELIVERY_GRACE_MS 1000
+
+typedef enum { OWN_UNKNOWN, OWN_STANDBY, OWN_OWNER } ownership_t;
 
 typedef struct {
 	worker_t *w;
@@ -91,12 +105,16 @@ typedef struct {
 	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
 	int assigned;        /* the partition is assigned (see try_assign()) */
 	int64_t grace_until_ms;
+	ownership_t own;
+	int64_t standby_since_ms; /* when it last started standing by */
+	int64_t owner_poll_ms;    /* the owner check's next interval: takeover_poll, longer while PostgreSQL is down */
 	int64_t resync_at_ms; /* next admission_resync() */
 	int64_t seen_accepted;
 } consumer_t;
 
 static void batch_run(consumer_t *c);
 static void consumer_stop_now(consumer_t *c);
+static void stand_by(consumer_t *c);
 
 static void add_timer(struct event *ev, int64_t ms)
 {
@@ -194,24 +212,11 @@ static void schedule_retry(consumer_t *c)
 	add_timer(c->retry_ev, c->retry_ms);
 }
 
-/* Another session owns the partition: leave, and let the master's back-off be the failover. */
-static void refuse(consumer_t *c)
-{
-	log_error("partition %d of %s is owned by another consumer (another host or process); refusing",
-	          c->partition, c->cfg->kafka_topic);
-	admission_owner(c->w->args.shm, c->partition, 0); /* this host cannot see its progress */
-	if (c->batch.count > 0) {
-		results_abandon(c->results);
-		batch_drop(c);
-	}
-	worker_finish(c->w, 1);
-}
-
-/* The end of one attempt at the batch: done, retried later, or the process leaves. */
+/* The end of one attempt at the batch: done, retried later, stood by, or the process leaves. */
 static void batch_settle(consumer_t *c, batch_rc_t rc)
 {
-	if (rc == BATCH_NOT_OWNER && clock_mono_ms() >= c->grace_until_ms) {
-		refuse(c);
+	if (rc == BATCH_NOT_OWNER && !c->w->stopping) {
+		stand_by(c); /* another host took the partition while our session was lost */
 	} else if (rc != BATCH_DONE && results_fatal(c->results)) {
 		/* Nothing more can be produced: a restarted process gets a new producer and replays the
 		 * batch. */
@@ -319,7 +324,7 @@ static void start_batch(consumer_t *c)
  */
 static void fill_batch(consumer_t *c)
 {
-	if (c->w->stopping || (c->batch.count > 0 && !c->filling))
+	if (c->own != OWN_OWNER || c->w->stopping || (c->batch.count > 0 && !c->filling))
 		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
 	take_messages(c);
 	if (c->batch.count == 0)
@@ -365,6 +370,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
+	if (c->own != OWN_OWNER)
+		return; /* nothing assigned: no progress of ours to report */
 	fill_batch(c);
 	admission_tick(c);
 	if (c->batch.count == 0)
@@ -375,23 +382,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
-	if (c->batch.count > 0 && !c->w->stopping)
+	if (c->own == OWN_OWNER && c->batch.count > 0 && !c->w->stopping)
 		batch_run(c);
-}
-
-/* Start-up: refuse early when another session owns the partition, after a short grace. */
-static void on_owner_check(evutil_socket_t fd, short what, void *arg)
-{
-	consumer_t *c = arg;
-	store_rc_t rc = store_ensure(c->store);
-
-	if (rc == STORE_NOT_OWNER && clock_mono_ms() < c->grace_until_ms)
-		add_timer(c->owner_ev, OWNERSHIP_RETRY_MS);
-	else if (rc == STORE_NOT_OWNER)
-		refuse(c);
-	else if (rc == STORE_OK)
-		admission_owner(c->w->args.shm, c->partition, 1);
-	/* STORE_RETRY: PostgreSQL is down; the first batch connects and takes the lock before any write. */
 }
 
 /* Only on a session that already owns the partition (the store keeps no other): pruning is a write too. */
@@ -484,6 +476,8 @@ static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try agai
 	if (assign_at(c, offset) != 0)
 		return -1;
 	c->assigned = 1;
+	/* Only now: pending figures must start from where this owner starts, not from a stale decided. */
+	admission_owner(c->w->args.shm, c->partition, 1);
 	log_info("assigned %s[%d] at %s%lld (group %s)", c->cfg->kafka_topic, c->partition,
 	         offset >= 0 ? "offset " : "the beginning", offset >= 0 ? (long long)offset : 0LL,
 	         c->cfg->kafka_group_id);
@@ -494,12 +488,150 @@ static void on_assign_retry(evutil_socket_t fd, short what, void *arg)
 {
 	consumer_t *c = arg;
 
-	int rc = try_assign(c, ASSIGN_RETRY_MS);
+	int rc;
 
-	if (rc > 0)
+	if (c->own != OWN_OWNER)
+		return;
+	if ((rc = try_assign(c, ASSIGN_RETRY_MS)) > 0)
 		add_timer(c->assign_ev, ASSIGN_RETRY_MS);
 	else if (rc < 0)
 		worker_finish(c->w, 1);
+}
+
+/* ---- ownership (the overview at the top of this file) ---- */
+
+static void cancel(struct event *ev)
+{
+	if (ev != NULL && event_del(ev) != 0)
+		log_error("cannot cancel a timer");
+}
+
+/*
+ * Ownership lost: the batch in progress is dropped without another write (its
+ * Redis reservations are the new owner's to find, as after a crash), and the
+ * partition unassigned, so that nothing more is fetched. Offsets stored
+ * before are of batches decided while this session owned the partition: a
+ * late commit of them can only make the new owner replay, harmlessly.
+ */
+static void stop_consuming(consumer_t *c)
+{
+	rd_kafka_resp_err_t err;
+
+	cancel(c->retry_ev);
+	cancel(c->deliver_ev);
+	cancel(c->assign_ev);
+	if (c->batch.count > 0) {
+		log_warn("dropping a batch of %d from offset %lld unwritten: the partition is no longer ours",
+		         c->batch.count, (long long)c->batch.items[0].msg->offset);
+		results_abandon(c->results);
+	}
+	batch_drop(c);
+	c->delivering = 0;
+	c->retry_ms = 0;
+	if (c->assigned && (err = rd_kafka_assign(c->rk, NULL)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_error("cannot unassign %s[%d]: %s", c->cfg->kafka_topic, c->partition, rd_kafka_err2str(err));
+	c->assigned = 0;
+	c->next_offset = -1;
+	metrics_set_lag(c->partition, -1);
+}
+
+/* Another session holds the lock: wait for it, quietly (one line now, one at the takeover). */
+static void stand_by(consumer_t *c)
+{
+	char node[STORE_NODE], since[40];
+	int found;
+
+	if (c->own == OWN_STANDBY)
+		return;
+	if (c->own == OWN_OWNER)
+		stop_consuming(c);
+	c->own = OWN_STANDBY;
+	c->standby_since_ms = clock_mono_ms();
+	admission_owner(c->w->args.shm, c->partition, 0); /* this host cannot see the owner's progress */
+	metrics_set_owner(c->partition, 0);
+	found = store_owner_of(c->store, node, sizeof(node), since, sizeof(since));
+	if (found > 0)
+		log_info("standby, owned by node %s since %s", node, since);
+	else
+		log_info("standby, owned by node (unknown: no partition_owners row) since (unknown)");
+}
+
+/* The lock is ours (store_ensure() recorded it in partition_owners): consume from the committed offset. */
+static void own_partition(consumer_t *c)
+{
+	const char *previous = store_previous_owner(c->store);
+
+	if (c->own == OWN_STANDBY) {
+		metrics_takeover(c->partition);
+		log_info("took over from node %s after %lld ms standing by", previous[0] != '\0' ? previous : "(none)",
+		         (long long)(clock_mono_ms() - c->standby_since_ms));
+	}
+	c->own = OWN_OWNER;
+	metrics_set_owner(c->partition, 1);
+	/* A first try now; the event loop takes over (assign_ev) if Kafka does not answer. */
+	switch (try_assign(c, COMMITTED_LOOKUP_MS)) {
+	case 0:
+		break;
+	case 1:
+		add_timer(c->assign_ev, ASSIGN_RETRY_MS);
+		break;
+	default:
+		worker_finish(c->w, 1);
+	}
+}
+
+/* STORE_RETRY: PostgreSQL is down; asked again later, less and less often (each failure is logged). */
+static void owner_backoff(consumer_t *c)
+{
+	int64_t cap = c->cfg->issue_retry_max > c->cfg->daemon_takeover_poll ? c->cfg->issue_retry_max
+	                                                                     : c->cfg->daemon_takeover_poll;
+
+	c->owner_poll_ms = c->owner_poll_ms * 2 < cap ? c->owner_poll_ms * 2 : cap;
+}
+
+/* An owner between batches: if its session is gone, take the lock again now, or stand by. */
+static void check_still_owner(consumer_t *c)
+{
+	store_rc_t rc = STORE_OK;
+
+	store_probe(c->store);
+	if (!store_owned(c->store) && (rc = store_ensure(c->store)) == STORE_NOT_OWNER)
+		stand_by(c);
+	if (rc == STORE_RETRY)
+		owner_backoff(c); /* the batch path keeps trying too, before its next write */
+	else
+		c->owner_poll_ms = c->cfg->daemon_takeover_poll;
+}
+
+/* A consumer without the partition: ask for its lock (quietly during the start-up grace). */
+static void ask_for_ownership(consumer_t *c)
+{
+	store_rc_t rc = store_ensure(c->store);
+
+	if (rc == STORE_RETRY) {
+		owner_backoff(c);
+		return;
+	}
+	c->owner_poll_ms = c->cfg->daemon_takeover_poll;
+	if (rc == STORE_OK)
+		own_partition(c);
+	else if (c->own == OWN_UNKNOWN && clock_mono_ms() < c->grace_until_ms)
+		c->owner_poll_ms = OWNERSHIP_RETRY_MS;
+	else
+		stand_by(c);
+}
+
+static void on_owner_check(evutil_socket_t fd, short what, void *arg)
+{
+	consumer_t *c = arg;
+
+	if (c->w->stopping)
+		return;
+	if (c->own == OWN_OWNER)
+		check_still_owner(c);
+	else
+		ask_for_ownership(c);
+	add_timer(c->owner_ev, c->owner_poll_ms);
 }
 
 static int consumer_create(consumer_t *c)
@@ -515,10 +647,8 @@ static int consumer_create(consumer_t *c)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	if (rd_kafka_poll_set_consumer(c->rk) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return -1;
-	/* A first try now; the event loop takes over (assign_ev) if Kafka does not answer. */
-	return try_assign(c, COMMITTED_LOOKUP_MS) < 0 ? -1 : 0;
+	/* Nothing is assigned until the partition's ownership lock is ours (own_partition()). */
+	return rd_kafka_poll_set_consumer(c->rk) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
 /* The events and timers of the overview at the top of this file. */
@@ -540,8 +670,6 @@ static int events_start(consumer_t *c)
 	    c->owner_ev == NULL || c->prune_ev == NULL || c->linger_ev == NULL || c->deliver_ev == NULL ||
 	    c->assign_ev == NULL)
 		return -1;
-	if (!c->assigned)
-		add_timer(c->assign_ev, ASSIGN_RETRY_MS);
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
 	add_timer(c->prune_ev, PRUNE_EVERY_MS);
 	return 0;
@@ -584,9 +712,11 @@ static void consumer_stop_now(consumer_t *c)
 		results_abandon(c->results);
 		batch_drop(c);
 	}
-	err = rd_kafka_commit(c->rk, NULL, 0);
+	/* A standby has nothing assigned, and so nothing to commit. */
+	err = c->assigned ? rd_kafka_commit(c->rk, NULL, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_error("final offset commit failed: %s", rd_kafka_err2str(err));
+	metrics_set_owner(c->partition, -1);
 	log_stats(c);
 	worker_finish(c->w, 0);
 }
@@ -643,7 +773,7 @@ static int consumer_idle(void *arg)
 {
 	const consumer_t *c = arg;
 
-	return c->batch.count == 0 && !c->w->stopping;
+	return c->own == OWN_OWNER && c->batch.count == 0 && !c->w->stopping;
 }
 
 static int consumer_start(consumer_t *c)
@@ -678,6 +808,7 @@ int consumer_main(worker_t *w)
 	c->partition = w->args.index;
 	c->next_offset = -1;
 	c->seen_accepted = -1;
+	c->owner_poll_ms = c->cfg->daemon_takeover_poll;
 	w->ctx = c;
 	w->on_stop = consumer_on_stop;
 	if (consumer_start(c) == 0)

@@ -121,7 +121,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	/* A batch in flight (or waiting for its retry) may hold reservations: never now. */
 	if (!sc->idle(sc->arg) || clock_mono_ms() < sc->resume_ms)
 		return;
-	/* STORE_NOT_OWNER is left to the batch path and the start-up check, which refuse the partition. */
+	/* STORE_NOT_OWNER is left to the batch path and the owner check, which make the consumer stand by. */
 	note_result(sc, stock_check_run(sc));
 }
 

@@ -66,6 +66,21 @@ static const char prune_sql[] = "DELETE FROM rejected_requests WHERE ctid = ANY 
                                 " rejected_requests WHERE kafka_partition = $1::int AND decided_at < now() -"
                                 " $2::bigint * interval '1 millisecond' LIMIT 10000))";
 
+/*
+ * Right after the lock is taken, in the same session: who owns the partition
+ * now, from when, and who did before (the CTE reads the row as it was).
+ */
+static const char owner_sql[] = "WITH prev AS (SELECT node FROM partition_owners WHERE topic = $1 AND"
+                                " partition = $2::int) INSERT INTO partition_owners (topic, partition, node,"
+                                " since) VALUES ($1, $2::int, $3, clock_timestamp()) ON CONFLICT (topic,"
+                                " partition) DO UPDATE SET node = EXCLUDED.node, since = EXCLUDED.since"
+                                " RETURNING (SELECT node FROM prev)";
+
+/* For a standby's one log line: whom it waits behind. */
+static const char owner_of_sql[] = "SELECT node, to_char(since AT TIME ZONE 'UTC',"
+                                   " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM partition_owners"
+                                   " WHERE topic = $1 AND partition = $2::int";
+
 typedef struct {
 	char *data;
 	size_t len, cap;
@@ -128,6 +143,8 @@ struct store {
 	int partition;
 	int32_t lock_key;
 	PGconn *conn;
+	int owned;                  /* conn holds the partition's ownership lock */
+	char previous[STORE_NODE];  /* partition_owners' node before the last acquisition ("" if none) */
 	int cap;               /* items the arrays below hold */
 	decide_facts_t facts;  /* what the batch's lookups found */
 	decision_t *decisions; /* per item */
@@ -161,11 +178,13 @@ store_t *store_new(const config_t *cfg, int partition)
 	return s;
 }
 
+/* The session, and with it the ownership lock. */
 static void disconnect(store_t *s)
 {
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->conn = NULL;
+	s->owned = 0;
 }
 
 void store_free(store_t *s)
@@ -233,9 +252,10 @@ static int session_setup(store_t *s)
 {
 	const char *names[] = {"couponsd_lock",     "couponsd_existing",  "couponsd_insert",
 	                       "couponsd_update",   "couponsd_reject",    "couponsd_prune",
-	                       "couponsd_rejected", "couponsd_stock_page"};
-	const char *texts[] = {lock_sql,   existing_sql, insert_sql,   update_sql,
-	                       reject_sql, prune_sql,    rejected_sql, stock_page_sql};
+	                       "couponsd_rejected", "couponsd_stock_page", "couponsd_owner",
+	                       "couponsd_owner_of"};
+	const char *texts[] = {lock_sql,     existing_sql,   insert_sql, update_sql,  reject_sql,
+	                       prune_sql,    rejected_sql,   stock_page_sql, owner_sql, owner_of_sql};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
@@ -248,6 +268,25 @@ static int session_setup(store_t *s)
 	return 0;
 }
 
+/* Upserts this node's partition_owners row; 0, or -1 (the caller drops the session, and the lock). */
+static int record_owner(store_t *s)
+{
+	char partition[16];
+	const char *params[] = {s->cfg->kafka_topic, partition, s->cfg->daemon_node};
+	PGresult *res;
+
+	snprintf(partition, sizeof(partition), "%d", s->partition);
+	res = run(s, "partition_owners", PQexecPrepared(s->conn, "couponsd_owner", 3, params, NULL, NULL, 0),
+	          PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	snprintf(s->previous, sizeof(s->previous), "%s",
+	         PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	return 0;
+}
+
+/* Asked again every daemon.takeover_poll by a standby, on the session it keeps: nothing is logged then. */
 static store_rc_t take_lock(store_t *s)
 {
 	char k1[16], k2[16];
@@ -267,48 +306,111 @@ static store_rc_t take_lock(store_t *s)
 	PQclear(res);
 	if (!owned)
 		return STORE_NOT_OWNER;
-	log_info("owning partition %d of %s (advisory lock %d, %d)", s->partition, s->cfg->kafka_topic,
-	         (int)s->lock_key, s->partition);
+	if (record_owner(s) != 0)
+		return STORE_RETRY;
+	s->owned = 1;
+	log_info("owning partition %d of %s (advisory lock %d, %d) as node %s", s->partition,
+	         s->cfg->kafka_topic, (int)s->lock_key, s->partition, s->cfg->daemon_node);
 	return STORE_OK;
+}
+
+/* A new session, migrated and prepared; 0, or -1 (logged). */
+static int session_open(store_t *s)
+{
+	const config_t *cfg = s->cfg;
+	char app[96], err[512];
+
+	snprintf(app, sizeof(app), "couponsd: consumer partition %d, node %s", s->partition, cfg->daemon_node);
+	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout,
+	                             cfg->postgres_dead_session_timeout, app, err, sizeof(err));
+	if (s->conn == NULL) {
+		log_warn("postgresql: %s", err);
+		return -1;
+	}
+	if (set_statement_timeout(s) != 0)
+		return -1;
+	if (cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {
+		log_warn("migrations: %s", err);
+		return -1;
+	}
+	return session_setup(s);
 }
 
 store_rc_t store_ensure(store_t *s)
 {
-	const config_t *cfg = s->cfg;
-	char app[64], err[512];
 	store_rc_t rc;
 
-	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK)
+	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK && s->owned)
 		return STORE_OK;
+	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK) {
+		/* A standby keeps its session and only asks again. */
+		if ((rc = take_lock(s)) == STORE_RETRY)
+			disconnect(s);
+		return rc;
+	}
 	/* The ownership lock died with the old session: nothing is written before it is taken again. */
 	disconnect(s);
-	snprintf(app, sizeof(app), "couponsd: consumer partition %d", s->partition);
-	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout, app, err, sizeof(err));
-	if (s->conn == NULL) {
-		log_warn("postgresql: %s", err);
-		return STORE_RETRY;
-	}
-	if (set_statement_timeout(s) != 0) {
+	if (session_open(s) != 0) {
 		disconnect(s);
 		return STORE_RETRY;
 	}
-	if (cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {
-		log_warn("migrations: %s", err);
-		disconnect(s);
-		return STORE_RETRY;
-	}
-	if (session_setup(s) != 0) {
-		disconnect(s);
-		return STORE_RETRY;
-	}
-	if ((rc = take_lock(s)) != STORE_OK)
+	if ((rc = take_lock(s)) == STORE_RETRY)
 		disconnect(s);
 	return rc;
 }
 
+/*
+ * Reads what the server sent an idle session (libpq's socket never blocks):
+ * a terminated backend's farewell, or the error of a connection that
+ * keepalives or tcp_user_timeout gave up on, is noticed now instead of at
+ * the next batch, so the owner's view (and /metrics) follows the lock.
+ */
+void store_probe(store_t *s)
+{
+	if (s->conn == NULL)
+		return;
+	if (PQconsumeInput(s->conn) == 0 || PQstatus(s->conn) != CONNECTION_OK) {
+		if (s->owned)
+			log_warn("postgresql: the session that owned partition %d is gone: %.*s", s->partition,
+			         (int)strcspn(PQerrorMessage(s->conn), "\n"), PQerrorMessage(s->conn));
+		disconnect(s);
+	}
+}
+
+int store_owned(const store_t *s)
+{
+	return s->owned;
+}
+
+const char *store_previous_owner(const store_t *s)
+{
+	return s->previous;
+}
+
+int store_owner_of(store_t *s, char *node, size_t nodesize, char *since, size_t sincesize)
+{
+	char partition[16];
+	const char *params[] = {s->cfg->kafka_topic, partition};
+	PGresult *res;
+	int found;
+
+	if (s->conn == NULL)
+		return -1;
+	snprintf(partition, sizeof(partition), "%d", s->partition);
+	res = run(s, "partition_owners", PQexecPrepared(s->conn, "couponsd_owner_of", 2, params, NULL, NULL, 0),
+	          PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	found = PQntuples(res) == 1;
+	snprintf(node, nodesize, "%s", found ? PQgetvalue(res, 0, 0) : "");
+	snprintf(since, sincesize, "%s", found ? PQgetvalue(res, 0, 1) : "");
+	PQclear(res);
+	return found;
+}
+
 PGconn *store_session(store_t *s)
 {
-	return s->conn;
+	return s->owned ? s->conn : NULL;
 }
 
 static int grow(void *pp, size_t size, int n)
@@ -666,7 +768,7 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **dec
 {
 	*ncoupons = 0;
 	*decisions = NULL;
-	if (s->conn == NULL || reserve_arrays(s, n) != 0)
+	if (s->conn == NULL || !s->owned || reserve_arrays(s, n) != 0)
 		return STORE_RETRY;
 	if (load_batch(s, items, n) != 0)
 		return abandon(s);
@@ -691,7 +793,7 @@ int store_prune(store_t *s, int *deleted)
 	PGresult *res;
 
 	*deleted = 0;
-	if (s->conn == NULL)
+	if (s->conn == NULL || !s->owned)
 		return -1;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)s->cfg->issue_result_ttl);
@@ -735,7 +837,7 @@ store_rc_t store_stock_page(store_t *s, int64_t *cursor, int limit, store_coupon
 	PGresult *res;
 
 	*n = 0;
-	if (s->conn == NULL)
+	if (s->conn == NULL || !s->owned)
 		return STORE_RETRY;
 	snprintf(after, sizeof(after), "%lld", (long long)*cursor);
 	snprintf(count, sizeof(count), "%d", limit);

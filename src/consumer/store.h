@@ -24,6 +24,9 @@ typedef struct {
 
 typedef struct store store_t;
 
+/* Room for a daemon.node (CONFIG_NODE_MAX) and its NUL. */
+#define STORE_NODE 64
+
 /* The ownership lock key k1 of a topic (k2 is the partition): FNV-1a of the topic name, as int4. */
 int32_t store_lock_key(const char *topic);
 
@@ -33,10 +36,25 @@ void store_free(store_t *s);
 /*
  * Makes sure the session is connected and owns the partition: connects,
  * applies migrations (postgres.auto_migrate), prepares statements and takes
- * pg_try_advisory_lock(k1, partition). Called before every write, so a
+ * pg_try_advisory_lock(k1, partition), then upserts partition_owners (this
+ * node, since now) in the same session. Called before every write, so a
  * session lost to a PostgreSQL restart is replaced and re-locked first.
+ * STORE_NOT_OWNER keeps the session: the next call (a standby's poll) only
+ * asks for the lock again.
  */
 store_rc_t store_ensure(store_t *s);
+
+/* Between batches: drops a session the server ended or the network lost (and with it the ownership). */
+void store_probe(store_t *s);
+
+/* 1 while the session holds the partition's ownership lock. */
+int store_owned(const store_t *s);
+
+/* partition_owners' node before the last acquisition: "" when none (or this node's own row). */
+const char *store_previous_owner(const store_t *s);
+
+/* The owner's node and since (ISO 8601, UTC) from partition_owners: 1, 0 when no row, -1 on failure. */
+int store_owner_of(store_t *s, char *node, size_t nodesize, char *since, size_t sincesize);
 
 /*
  * One transaction for the items that item_for_store() names (in Kafka log

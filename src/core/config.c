@@ -996,9 +996,67 @@ static void check_key_prefix(load_t *ld)
 		          "redis.key_prefix: at most %d bytes (it starts every Redis key)", KEYS_PREFIX_MAX);
 }
 
+/*
+ * The node names this host in partition_owners and in a /metrics label: the
+ * host name unless set, and only characters that need no quoting in either.
+ */
+static void check_node(load_t *ld)
+{
+	int i = usable(ld, "daemon.node");
+	char host[CONFIG_NODE_MAX + 1] = "";
+	char **node = &ld->cfg->daemon_node;
+
+	if (i < 0 || *node == NULL)
+		return;
+	if ((*node)[0] == '\0') {
+		char *copy;
+
+		if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+			snprintf(host, sizeof(host), "localhost");
+		host[CONFIG_NODE_MAX] = '\0';
+		if ((copy = strdup(host)) == NULL) {
+			report_at(ld, key_mark(ld, i), "daemon.node: out of memory");
+			return;
+		}
+		free(*node);
+		*node = copy;
+	}
+	if (strlen(*node) > CONFIG_NODE_MAX)
+		report_at(ld, key_mark(ld, i), "daemon.node: at most %d bytes", CONFIG_NODE_MAX);
+	for (const char *c = *node; *c != '\0'; c++) {
+		if (*c <= ' ' || *c > '~' || *c == '"' || *c == '\\') {
+			report_at(ld, key_mark(ld, i),
+			          "daemon.node: printable ASCII without spaces, quotes or backslashes");
+			return;
+		}
+	}
+}
+
+/*
+ * A consumer blocked on a dead session is freed by tcp_user_timeout
+ * (postgres.dead_session_timeout); the watchdog must not kill it first, or
+ * its successor, blocked the same way, in a loop. Only a value the file
+ * writes is held to it: the 3 s default predates many a short worker_timeout
+ * (tests use 2 s), which postgres.timeout's bound did not meet either.
+ */
+static void check_dead_session(load_t *ld)
+{
+	int dead = usable(ld, "postgres.dead_session_timeout"), worker = usable(ld, "daemon.worker_timeout");
+	char text[32];
+
+	if (dead < 0 || worker < 0 || !ld->cfg->key_set[dead] ||
+	    ld->cfg->postgres_dead_session_timeout < ld->cfg->daemon_worker_timeout)
+		return;
+	config_format_duration(ld->cfg->daemon_worker_timeout, text, sizeof(text));
+	report_at(ld, key_mark(ld, dead),
+	          "postgres.dead_session_timeout: must be less than daemon.worker_timeout (%s)", text);
+}
+
 static void check_config(load_t *ld)
 {
 	check_partitions(ld);
+	check_node(ld);
+	check_dead_session(ld);
 	check_retry(ld);
 	check_topics(ld);
 	check_key_prefix(ld);

@@ -10,6 +10,7 @@
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_PARTITIONS 1024
 #define CONFIG_MAX_PASSTHROUGH 64
+#define CONFIG_NODE_MAX 63 /* bytes of daemon.node */
 #define CONFIG_MAX_KEYS 64 /* room in key_set[]; config_keys.c asserts the table fits */
 
 typedef enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR } log_level_t;
@@ -35,6 +36,8 @@ typedef struct config {
 	char *daemon_control_socket; /* "" = no control socket */
 	int64_t daemon_shutdown_timeout;
 	int64_t daemon_worker_timeout;
+	char *daemon_node; /* "" in the file is resolved to the host name */
+	int64_t daemon_takeover_poll;
 
 	log_level_t log_level;
 	log_format_t log_format;
@@ -74,6 +77,7 @@ typedef struct config {
 	char *postgres_conninfo;
 	int postgres_auto_migrate;
 	int64_t postgres_timeout;
+	int64_t postgres_dead_session_timeout;
 
 	int issue_batch_size;
 	int64_t issue_batch_linger;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -30,6 +31,9 @@ typedef struct {
 typedef struct {
 	int slots;
 	_Atomic int64_t lag[METRICS_PARTITIONS]; /* -1: no consumer here reports this partition */
+	_Atomic int32_t owner[METRICS_PARTITIONS]; /* -1: unknown, 0: standing by, 1: owned here */
+	_Atomic uint64_t takeovers[METRICS_PARTITIONS];
+	char node[METRICS_NODE]; /* written once, before any fork */
 	metrics_slot_t retired;                  /* processes that are gone */
 	metrics_slot_t slot[];
 } metrics_region_t;
@@ -52,8 +56,10 @@ int metrics_create(int slots)
 		return -1;
 	}
 	region->slots = slots;
-	for (int p = 0; p < METRICS_PARTITIONS; p++)
+	for (int p = 0; p < METRICS_PARTITIONS; p++) {
 		atomic_store(&region->lag[p], -1);
+		atomic_store(&region->owner[p], -1);
+	}
 	return 0;
 }
 
@@ -132,6 +138,24 @@ void metrics_request(int route, int status, int64_t micros)
 		s++;
 	atomic_fetch_add_explicit(&mine->requests[route][s], 1, memory_order_relaxed);
 	metrics_observe(H_HTTP_REQUEST, micros);
+}
+
+void metrics_set_node(const char *node)
+{
+	if (region != NULL)
+		snprintf(region->node, sizeof(region->node), "%s", node);
+}
+
+void metrics_set_owner(int partition, int owned)
+{
+	if (region != NULL && partition >= 0 && partition < METRICS_PARTITIONS)
+		atomic_store_explicit(&region->owner[partition], owned < 0 ? -1 : owned > 0, memory_order_relaxed);
+}
+
+void metrics_takeover(int partition)
+{
+	if (region != NULL && partition >= 0 && partition < METRICS_PARTITIONS)
+		atomic_fetch_add_explicit(&region->takeovers[partition], 1, memory_order_relaxed);
 }
 
 void metrics_set_lag(int partition, int64_t lag)
@@ -253,6 +277,32 @@ static int render_lag(struct evbuffer *out)
 	return rc < 0 ? -1 : 0;
 }
 
+/* Which partitions this host decides (1) or stands by for (0), and how often each was taken over here. */
+static int render_owners(struct evbuffer *out)
+{
+	int rc = evbuffer_add_printf(
+	    out, "# HELP couponsd_partition_owner 1 when this host's consumer owns the partition, 0 while it "
+	         "stands by.\n# TYPE couponsd_partition_owner gauge\n");
+
+	for (int p = 0; rc >= 0 && p < METRICS_PARTITIONS; p++) {
+		int32_t owned = atomic_load(&region->owner[p]);
+
+		if (owned >= 0)
+			rc = evbuffer_add_printf(out, "couponsd_partition_owner{partition=\"%d\",node=\"%s\"} %d\n",
+			                         p, region->node, (int)owned);
+	}
+	if (rc >= 0)
+		rc = evbuffer_add_printf(out, "# HELP couponsd_partition_takeovers_total Partitions this host "
+		                              "took over from a standby state.\n# TYPE "
+		                              "couponsd_partition_takeovers_total counter\n");
+	for (int p = 0; rc >= 0 && p < METRICS_PARTITIONS; p++) {
+		if (atomic_load(&region->owner[p]) >= 0)
+			rc = evbuffer_add_printf(out, "couponsd_partition_takeovers_total{partition=\"%d\"} %llu\n",
+			                         p, (unsigned long long)atomic_load(&region->takeovers[p]));
+	}
+	return rc < 0 ? -1 : 0;
+}
+
 static uint64_t total(const metrics_slot_t *t, metric_t m)
 {
 	return atomic_load(&t->counters[m]);
@@ -326,7 +376,7 @@ int metrics_render(struct evbuffer *out)
 	    render_histogram(out, "couponsd_kafka_produce_duration_seconds",
 	                     "Time from produce to delivery report of issue events.", &sum,
 	                     H_KAFKA_PRODUCE) != 0 ||
-	    render_counters(out, &sum) != 0 || render_lag(out) != 0)
+	    render_counters(out, &sum) != 0 || render_lag(out) != 0 || render_owners(out) != 0)
 		return -1;
 	return 0;
 }

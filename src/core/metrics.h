@@ -36,6 +36,8 @@ typedef enum { H_HTTP_REQUEST, H_KAFKA_PRODUCE, H_HISTOGRAMS } histogram_t;
 
 #define METRICS_BUCKETS 14
 #define METRICS_PARTITIONS 1024
+/* Room for daemon.node (CONFIG_NODE_MAX) and its NUL. */
+#define METRICS_NODE 64
 /* The HTTP routes counted, route_id_t's values (http_api.c checks that they agree). */
 #define METRICS_ROUTES 13
 
@@ -61,6 +63,13 @@ void metrics_observe(histogram_t h, int64_t micros);
 /* One HTTP answer: route is a route_id_t (metrics stay free of the HTTP headers). */
 void metrics_request(int route, int status, int64_t micros);
 void metrics_set_lag(int partition, int64_t lag);
+
+/* The master, before any fork: daemon.node, the node label of couponsd_partition_owner. */
+void metrics_set_node(const char *node);
+/* A consumer: owned 1 (it decides the partition), 0 (it stands by for another host's) or -1 (it stopped). */
+void metrics_set_owner(int partition, int owned);
+/* A consumer that stood by took the partition over. */
+void metrics_takeover(int partition);
 
 /* Appends the Prometheus text exposition of the whole daemon. Returns 0 or -1. */
 int metrics_render(struct evbuffer *out);

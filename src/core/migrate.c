@@ -154,7 +154,8 @@ int migrate_apply(PGconn *conn, char *err, size_t errsize)
 int migrate_conninfo(const char *conninfo, char *err, size_t errsize)
 {
 	PGconn *conn =
-	    pg_session_connect(conninfo, MIGRATE_CONNECT_TIMEOUT_MS, "couponsd migrate", err, errsize);
+	    pg_session_connect(conninfo, MIGRATE_CONNECT_TIMEOUT_MS, MIGRATE_CONNECT_TIMEOUT_MS, "couponsd migrate",
+	                       err, errsize);
 	int rc;
 
 	if (conn == NULL)

@@ -34,26 +34,36 @@ static char *operator_options(const char *conninfo)
 	return found;
 }
 
+/* Keepalive timing that notices a silent peer within dead_ms: idle half of it, then 1 s probes. */
+static void keepalive_plan(int64_t dead_ms, long long *idle_s, long long *count)
+{
+	long long dead_s = dead_ms / 1000 > 1 ? dead_ms / 1000 : 1;
+
+	*idle_s = dead_s / 2 > 0 ? dead_s / 2 : 1;
+	*count = dead_s - *idle_s > 0 ? dead_s - *idle_s : 1;
+}
+
 /*
  * A consumer's partition lock lives in its server session. When its host
- * vanishes (a network blip, a dead machine) the server ends that session
+ * vanishes (a network cut, a dead machine) the server ends that session
  * only when TCP says the client is gone, and the server's keepalive defaults
- * (the kernel's: 2 h idle) let a zombie hold the lock for hours, refusing
- * the consumer's own successor. So the server is told to probe like the
- * client does: idle timeout/1000 s, then every 1 s, 3 probes, and to give up
- * on unacknowledged data after timeout_ms. Later -c options win, so the
- * operator's come last.
+ * (the kernel's: 2 h idle) let a zombie hold the lock for hours, keeping the
+ * standby host out. So the server is told to probe like the client does:
+ * half of dead_ms idle, then every second until dead_ms, and to give up on
+ * unacknowledged data after dead_ms (postgres.dead_session_timeout). Later
+ * -c options win, so the operator's come last.
  */
-char *pg_session_options(const char *conninfo, int64_t timeout_ms)
+char *pg_session_options(const char *conninfo, int64_t dead_ms)
 {
-	long long idle_s = timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1;
+	long long idle_s, count;
 	char ours[160], *theirs = operator_options(conninfo), *all;
 	size_t size;
 
+	keepalive_plan(dead_ms, &idle_s, &count);
 	snprintf(ours, sizeof(ours),
-	         "-c tcp_keepalives_idle=%lld -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 "
+	         "-c tcp_keepalives_idle=%lld -c tcp_keepalives_interval=1 -c tcp_keepalives_count=%lld "
 	         "-c tcp_user_timeout=%lld",
-	         idle_s, (long long)timeout_ms);
+	         idle_s, count, (long long)dead_ms);
 	size = strlen(ours) + (theirs != NULL ? strlen(theirs) + 1 : 0) + 1;
 	all = malloc(size);
 	if (all != NULL)
@@ -62,10 +72,10 @@ char *pg_session_options(const char *conninfo, int64_t timeout_ms)
 	return all;
 }
 
-PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, const char *application_name, char *err,
-                           size_t errsize)
+PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, int64_t dead_ms,
+                           const char *application_name, char *err, size_t errsize)
 {
-	char connect_s[24], user_ms[24], idle_s[24], *options = pg_session_options(conninfo, timeout_ms);
+	char connect_s[24], user_ms[24], idle_s[24], count_s[24], *options = pg_session_options(conninfo, dead_ms);
 	/*
 	 * Ours first, then conninfo (expand_dbname): whatever the operator wrote
 	 * wins. `options` comes after it, already merged with the operator's.
@@ -74,16 +84,19 @@ PGconn *pg_session_connect(const char *conninfo, int64_t timeout_ms, const char 
 	    "connect_timeout",  "tcp_user_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
 	    "keepalives_count", "application_name", "dbname",     "options",         NULL};
 	const char *values[] = {connect_s, user_ms,          "1",      idle_s,  "1",
-	                        "3",       application_name, conninfo, options, NULL};
+	                        count_s,   application_name, conninfo, options, NULL};
+	long long idle, count;
 	PGconn *conn;
 
 	if (options == NULL) {
 		snprintf(err, errsize, "out of memory");
 		return NULL;
 	}
+	keepalive_plan(dead_ms, &idle, &count);
 	snprintf(connect_s, sizeof(connect_s), "%lld", (long long)(timeout_ms + 999) / 1000);
-	snprintf(user_ms, sizeof(user_ms), "%lld", (long long)timeout_ms);
-	snprintf(idle_s, sizeof(idle_s), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
+	snprintf(user_ms, sizeof(user_ms), "%lld", (long long)dead_ms);
+	snprintf(idle_s, sizeof(idle_s), "%lld", idle);
+	snprintf(count_s, sizeof(count_s), "%lld", count);
 	conn = PQconnectdbParams(keys, values, 1);
 	free(options);
 	if (conn == NULL) {

@@ -27,7 +27,7 @@ typedef struct {
 enum {
 	SHM_PART_UNKNOWN = 0, /* no consumer here has reported: admission does not limit it */
 	SHM_PART_OWNED = 1,   /* a consumer here owns it (or did, and its successor is on the way) */
-	SHM_PART_FOREIGN = 2, /* the consumer here was refused: another host decides it */
+	SHM_PART_FOREIGN = 2, /* the consumer here stands by: another host decides it */
 };
 
 /*

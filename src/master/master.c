@@ -434,11 +434,13 @@ int master_main(config_t *cfg, const char *config_path)
 	m.base = event_base_new();
 	m.shm = shm_create();
 	/* metrics.enabled needs a restart: the region is sized and mapped once, before the first fork. */
-	if (cfg->metrics_enabled && metrics_create(SHM_SLOTS + 1) == 0)
+	if (cfg->metrics_enabled && metrics_create(SHM_SLOTS + 1) == 0) {
 		metrics_attach(SHM_SLOTS); /* the master's own slot: restarts and reloads */
+		metrics_set_node(cfg->daemon_node); /* daemon.node is restart-only, like the region */
+	}
 	if (m.pid_path != NULL && m.control_path != NULL && m.base != NULL && m.shm != NULL &&
 	    events_setup(&m) == 0 && open_resources(&m) == 0 && start_children(&m) == 0) {
-		log_info("couponsd %s started (config %s)", PACKAGE_VERSION, config_path);
+		log_info("couponsd %s started as node %s (config %s)", PACKAGE_VERSION, cfg->daemon_node, config_path);
 		sdnotify_send("STATUS=starting workers");
 		rc = event_base_dispatch(m.base) < 0 ? 1 : 0;
 		log_info("stopped");

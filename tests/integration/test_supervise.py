@@ -213,14 +213,14 @@ def server_keepalive_left(d, pid):
 def test_consumer_session_keepalives(t):
     """A consumer's partition lock lives in its server session, which PostgreSQL ended only when its own
     keepalive noticed a vanished client: the kernel's defaults, 2 hours, during which a successor was refused
-    the lock. The server must now probe within postgres.timeout (2 s here); the operator's own options in
-    conninfo still apply (and win where they set the same parameter)."""
-    for operator, low, high, what in ((None, 0, 2.5, "postgres.timeout: 2s"),
+    the lock. The server must now probe within postgres.dead_session_timeout (2 s here); the operator's own
+    options in conninfo still apply (and win where they set the same parameter)."""
+    for operator, low, high, what in ((None, 0, 2.5, "postgres.dead_session_timeout: 2s"),
                                       ("-c tcp_keepalives_idle=30", 2.5, 30.5, "the operator's idle of 30 s")):
         d = Daemon(workers=1, partitions=1, postgres=True)
         with d:
             conninfo = d.tree["postgres"]["conninfo"] + (f" options='{operator}'" if operator else "")
-            d.tree["postgres"].update(conninfo=conninfo, timeout="2s")
+            d.tree["postgres"].update(conninfo=conninfo, dead_session_timeout="2s")
             d.write_config()
             d.start()
             pid = d.consumers()["couponsd: consumer partition 0"]

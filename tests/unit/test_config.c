@@ -210,6 +210,9 @@ static const char *const added_keys[] = {
     "postgres.timeout",
     "issue.stock_check_interval",
     "issue.batch_linger",
+    "daemon.node",
+    "daemon.takeover_poll",
+    "postgres.dead_session_timeout",
     NULL,
 };
 
@@ -220,7 +223,8 @@ static const char *const restart_only[] = {
     "kafka.topic",      "kafka.results_topic",
     "kafka.dlq_topic",  "kafka.group_id",
     "kafka.partitions", "redis.key_prefix",
-    "metrics.enabled",  NULL,
+    "metrics.enabled",  "daemon.node",
+    NULL,
 };
 
 static int in_list(const char *const *list, const char *name)
@@ -696,6 +700,29 @@ static void test_cross_key_errors(void)
 	    "t.yaml:2:15: redis.key_prefix: must not contain '{' or '}' (couponsd adds its own hash tag)");
 	config_free(expect_load("issue:\n  retry_initial: 1s\n  retry_max: 1s\n",
 	                        "retry_initial equal to retry_max"));
+	expect_error("daemon:\n  worker_timeout: 5s\npostgres:\n  dead_session_timeout: 5s\n",
+	             "t.yaml:4:25: postgres.dead_session_timeout: must be less than daemon.worker_timeout (5s)");
+	config_free(expect_load("daemon:\n  worker_timeout: 2s\n",
+	                        "a short worker_timeout with the default dead_session_timeout"));
+	expect_error("daemon:\n  node: \"h 1\"\n",
+	             "t.yaml:2:9: daemon.node: printable ASCII without spaces, quotes or backslashes");
+}
+
+/* daemon.node: the host name unless set, as written when set. */
+static void test_node(void)
+{
+	char host[CONFIG_NODE_MAX + 1] = "";
+	config_t *cfg = expect_load("", "no daemon.node");
+
+	if (gethostname(host, sizeof(host)) != 0)
+		host[0] = '\0';
+	host[CONFIG_NODE_MAX] = '\0';
+	is_str(cfg != NULL ? cfg->daemon_node : NULL, host[0] != '\0' ? host : "localhost",
+	       "daemon.node defaults to the host name");
+	config_free(cfg);
+	cfg = expect_load("daemon:\n  node: h1\n", "daemon.node: h1");
+	is_str(cfg != NULL ? cfg->daemon_node : NULL, "h1", "daemon.node as written");
+	config_free(cfg);
 }
 
 /* The longest prefix the loader accepts still fits the longest key; a longer one is refused. */
@@ -1038,6 +1065,7 @@ int main(int argc, char **argv)
 	test_print_keys();
 	test_restart_keys();
 	test_keep_restart_keys();
+	test_node();
 	test_key_prefix_length();
 	test_peek();
 	return done_testing();

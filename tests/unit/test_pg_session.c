@@ -9,7 +9,7 @@
 #include "tap.h"
 
 #define OURS_5S                                                                                              \
-	"-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 "                   \
+	"-c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 "                   \
 	"-c tcp_user_timeout=5000"
 
 static void check(const char *conninfo, long long timeout_ms, const char *want, const char *what)
@@ -20,15 +20,19 @@ static void check(const char *conninfo, long long timeout_ms, const char *want, 
 	free(got);
 }
 
-/* The server learns to drop a vanished client within postgres.timeout plus a few probes. */
+/* The server learns to drop a vanished client within postgres.dead_session_timeout. */
 static void test_derived_from_timeout(void)
 {
 	check("host=db dbname=coupons", 5000, OURS_5S,
-	      "5s: idle 5 s, 1 s apart, 3 probes, 5000 ms user timeout");
+	      "5s: idle 2 s, then 3 probes 1 s apart, 5000 ms user timeout");
+	check("host=db", 3000,
+	      "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=2 "
+	      "-c tcp_user_timeout=3000",
+	      "3s (the default): idle 1 s, then 2 probes: silence noticed within 3 s");
 	check("host=db", 300,
-	      "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 "
+	      "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=1 "
 	      "-c tcp_user_timeout=300",
-	      "under a second: idle at least 1 s");
+	      "under a second: idle at least 1 s, at least 1 probe");
 	check("coupons", 5000, OURS_5S, "a plain database name is no connection string");
 }
 
