@@ -154,7 +154,7 @@ def main():
     finally:
         errors = SITE.down()
         print(f"# teardown{': ' + str(errors) if errors else ' complete'}; the file took "
-              f"{time.monotonic() - began:.0f}s", file=sys.stderr)
+              f"{time.monotonic() - began:.0f}s", flush=True)
     return 0
 
 

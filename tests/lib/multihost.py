@@ -632,9 +632,12 @@ class Scenario:
                f"requests no host was in service for: {self.load.unplaced}")
         if self.load.refused_503:
             t.diag(f"chaos {name}: 503 answers (time sent, host, message): {sorted(self.load.refused_503)[:20]}")
-        if self.load.cut_short:
-            t.diag(f"chaos {name}: connections broken after they were accepted (time sent, host, error): "
-                   f"{sorted(self.load.cut_short)[:20]}")
+        broken = collections.defaultdict(list)
+        for at, node, error in self.load.cut_short:
+            broken[node, error].append(at)
+        for (node, error), ats in sorted(broken.items()):
+            t.diag(f"chaos {name}: {len(ats)} connections to {node} broken after they were accepted ({error}), "
+                   f"sent between {min(ats):.2f}s and {max(ats):.2f}s")
         t.diag(f"chaos {name}: owners at the end: {self.owners_text()}")
 
     def check_hosts(self):
