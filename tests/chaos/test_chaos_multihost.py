@@ -53,8 +53,9 @@ def standby_evidence(s, d, since, what):
     owned = s.owners.owned_by(d.host)
     out.append((not owned, f"{d.node} {what} owns no partition (a standby)", f"owns {owned}"))
     served = [(at, n, st) for at, n, st in s.load.served if n == d.node and at > since]
-    out.append((bool(served), f"{d.node} {what} is in service again: the balancer sent it requests "
-                              f"({len(served)})", f"its answers: {dict(s.load.by_host.get(d.node, {}))}"))
+    back = wait_for(lambda: s.balancer.up.get(d.node), 5, 0.1)
+    out.append((back, f"{d.node} {what} is back in the balancer's rotation (/readyz 200); it answered "
+                      f"{len(served)} requests of the sale after", f"its answers: {dict(s.load.by_host.get(d.node, {}))}"))
     lines = d.metric_lines("couponsd_partition_owner")
     if lines:
         ones = [ln for ln in lines if ln.rstrip().endswith(" 1")]
@@ -104,9 +105,17 @@ def test_link_cut(t):
     def evidence(s):
         d = seen["victim"]
         yield bool(seen["owned"]), f"{d.node} owned partitions {seen['owned']} when its link was cut", s.owners_text()
-        late = writes_by(s.fleet, d.host, seen["at"])
-        yield not late, f"{d.node} wrote no decision after its link was cut (cut for {cut_for:g}s, dead-session " \
-                        f"bound {DEAD_SESSION_BOUND:g}s)", f"{len(late)} rows, e.g. {late[:5]}"
+        after = writes_by(s.fleet, d.host, seen["at"])
+        lost = s.lost_at(d.node, "link cut")
+        late = [w for w in after if w[2] not in lost or w[3] >= lost[w[2]]]
+        s.t.diag(f"chaos host-link-cut: {d.node} lost partitions {sorted(lost)} "
+                 f"{sorted(round(v - seen['at'], 2) for v in lost.values())}s after the cut; it wrote {len(after)} "
+                 f"decisions after the cut (requests already on the wire), the last "
+                 f"{(max(w[3] for w in after) - seen['at']) if after else 0:.3f}s after it")
+        yield not late, f"{d.node} wrote no decision after it lost ownership (link cut for {cut_for:g}s, " \
+                        f"dead-session bound {DEAD_SESSION_BOUND:g}s; a test trigger notes each decision's writer)", \
+            f"{len(late)} rows (table, requestId, partition, time - cut): " \
+            f"{[(tb, r, p, round(at - seen['at'], 3)) for tb, r, p, at in late[:10]]}; lost at {lost}"
         yield from standby_evidence(s, d, seen["restored"], "after its link came back")
     Scenario(t, SITE, "host-link-cut", duration=18.0, allow_errors=True, overrides=overrides()).run(fault, evidence)
 

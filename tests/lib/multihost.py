@@ -27,7 +27,7 @@ import time
 import chaos
 import netns
 import servers
-from harness import Budget, Daemon, http_request, parse_json, run_cli, wait_for
+from harness import Budget, Daemon, http_request, kafka_partition, parse_json, run_cli, wait_for
 
 PARTITIONS = chaos.PARTITIONS
 HTTP_PORT = 8080  # every host has a port space of its own
@@ -191,6 +191,23 @@ class Fleet:
 
     def alive(self):
         return [d for d in self.daemons if d.proc is not None and d.proc.poll() is None]
+
+    def connections(self, d):
+        """{"postgres": n, "redis": n, "kafka": n} of d's established TCP connections, read from its namespace
+        (the sizing figures of docs/operations.md)."""
+        r = subprocess.run(d.netns_host.launcher() + ["ss", "-Htn", "state", "established"], capture_output=True,
+                           text=True, timeout=10)
+        kafka = set(self.kafka_cluster.bootstrap.split(","))
+        out = collections.Counter()
+        for line in r.stdout.splitlines():
+            peer = line.split()[-1] if line.split() else ""
+            if peer == f"{self.pg.host}:{self.pg.port}":
+                out["postgres"] += 1
+            elif peer == f"{self.redis.host}:{self.redis.port}":
+                out["redis"] += 1
+            elif peer in kafka:
+                out["kafka"] += 1
+        return dict(out)
 
     def cleanup(self, keep=None):
         for d in self.daemons:
@@ -449,11 +466,12 @@ class Owners:
 # ---- which session wrote each decision ---------------------------------------------------------------------
 
 WRITERS_SQL = """
-CREATE TABLE test_decision_writers (tbl text, request_id text, addr text, backend int, at timestamptz);
+CREATE TABLE test_decision_writers (tbl text, request_id text, coupon_id bigint, addr text, backend int,
+                                    at timestamptz);
 CREATE FUNCTION test_note_writer() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
-  INSERT INTO test_decision_writers VALUES (TG_TABLE_NAME, NEW.request_id, host(inet_client_addr()),
-                                            pg_backend_pid(), clock_timestamp());
+  INSERT INTO test_decision_writers VALUES (TG_TABLE_NAME, NEW.request_id, NEW.coupon_id,
+                                            host(inet_client_addr()), pg_backend_pid(), clock_timestamp());
   RETURN NULL;
 END $$;
 CREATE TRIGGER test_note_writer AFTER INSERT ON issued_coupons FOR EACH ROW EXECUTE FUNCTION test_note_writer();
@@ -468,9 +486,11 @@ def note_writers(fleet):
 
 
 def writes_by(fleet, addr, after):
-    """Decision rows the session(s) from addr wrote after the Unix time after: [(table, requestId, at)]."""
-    return fleet.sql(f"SELECT tbl, request_id, extract(epoch FROM at) FROM test_decision_writers "
+    """Decision rows the session(s) from addr wrote after the Unix time after: [(table, requestId, partition,
+    Unix time written)]."""
+    rows = fleet.sql(f"SELECT tbl, request_id, coupon_id, extract(epoch FROM at) FROM test_decision_writers "
                      f"WHERE addr = '{addr}' AND at > to_timestamp({after}) ORDER BY at")
+    return [(tbl, rid, kafka_partition(int(c), PARTITIONS), float(at)) for tbl, rid, c, at in rows]
 
 
 # ---- faults on hosts ---------------------------------------------------------------------------------------
@@ -589,6 +609,9 @@ class Scenario:
         t.diag(f"{name}: hosts {', '.join(f'{d.node}={d.host}:{d.port}' for d in fleet.daemons)}; servers on "
                f"{self.site.addr}; all up in {time.monotonic() - began:.1f}s; owners before the sale: "
                f"{self.owners_text()}")
+        for d in fleet.daemons:
+            t.diag(f"{name}: {d.node} ({len(d.http_workers())} http worker, {len(d.consumers())} consumers, owns "
+                   f"{self.owners.owned_by(d.host)}) holds TCP connections {fleet.connections(d)}")
         self.balancer = Balancer(fleet)
         rng = random.Random(f"{chaos.SEED}:{name}")
         self.load = BalancedLoad(self.balancer, coupons, self.users, self.duration, rng)
@@ -654,6 +677,22 @@ class Scenario:
               for d in self.fleet.daemons])
         t.ok(wait_for(self.owners.all_owned, 10), f"{name}: every partition has an owner at the end",
              self.owners_text())
+
+    def lost_at(self, node, what):
+        """{partition: Unix time another session took it} for the partitions node held when the fault what hit
+        it (the new owner's partition_owners.since, else when pg_locks showed it)."""
+        out = {}
+        hits = self.faults.hits
+        for i, (at, n, w, held, _) in enumerate(hits):
+            if n != node or w != what:
+                continue
+            until = hits[i + 1][0] if i + 1 < len(hits) else float("inf")
+            for p, was in held.items():
+                seen, row = self.owners.takeover(p, at, was, until)
+                got = row if self.owners.has_table else seen
+                if got is not None:
+                    out[p] = at + got[0]
+        return out
 
     # ---- takeover figures ----
     def takeovers(self):
