@@ -2,6 +2,9 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # kafka.sh: a real Apache Kafka cluster (KRaft, combined broker+controller nodes) on loopback, for the
 # tests, the benchmark, the demo and a person. Java is only how the tests get a real broker: couponsd is C.
+# KAFKA_HOST=ADDR (default 127.0.0.1) makes `start` listen and advertise on ADDR instead: the multi-host
+# test's brokers sit on a bridge that network namespaces reach (tests/lib/netns.py). Only `start` reads it;
+# the other commands find the address in DIR.
 #
 #   kafka.sh start N DIR [PARTITIONS]  format and start N nodes (1 or 3) in DIR, wait until every node is
 #                                      in the metadata, create couponsd's three topics (PARTITIONS each,
@@ -55,14 +58,16 @@ JAVA_OPTS="-Xms128m -Xmx384m -XX:+UseSerialGC -XX:CICompilerCount=2 -XX:+ExitOnO
 admin() { fetch && java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$(java_cp)" Admin "$@"; }
 
 # ---- one cluster in DIR --------------------------------------------------------------------------------
-free_ports() {
+host=${KAFKA_HOST:-127.0.0.1}
+
+free_ports() { # N: ports free on $host
 	python3 -c '
 import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks:
-    s.bind(("127.0.0.1", 0))
+    s.bind((sys.argv[2], 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
+' "$1" "$host"
 }
 
 node_props() { # DIR I N BROKER_PORT CONTROLLER_PORT VOTERS
@@ -73,8 +78,8 @@ node_props() { # DIR I N BROKER_PORT CONTROLLER_PORT VOTERS
 process.roles=broker,controller
 node.id=$2
 controller.quorum.voters=$6
-listeners=PLAINTEXT://127.0.0.1:$4,CONTROLLER://127.0.0.1:$5
-advertised.listeners=PLAINTEXT://127.0.0.1:$4
+listeners=PLAINTEXT://$host:$4,CONTROLLER://$host:$5
+advertised.listeners=PLAINTEXT://$host:$4
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -133,8 +138,8 @@ start() { # N DIR [PARTITIONS]
 	for p in "$@"; do
 		[ "$i" -gt "$n" ] && break
 		eval "bport=\$$i"; eval "cport=\${$((i + n))}"
-		voters="${voters:+$voters,}$i@127.0.0.1:$cport"
-		bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:$bport"
+		voters="${voters:+$voters,}$i@$host:$cport"
+		bootstrap="${bootstrap:+$bootstrap,}$host:$bport"
 		i=$((i + 1))
 	done
 	i=1

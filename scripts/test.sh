@@ -4,7 +4,8 @@
 # UndefinedBehaviorSanitizer (and the test-only fault switches), runs every unit
 # and integration test against the real daemon on the embedded Kafka, runs the
 # integration and chaos suites again on a real 3-node Apache Kafka cluster
-# (scripts/kafka.sh), then lint, the fuzzers and `make distcheck`.
+# (scripts/kafka.sh), the multi-host chaos (hosts in network namespaces),
+# then lint, the fuzzers and `make distcheck`.
 # The last line is "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +48,12 @@ else
 	echo "FAIL: scripts/kafka.sh start 3 (the real Kafka cluster did not come up)"
 	failed=$((failed + 1))
 fi
+
+# Several hosts, each a network namespace with an address and a couponsd of its own, on one real Kafka cluster:
+# SIGKILL of a host, a host cut off the network, a rolling restart (tests/chaos/test_chaos_multihost.py). The
+# file starts its own 3-node cluster on its bridge's address and removes everything it made, whatever happens.
+make -j1 check-multihost
+tally test-suite-multihost.log $?
 
 # lint: clang-format leaves the sources unchanged and cppcheck finds nothing.
 if make lint >lint.log 2>&1; then

@@ -433,7 +433,7 @@ def answer_kind(status, body):
 def quiesce(t, d, accepted, coupons, budget):
     """Waits for every 202 to be decided and every Kafka event to have a PostgreSQL decision; returns
     (finals, events, issued, rejected)."""
-    finals = wait_all_final(d.port, accepted, timeout=budget.left(90))
+    finals = wait_all_final(d.endpoints(), accepted, timeout=budget.left(90))
     events, starts = kafka_events(d)
     log_rids = {rid for c, _, _, rid, _ in events if c in coupons and rid is not None}
 

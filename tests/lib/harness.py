@@ -65,6 +65,10 @@ class Daemon:
         admin_token sets admin.token. overrides are applied last and win."""
         self.dir = tempfile.mkdtemp(prefix="couponsd-test-")
         os.chmod(self.dir, 0o755)
+        # Where its HTTP side is reached, and what its command line is prefixed with: a multi-host test runs
+        # each daemon in a network namespace of its own, on that namespace's address (tests/lib/netns.py).
+        self.host = "127.0.0.1"
+        self.launcher = []
         self.port = free_port()
         self.config_path = os.path.join(self.dir, "couponsd.yaml")
         self.log_path = os.path.join(self.dir, "couponsd.log")
@@ -148,6 +152,8 @@ class Daemon:
     def start(self, wait=True, timeout=30, env=None):
         """env: variables added to the daemon's environment (as systemd adds WATCHDOG_USEC)."""
         notify_path = os.path.join(self.dir, "notify.sock")
+        if os.path.exists(notify_path):
+            os.unlink(notify_path)  # the socket of this daemon's previous run (a restart)
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_sock.bind(notify_path)
         os.chmod(notify_path, 0o666)  # as systemd's is: a daemon that dropped privileges still notifies
@@ -157,7 +163,7 @@ class Daemon:
         if self.faults:
             env["COUPONSD_FAULTS"] = self.faults
         self.stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.config_path], env=env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*self.launcher, BIN, "-c", self.config_path], env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr, stderr=self.stderr)
         if wait and not self.wait_note("READY=1", timeout):
             raise RuntimeError(f"daemon not ready within {timeout}s:\n{self.log()[-3000:]}")
@@ -222,6 +228,10 @@ class Daemon:
         self.cleanup()
 
     # ---- observation ----
+    def endpoints(self):
+        """[(host, port)] its HTTP API answers on (a fleet of hosts has several: tests/lib/multihost.py)."""
+        return [(self.host, self.port)]
+
     @property
     def pid(self):
         return self.proc.pid
@@ -261,7 +271,7 @@ class Daemon:
         return r.returncode, r.stdout, r.stderr
 
     def get(self, path, timeout=5):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -273,7 +283,7 @@ class Daemon:
     def request(self, method, path, body=None, headers=None, timeout=10, port=None):
         """One request on a fresh connection: (status, body text, headers). body may be a dict/list (sent as
         JSON), str or bytes. The headers are an http.client.HTTPMessage: h.get("location") ignores case."""
-        return http_request(port or self.port, method, path, body, headers, timeout)
+        return http_request(port or self.port, method, path, body, headers, timeout, host=self.host)
 
     def post(self, path, body=None, headers=None, timeout=10):
         return self.request("POST", path, body, headers, timeout)
@@ -315,7 +325,7 @@ class Daemon:
     def sse(self, path, timeout=10, port=None):
         """Reads a Server-Sent Events stream: a list of (event, data) until the server ends the stream.
         The list also has .status, .headers, .comments (comment lines seen) and .ended (False: timed out)."""
-        return sse_read(port or self.port, path, timeout)
+        return sse_read(port or self.port, path, timeout, host=self.host)
 
     def admin_create(self, name, quantity, coupon_id=None, starts_at=None, ends_at=None, token=None, extra=None):
         """POST /api/admin/coupons with the daemon's bearer token (or token): (status, json, headers).
@@ -696,7 +706,7 @@ def issue_pipelined(port, coupon, users, conns=4, depth=1, enough=None):
 
 def wait_all_final(ports, request_ids, timeout=60, threads=16):
     """Polls GET /api/requests/{id} for every id until each is ISSUED or REJECTED, or timeout passes in all.
-    Returns {requestId: last status body (or None)}."""
+    ports: loopback ports, or (host, port) pairs. Returns {requestId: last status body (or None)}."""
     import concurrent.futures
     ports = ports if isinstance(ports, (list, tuple)) else [ports]
     deadline = time.monotonic() + timeout
@@ -705,7 +715,9 @@ def wait_all_final(ports, request_ids, timeout=60, threads=16):
         def one(i_rid):
             i, rid = i_rid
             try:
-                status, text, _ = http_request(ports[i % len(ports)], "GET", f"/api/requests/{rid}", timeout=10)
+                at = ports[i % len(ports)]
+                host, port = at if isinstance(at, tuple) else ("127.0.0.1", at)
+                status, text, _ = http_request(port, "GET", f"/api/requests/{rid}", timeout=10, host=host)
                 return rid, parse_json(text) if status == 200 else None
             except Exception:  # noqa: BLE001
                 return rid, None

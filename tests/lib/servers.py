@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """servers.py: real redis-server and PostgreSQL instances on loopback ports, started and torn down by the tests.
 
-Each server lives in its own scratch directory on a free 127.0.0.1 port and is stopped by the pid this
+Each server lives in its own scratch directory on a free 127.0.0.1 port (or on host=ADDR: the multi-host
+test's bridge address, tests/lib/netns.py) and is stopped by the pid this
 module started, never by name, at the latest when the Python process exits (atexit, SIGTERM, and, for a
 server started from the main thread, the parent-death signal should the test runner itself be killed).
 
@@ -70,10 +71,10 @@ class _Server:
 
     name = "server"
 
-    def __init__(self, detach=False, keep_dir=False):
+    def __init__(self, detach=False, keep_dir=False, host=None):
         self.detach = detach
         self.keep_dir = keep_dir or detach
-        self.host = "127.0.0.1"
+        self.host = host or "127.0.0.1"
         self.port = None
         self.proc = None
         self.dir = None
@@ -131,8 +132,8 @@ class Redis(_Server):
 
     name = "redis"
 
-    def __init__(self, appendonly=False, port=None, directory=None, detach=False, start=True):
-        super().__init__(detach=detach, keep_dir=directory is not None)
+    def __init__(self, appendonly=False, port=None, directory=None, detach=False, start=True, host=None):
+        super().__init__(detach=detach, keep_dir=directory is not None, host=host)
         self.appendonly = appendonly
         self.dir = directory or tempfile.mkdtemp(prefix="couponsd-redis-")
         os.makedirs(self.dir, exist_ok=True)
@@ -142,9 +143,11 @@ class Redis(_Server):
             self.start()
 
     def argv(self):
-        return [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+        return [REDIS_SERVER, "--bind", self.host, "--port", str(self.port), "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-                "--daemonize", "no", "--protected-mode", "yes", "--logfile", self.log_path,
+                # Protected mode admits loopback clients only: on a bridge (no uplink) the hosts are the clients.
+                "--daemonize", "no", "--protected-mode", "yes" if self.host == "127.0.0.1" else "no",
+                "--logfile", self.log_path,
                 "--pidfile", os.path.join(self.dir, "redis.pid")]
 
     def start(self, timeout=15):
@@ -222,12 +225,14 @@ class Redis(_Server):
 
 
 class Postgres(_Server):
-    """One PostgreSQL 15 cluster in a scratch directory, on a free loopback port, run as the postgres user."""
+    """One PostgreSQL 15 cluster in a scratch directory, on a free loopback port (or host), run as the postgres
+    user. clients: a CIDR whose hosts may log in without a password too (initdb's trust covers loopback only)."""
 
     name = "postgres"
 
-    def __init__(self, port=None, directory=None, detach=False, start=True):
-        super().__init__(detach=detach, keep_dir=directory is not None)
+    def __init__(self, port=None, directory=None, detach=False, start=True, host=None, clients=None):
+        super().__init__(detach=detach, keep_dir=directory is not None, host=host)
+        self.clients = clients
         self.dir = directory or tempfile.mkdtemp(prefix="couponsd-pg-")
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
@@ -255,9 +260,12 @@ class Postgres(_Server):
                            timeout=120, cwd=self.dir)
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
+        if self.clients:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write(f"host all all {self.clients} trust\n")
 
     def argv(self):
-        settings = {"listen_addresses": "127.0.0.1", "port": self.port, "unix_socket_directories": self.dir,
+        settings = {"listen_addresses": self.host, "port": self.port, "unix_socket_directories": self.dir,
                     "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
                     "max_connections": 200, "shared_buffers": "64MB", "logging_collector": "off",
                     "log_min_messages": "warning"}
@@ -339,8 +347,9 @@ class Kafka(_Server):
 
     name = "kafka"
 
-    def __init__(self, nodes=3, partitions=8, attach=None):
-        super().__init__()
+    def __init__(self, nodes=3, partitions=8, attach=None, host=None):
+        """host: the address the nodes listen on and advertise (kafka.sh's KAFKA_HOST), when not loopback."""
+        super().__init__(host=host)
         self.script = os.path.join(os.environ.get("COUPONSD_SRCDIR", "."), "scripts", "kafka.sh")
         self.owned = attach is None
         self.dir = attach or tempfile.mkdtemp(prefix="couponsd-kafka-")
@@ -348,7 +357,7 @@ class Kafka(_Server):
         if self.owned:
             self._register()
             r = subprocess.run(["sh", self.script, "start", str(nodes), self.dir, str(partitions)],
-                               capture_output=True, text=True, timeout=300)
+                               capture_output=True, text=True, timeout=300, env=dict(os.environ, KAFKA_HOST=self.host))
             if r.returncode != 0:
                 self.close()
                 raise RuntimeError(f"kafka.sh start failed: {r.stderr.strip()[-2000:]}")
