@@ -392,20 +392,32 @@ class Bench:
         stop_pid(p, sig, timeout)
 
     def cleanup(self):
-        if self.peer is not None:
-            self.peer.stop()
-            self.peer = None
-        if self.daemon is not None:
-            self.stop_daemon()
-        for p in reversed(self.procs):
-            self.stop_proc(p)
+        """Stops everything this run started, each step whatever the others did (a failed step is reported,
+        not allowed to leave the rest running)."""
+        steps = [("the peer's stack", self.stop_peer), ("couponsd", self.stop_daemon)]
+        steps += [(f"pid {p.pid}", lambda p=p: self.stop_proc(p)) for p in reversed(self.procs)]
+        steps += [("the Kafka cluster", self.stop_kafka), ("redis-server and PostgreSQL", self.stop_servers)]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001  (the next step must run)
+                print(f"bench: stopping {what} failed: {e!r}", file=sys.stderr)
+
+    def stop_peer(self):
+        stack, self.peer = self.peer, None
+        if stack is not None:
+            stack.stop()
+
+    def stop_kafka(self):
         if self.kafka_dir is not None:
-            self.kafka_sh("stop", self.kafka_dir)
-            self.kafka_dir = None
+            d, self.kafka_dir = self.kafka_dir, None
+            self.kafka_sh("stop", d)
+
+    def stop_servers(self):
         if self.servers_up and not self.args.keep:
+            self.servers_up = False
             subprocess.run([sys.executable, os.path.join(SRCDIR, "tests", "lib", "servers.py"), "--stop",
                             self.servers_dir], capture_output=True, timeout=120)
-            self.servers_up = False
 
     # ---- Redis and PostgreSQL ----
     def start_servers(self):
@@ -959,6 +971,10 @@ postgres:
             try:
                 self.peer.start()
                 out[sub] = self.peer_hot() if sub == "hot" else self.peer_sellout()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+                # the peer is someone else's code: its failure is reported, and couponsd's run goes on
+                out[f"{sub}_error"] = str(e)[-1000:]
+                self.progress.message(f"peer: FAILED ({sub}): {str(e)[-500:]}")
             finally:
                 stack, self.peer = self.peer, None
                 out[f"{sub}_leftovers"] = stack.stop()
@@ -1334,8 +1350,9 @@ postgres:
                 self.judge("hot_vs_peer", f"{ratio:.2f} x ({rates['couponsd']:,.0f} / {rates['peer']:,.0f}/s)",
                            round(ratio, 3), ratio >= 4)
             else:
-                self.judge("hot_vs_peer", f"{rates['couponsd']:,.0f}/s, no peer: "
-                                          f"{peer.get('skipped', 'peer phase not run')}", None, None)
+                why = peer.get("skipped") or ("the peer failed: phases.peer.hot_error in the JSON" if "hot_error" in peer
+                                              else "peer phase not run")
+                self.judge("hot_vs_peer", f"{rates['couponsd']:,.0f}/s, no peer figure ({why})", None, None)
         for who, res in (("couponsd", ph.get("sellout")), ("peer", peer.get("sellout"))):
             if not res:
                 continue
