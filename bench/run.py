@@ -1467,7 +1467,10 @@ postgres:
             lines.append(f"{'':<{w}}    $ {f['command']}")
         lines.append("")
         lines.append("where the CPU went (cores busy on average during the load; 1.0 = one core):")
-        for name, ph in self.out["phases"].items():
+        phases = list(self.out["phases"].items())
+        peer = self.out["phases"].get("peer") or {}
+        phases += [(f"peer {k}", peer[k]) for k in ("hot", "sellout") if isinstance(peer.get(k), dict)]
+        for name, ph in phases:
             cpu = ph.get("cpu") if isinstance(ph, dict) else None
             if cpu:
                 parts = [f"machine {cpu.get('machine_busy_cores')}"] + [
