@@ -11,7 +11,8 @@ the build tree, CFLAGS=-O2 -g) holding src/couponsd, tests/tools/kproduce and be
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process this script
 starts is stopped by the pid it got (redis-server and PostgreSQL by tests/lib/servers.py --stop, which also
 stops only the pids it recorded). The scale (BENCH_SCALE, default 1) multiplies every duration and count;
-at 1 the whole run takes about 3 minutes on 2 cores per Kafka.
+at 1 a whole `make bench` (both Kafkas, the peer)
+takes about 12-15 minutes on 2 busy cores.
 
 --kafka both (the default) runs every phase twice in one run: on the embedded Kafka (librdkafka's mock cluster,
 the daemon's own child) and on a real 3-node Apache Kafka cluster (KRaft, replication factor 3,
