@@ -11,7 +11,8 @@ the build tree, CFLAGS=-O2 -g) holding src/couponsd, tests/tools/kproduce and be
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process this script
 starts is stopped by the pid it got (redis-server and PostgreSQL by tests/lib/servers.py --stop, which also
 stops only the pids it recorded). The scale (BENCH_SCALE, default 1) multiplies every duration and count;
-at 1 the whole run takes about 3 minutes on 2 cores per Kafka.
+at 1 a whole `make bench` (both Kafkas, the peer)
+takes about 12-15 minutes on 2 busy cores.
 
 --kafka both (the default) runs every phase twice in one run: on the embedded Kafka (librdkafka's mock cluster,
 the daemon's own child) and on a real 3-node Apache Kafka cluster (KRaft, replication factor 3,
@@ -20,6 +21,9 @@ real cluster "where the CPU went" has a "kafka brokers" group (the three JVMs), 
 topics of its own (the real-cluster equivalent of a fresh embedded cluster).
 
 Phases, in order (each figure is printed with the command that produced it):
+  warmup       real Kafka only: the brokers are warmed before anything is measured (a JVM starts cold):
+               bench/kfeed writes events into a topic of its own and kproduce reads them back, then the
+               first daemon takes a discarded load like the accept phase's
   pgbench      the PostgreSQL ceiling: batched insert of 100 issued rows per transaction
                (bench/issue100.sql) into the same PostgreSQL, in a database with couponsd's schema;
                one client per consumer
@@ -29,13 +33,25 @@ Phases, in order (each figure is printed with the command that produced it):
                202 body) under the same load generator, so that the ratio compares the same moments
   soldout      couponsd's sold-out fast path: distinct users against an exhausted coupon, interleaved
                with the ceiling in the same way
+  hot          one coupon of 2e9 (one partition, one consumer), 64 connections, a new user per request:
+               accepted/s (the rest is answered 429 by admission control) and the 202s' p99
+  sellout      one coupon of 10,000 under the same load: the time from the first request until the
+               10,000th unit is issued (max(issued_at) in PostgreSQL)
+  peer         where the peer exists (--peer, BENCH_PEER_DIR, default ../shared/peer beside the source
+               tree): the same hot and sellout loads against it, each on a fresh stack started from a copy
+               (bench/peer.py); on its own librdkafka mock in the embedded run, on the bench's real cluster
+               (PEER_KAFKA_BROKERS) in the real one; skipped with a line saying why where it is absent
   backlog      the consumers' capacity: events written straight into the issue topic (bench/kfeed)
-               faster than they are decided; decisions/s into PostgreSQL
+               faster than they are decided, 8 coupons over the 8 partitions; decisions/s into PostgreSQL
+  backlog1     the same backlog on one coupon, so one partition and one consumer: a hot coupon's capacity
   flash        the flash sale: 100,000 distinct users, stock 10,000 over 10 coupons, 64 connections
-  paced        accepting at the target rate (0.4 x the ceiling; if the accept path cannot sustain it,
-               half of what it sustained): accept latency from the scheduled send time, and
-               202-to-decision
+  paced        accepting at half the accept phase's closed-loop maximum, open loop: accept latency from the
+               scheduled send time, and 202-to-decision
   memory       RSS of the master and of each HTTP worker holding 10,000 open connections
+
+At the end every issue-14 target (bench/targets.py) is printed with its figure on each Kafka and "met",
+"NOT met" or "not measured", and saved in the JSON results (bench/results/STAMP-targets.json, and
+"targets_table" in each run's JSON).
 """
 import argparse
 import datetime
@@ -56,8 +72,14 @@ SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
 from harness import count_fds, kafka_partition, pid_alive as alive, proc_children  # noqa: E402  (partitioner; /proc)
 from servers import stop_pid  # noqa: E402
+sys.path.insert(0, os.path.join(SRCDIR, "bench"))
+import peer as peerlib  # noqa: E402
+import targets  # noqa: E402
 
-PHASES = ["pgbench", "accept", "soldout", "backlog", "flash", "paced", "memory"]
+PHASES = ["warmup", "pgbench", "accept", "soldout", "hot", "sellout", "peer", "backlog", "backlog1", "flash",
+          "paced", "memory"]
+HOT_QUANTITY = 2000000000
+SELLOUT_STOCK = 10000  # the target names this stock: it does not scale
 CONNECTIONS = 64
 HOLD_PER_WORKER = 10000
 INTERVAL_MS = 250
@@ -162,6 +184,8 @@ class CpuMeter:
             out["redis"] = [b.redis_pid]
         if getattr(b, "pg_pid", None):
             out["postgres"] = [b.pg_pid] + [pid for pid, _ in children(b.pg_pid)]
+        if b.peer is not None and b.peer.up:
+            out.update(b.peer.pids())
         for p in b.procs:
             if p.poll() is None and p is not b.daemon and os.path.basename(str(p.args[0])) == "ceiling":
                 out["bare evhttp"] = [p.pid] + [pid for pid, _ in children(p.pid)]
@@ -335,11 +359,16 @@ class Bench:
         self.timelines = []  # (series, t0_real_us, path)
         self.workers = os.cpu_count() or 1
         self.partitions = 8
+        if kafka == "embedded":
+            self.only.discard("warmup")  # nothing to warm: the mock starts with each daemon
+        self.peer = None  # the peer's stack while one runs (bench/peer.py)
         plan = [("setup", 8 if kafka == "embedded" else 30)]
         d = self.duration()
-        for name, secs in (("pgbench", d + 4), ("start", 8), ("accept", 2 * d + 10),
-                           ("soldout", 2 * d + 6), ("backlog", 20 * self.scale + 6), ("flash", 25 * self.scale + 10),
-                           ("paced", d + 8), ("memory", 15), ("results", 10)):
+        for name, secs in (("warmup", 2 * d + 20), ("pgbench", d + 4), ("start", 8), ("accept", 2 * d + 10),
+                           ("soldout", 2 * d + 6), ("hot", d + 25 * self.scale + 8),
+                           ("sellout", d + 10), ("peer", 2 * d + 60),
+                           ("backlog", 20 * self.scale + 6), ("backlog1", 10 * self.scale + 8),
+                           ("flash", 25 * self.scale + 10), ("paced", d + 8), ("memory", 15), ("results", 10)):
             if name in self.only or name in ("start", "results"):
                 plan.append((name, secs))
         self.progress = Progress(plan)
@@ -349,6 +378,10 @@ class Bench:
 
     def count(self, n):
         return max(1, int(n * self.scale))
+
+    def sellout_duration(self):
+        """The sell-out's load lasts until the stock is all issued, at most this long."""
+        return 30 + 30 * self.scale
 
     # ---- processes ----
     def spawn(self, argv, **kw):
@@ -360,17 +393,32 @@ class Bench:
         stop_pid(p, sig, timeout)
 
     def cleanup(self):
-        if self.daemon is not None:
-            self.stop_daemon()
-        for p in reversed(self.procs):
-            self.stop_proc(p)
+        """Stops everything this run started, each step whatever the others did (a failed step is reported,
+        not allowed to leave the rest running)."""
+        steps = [("the peer's stack", self.stop_peer), ("couponsd", self.stop_daemon)]
+        steps += [(f"pid {p.pid}", lambda p=p: self.stop_proc(p)) for p in reversed(self.procs)]
+        steps += [("the Kafka cluster", self.stop_kafka), ("redis-server and PostgreSQL", self.stop_servers)]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001  (the next step must run)
+                print(f"bench: stopping {what} failed: {e!r}", file=sys.stderr)
+
+    def stop_peer(self):
+        stack, self.peer = self.peer, None
+        if stack is not None:
+            stack.stop()
+
+    def stop_kafka(self):
         if self.kafka_dir is not None:
-            self.kafka_sh("stop", self.kafka_dir)
-            self.kafka_dir = None
+            d, self.kafka_dir = self.kafka_dir, None
+            self.kafka_sh("stop", d)
+
+    def stop_servers(self):
         if self.servers_up and not self.args.keep:
+            self.servers_up = False
             subprocess.run([sys.executable, os.path.join(SRCDIR, "tests", "lib", "servers.py"), "--stop",
                             self.servers_dir], capture_output=True, timeout=120)
-            self.servers_up = False
 
     # ---- Redis and PostgreSQL ----
     def start_servers(self):
@@ -535,7 +583,9 @@ class Bench:
 
     # ---- the load generator ----
     def loadgen_run(self, label, series, port, extra, conns=CONNECTIONS, ids=False, pbase=0.0, pspan=1.0,
-                    plot_label=True):
+                    plot_label=True, stop_when=None):
+        """One load generator run; stop_when (polled every 0.25 s) ends it early with SIGTERM (the load
+        generator still prints its summary)."""
         timeline = os.path.join(self.scratch, f"{label}.timeline")
         hist = os.path.join(self.scratch, f"{label}.hist")
         argv = [self.loadgen, "-p", str(port), "-c", str(conns), "-t", timeline, "-I", str(INTERVAL_MS), "-P",
@@ -561,6 +611,15 @@ class Bench:
                     other.append(line)
         t = threading.Thread(target=reader, daemon=True)
         t.start()
+
+        def watcher():
+            while p.poll() is None:
+                if stop_when():
+                    p.send_signal(signal.SIGTERM)
+                    return
+                time.sleep(0.25)
+        if stop_when is not None:
+            threading.Thread(target=watcher, daemon=True).start()
         out = p.stdout.read()
         p.wait()
         cpu = meter.stop()
@@ -705,14 +764,18 @@ postgres:
     def restart_daemon(self, phase):
         """A fresh daemon (so a fresh embedded Kafka, or fresh topics on the real one) for phase; the running one's results topic is read first
         into self.results_seen."""
+        self.park_daemon(phase)
+        self.start_daemon()
+        self.out["daemon"]["started_for"] = phase
+
+    def park_daemon(self, phase):
+        """Stops the running daemon (if any) after reading its results topic into self.results_seen."""
         if self.daemon is None:
             return
         if self.bootstrap:
             self.results_seen.update(self.dump_results_topic(f"results-topic-before-{phase}.jsonl"))
         self.out.setdefault("daemons_before", []).append(self.out["daemon"])
         self.stop_daemon()
-        self.start_daemon()
-        self.out["daemon"]["started_for"] = phase
 
     def stop_daemon(self):
         p, self.daemon = self.daemon, None
@@ -756,15 +819,21 @@ postgres:
         return int(self.psql(f"SELECT (SELECT count(*) FROM issued_coupons WHERE coupon_id IN ({lst})) + "
                              f"(SELECT count(*) FROM rejected_requests WHERE coupon_id IN ({lst}))"))
 
-    def wait_decided(self, coupons, expected, timeout):
-        """Polls PostgreSQL until expected decisions exist for these coupons; returns (count, seconds)."""
+    def wait_decided(self, coupons, expected, timeout, stall=15):
+        """Polls PostgreSQL until expected decisions exist for these coupons, or none came for stall seconds
+        (the embedded Kafka drops the oldest events of a partition past 5 MiB: those never come); returns
+        (count, seconds)."""
         t = time.monotonic()
         deadline = t + timeout
         n = self.decided(coupons)
-        while n < expected and time.monotonic() < deadline:
+        progressed = time.monotonic()
+        while n < expected and time.monotonic() < deadline and time.monotonic() - progressed < stall:
             self.progress.update(detail=f"waiting for decisions: {n:,}/{expected:,}")
             time.sleep(0.5)
-            n = self.decided(coupons)
+            m = self.decided(coupons)
+            if m > n:
+                progressed = time.monotonic()
+            n = m
         return n, time.monotonic() - t
 
     # ---- phases ----
@@ -792,8 +861,8 @@ postgres:
         res["coupon"] = cid
         return res
 
-    def phase_backlog(self):
-        ids = self.coupons(self.partitions, 100000000, "backlog")
+    def phase_backlog(self, coupons=None):
+        ids = self.coupons(coupons or self.partitions, 100000000, "backlog")
         n = self.count(40000)
         argv = [self.kfeed, "-b", self.bootstrap, "-t", self.topics["topic"], "-C", ",".join(map(str, ids)),
                 "-U", "3000000000", "-n", str(n)]
@@ -827,20 +896,149 @@ postgres:
             f"JOIN coupons c ON c.id = i.coupon_id"))
         return res
 
-    def phase_paced(self, target_rate, accept_rps):
-        if accept_rps and accept_rps < target_rate:
-            rate, why = accept_rps * 0.5, "0.5 x the accept path's closed-loop maximum (the target rate is beyond it)"
+    def phase_paced(self, accept_rps):
+        if accept_rps:
+            rate, why = accept_rps * 0.5, "0.5 x the accept phase's closed-loop maximum"
         else:
-            rate, why = target_rate, "the target rate (0.4 x the ceiling)"
+            rate, why = 1000.0, "1,000/s (no accept phase in this run to take half of)"
+        target_rate = rate
         ids = self.coupons(self.partitions, 100000000, "paced")
         res = self.loadgen_run("paced", "couponsd", self.port, ["-C", ",".join(map(str, ids)), "-U", "5000000000",
-                                                                 "-d", str(self.duration()), "-w", "2",
+                                                                 "-d", str(self.duration()),
+                                                                 "-w", str(min(2.0, self.duration() / 4)),
                                                                  "-r", f"{rate:.0f}"], ids=True)
         accepted = res["status_all"].get("202", 0)
         n, waited = self.wait_decided(ids, accepted, 120 * max(1, self.scale))
         res.update({"coupons": ids, "rate": rate, "rate_why": why, "target_rate": target_rate,
                     "accepted_total": accepted, "decided": n})
         return res
+
+    def phase_hot(self):
+        """One coupon of 2e9: everything on one partition, so admission control answers 429 beyond what its
+        one consumer decides (plus issue.max_pending)."""
+        cid, = self.coupons(1, HOT_QUANTITY, "hot")
+        res = self.loadgen_run("hot", "couponsd", self.port, ["-C", str(cid), "-U", "6000000000",
+                                                               "-d", str(self.duration()), "-w", "0.5"], ids=True)
+        accepted = res["status_all"].get("202", 0)
+        n_at_end = self.decided([cid])
+        n, waited = self.wait_decided([cid], accepted, 30 * max(1, self.scale))
+        res.update({"coupon": cid, "accepted_total": accepted, "decided_when_load_ended": n_at_end,
+                    "decided": n, "drain_s": waited})
+        return res
+
+    def sellout(self, label, series, port, cid, user_base, issued):
+        """SELLOUT_STOCK units of coupon cid under the hot phase's load, which goes on until all are issued
+        (a sale goes on until it is sold out) or sellout_duration() passed; then waits (bounded) for the
+        last ones. issued() -> (count, epoch of the last issued_at)."""
+        seen = []
+
+        def sold_out():
+            seen[:] = [issued()]
+            return seen[0][0] >= SELLOUT_STOCK
+        res = self.loadgen_run(label, series, port, ["-C", str(cid), "-U", str(user_base),
+                                                     "-d", str(self.sellout_duration()), "-w", "0"],
+                               stop_when=sold_out)
+        deadline = time.monotonic() + 15
+        n, last = issued()
+        while n < SELLOUT_STOCK and time.monotonic() < deadline:
+            self.progress.update(detail=f"waiting for the stock to be issued: {n:,}/{SELLOUT_STOCK:,}")
+            time.sleep(0.25)
+            n, last = issued()
+        res.update({"coupon": cid, "stock": SELLOUT_STOCK, "issued": n,
+                    "all_issued_s": round(last - res["t0_real"], 3) if n >= SELLOUT_STOCK and last else None,
+                    "waited_until_s": round(time.time() - res["t0_real"], 1)})
+        return res
+
+    def phase_sellout(self):
+        cid, = self.coupons(1, SELLOUT_STOCK, "sell-out")
+
+        def issued():
+            row = self.psql(f"SELECT count(*), coalesce(extract(epoch FROM max(issued_at)), 0) FROM issued_coupons "
+                            f"WHERE coupon_id = {cid}").split("|")
+            return int(row[0]), float(row[1])
+        return self.sellout("sellout", "couponsd", self.port, cid, 7000000000, issued)
+
+    def phase_peer(self):
+        """The hot and sellout loads against the peer, each on a fresh stack of its own (a hot coupon's backlog
+        would otherwise hold up the next phase's partition for minutes)."""
+        source, why = peerlib.locate(self.args.peer)
+        if source is None:
+            self.progress.message(f"peer: SKIPPED: {why}")
+            return {"skipped": why}
+        out = {"source": source, "node": tool_version(["node", "--version"])}
+        for sub in ("hot", "sellout"):
+            topic = None
+            if self.kafka != "embedded":
+                self.daemon_starts += 1
+                topic = f"peer{self.daemon_starts}-issue"
+                self.kafka_sh("topics", self.kafka_dir, f"{topic}:{self.partitions}")
+            self.peer = peerlib.PeerStack(source, os.path.join(self.scratch, f"peer-{sub}"),
+                                          os.path.join(self.build, "peer-npm"), self.workers,
+                                          self.kafka_bootstrap if self.kafka != "embedded" else None, topic,
+                                          log=self.progress.message)
+            try:
+                self.peer.start()
+                out[sub] = self.peer_hot() if sub == "hot" else self.peer_sellout()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+                # the peer is someone else's code: its failure is reported, and couponsd's run goes on
+                out[f"{sub}_error"] = str(e)[-1000:]
+                self.progress.message(f"peer: FAILED ({sub}): {str(e)[-500:]}")
+            finally:
+                stack, self.peer = self.peer, None
+                out[f"{sub}_leftovers"] = stack.stop()
+                out["commands"] = stack.commands
+        out["kafka"] = "the peer's own librdkafka mock" if self.kafka == "embedded" else \
+            "the bench's real cluster (PEER_KAFKA_BROKERS)"
+        return out
+
+    def peer_hot(self):
+        cid = 1
+        self.peer.create_coupon(cid, HOT_QUANTITY, "hot")
+        res = self.loadgen_run("peer_hot", "peer", self.peer.port, ["-C", str(cid), "-U", "6000000000",
+                                                                     "-d", str(self.duration()), "-w", "0.5"],
+                               ids=True)
+        res["issued_when_load_ended"] = int(self.peer.psql(f"SELECT count(*) FROM issued_coupons "
+                                                           f"WHERE coupon_id = {cid}"))
+        return res
+
+    def peer_sellout(self):
+        cid = 2
+        self.peer.create_coupon(cid, SELLOUT_STOCK, "sell-out")
+
+        def issued():
+            row = self.peer.psql(f"SELECT count(*), coalesce(extract(epoch FROM max(issued_at)), 0) "
+                                 f"FROM issued_coupons WHERE coupon_id = {cid}").split("|")
+            return int(row[0]), float(row[1])
+        return self.sellout("peer_sellout", "peer", self.peer.port, cid, 7000000000, issued)
+
+    def warm_up(self):
+        """A real cluster's JVMs start cold (JIT, page cache): warm them before anything is measured, first
+        with batches (kfeed, the daemon's producer settings, then read back), then with the daemon's own
+        small produces (a discarded load on 8 coupons, after the daemon starts)."""
+        topic = "bench-warmup"
+        self.kafka_sh("topics", self.kafka_dir, f"{topic}:{self.partitions}")
+        meter = CpuMeter(self)
+        argv = [self.kfeed, "-b", self.kafka_bootstrap, "-t", topic, "-C", "1,2,3,4,5,6,7,8", "-U", "1",
+                "-n", str(self.count(100000))]
+        self.out["commands"]["warmup_feed"] = cmdline(argv)
+        feed = []
+        for _ in range(2):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                raise RuntimeError(f"kfeed (warm-up): {r.stdout}{r.stderr}")
+            feed.append(json.loads(r.stdout))
+        read = [self.kproduce, "-C", "-b", self.kafka_bootstrap, "-t", topic, "-w", "30000"]
+        subprocess.run(read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        return {"feed": feed, "cpu": meter.stop(), "command": self.out["commands"]["warmup_feed"] +
+                "  (x2, then " + cmdline(read) + ")"}
+
+    def warm_up_daemon(self):
+        ids = self.coupons(self.partitions, 100000000, "warm-up")
+        res = self.loadgen_run("warmup_load", "couponsd", self.port, ["-C", ",".join(map(str, ids)),
+                                                                       "-U", "900000000",
+                                                                       "-d", str(max(2.0, self.duration() / 2))],
+                               plot_label="warm-up")
+        return {k: res.get(k) for k in ("rps", "measured", "status_all", "cpu", "command")}
 
     def phase_memory(self):
         before = {"master": read_proc_status(self.daemon.pid)}
@@ -944,9 +1142,12 @@ postgres:
             if v is not None:
                 f[k] = v
         self.out["figures"].append(f)
-        if target is not None:
-            self.out["targets"].append({"key": key, "name": name, "target": target, "measured": value,
-                                        "ratio": ratio, "met": met})
+
+    def judge(self, key, shown, measured, met):
+        """One of bench/targets.py's targets, as this run measured it (met None: could not be measured)."""
+        self.out["targets"] = [t for t in self.out["targets"] if t["key"] != key]
+        self.out["targets"].append({"key": key, "target": targets.TEXT[key], "shown": shown, "measured": measured,
+                                    "met": met})
 
     def analyse(self, decided):
         ph = self.out["phases"]
@@ -968,14 +1169,17 @@ postgres:
             ratio = acc_rps / c if c else None
             self.figure("accept_rps", "accept path: 202/s at 64 connections", round(acc_rps), "req/s",
                         a["command"], ceiling=round(c) if c else None,
-                        ratio=round(ratio, 3) if ratio is not None else None, target=">= 0.4 x ceiling",
-                        met=ratio is not None and ratio >= 0.4,
+                        ratio=round(ratio, 3) if ratio is not None else None,
                         note=f"{a['measured'] - a['status'].get('202', 0)} non-202 answers")
             p99 = a["latency_us"]["p99"] / 1000
             self.figure("accept_p50", "accept path p50 (64 connections, closed loop)",
                         a["latency_us"]["p50"] / 1000, "ms", a["command"])
-            self.figure("accept_p99", "accept path p99 (64 connections, closed loop)", p99, "ms", a["command"],
-                        target="< 5 ms", met=p99 < 5)
+            self.figure("accept_p99", "accept path p99 (64 connections, closed loop)", p99, "ms", a["command"])
+            us = self.cpu_per("http workers", a, a["status_all"].get("202", 0))
+            self.figure("http_cpu_per_202", "HTTP workers' CPU per 202 (accept phase)", us, "us", a["command"],
+                        note="core-seconds of the HTTP workers during the load / every 202 of it (warm-up included)")
+            self.judge("http_cpu_per_202", f"{fmt(us)} us" if us is not None else "-", us,
+                       None if us is None else us <= 40)
             self.figure("accept_lag", "accept path: undecided when the load ended",
                         a["accepted_total"] - a["decided_when_load_ended"], "requests", a["command"],
                         note=f"all {a['decided']:,} decided {a['drain_s']:.1f} s later")
@@ -986,8 +1190,9 @@ postgres:
             ratio = so_rps / c if c else None
             self.figure("soldout_rps", "sold-out path: 409/s at 64 connections", round(so_rps), "req/s",
                         s["command"], ceiling=round(c) if c else None,
-                        ratio=round(ratio, 3) if ratio is not None else None, target=">= 0.8 x ceiling",
-                        met=ratio is not None and ratio >= 0.8)
+                        ratio=round(ratio, 3) if ratio is not None else None)
+            self.judge("soldout_vs_ceiling", f"{so_rps:,.0f}/s, {ratio:.2f} x {c:,.0f}/s" if ratio else "-",
+                       ratio, None if ratio is None else ratio >= 0.8)
             self.figure("soldout_p99", "sold-out path p99", s["latency_us"]["p99"] / 1000, "ms", s["command"])
         pg = ph.get("pgbench")
         if pg:
@@ -1003,10 +1208,29 @@ postgres:
             self.figure("backlog_decisions", "consumers' capacity: decisions/s into PostgreSQL (backlog)",
                         round(rate) if rate else None, "decisions/s", b["command"],
                         ceiling=round(pg["rows_per_s"]) if pg else None,
-                        ratio=round(ratio, 3) if ratio is not None else None, target=">= 0.5 x pgbench",
-                        met=ratio is not None and ratio >= 0.5,
+                        ratio=round(ratio, 3) if ratio is not None else None,
                         note=f"{len(ms):,} decisions of {b['events']:,} events, {self.partitions} consumers; "
                              f"kfeed wrote them in {b['feed']['seconds']:.1f} s")
+            self.judge("backlog_vs_pgbench", f"{rate:,.0f}/s, {ratio:.2f} x {pg['rows_per_s']:,.0f}" if ratio
+                       else (f"{rate:,.0f}/s (no pgbench)" if rate else "-"), ratio,
+                       None if ratio is None else ratio >= 0.6)
+        if "backlog1" in ph:
+            b = ph["backlog1"]
+            ms = self.decisions_of(decided, b["coupons"])
+            rate = (len(ms) - 1) / ((ms[-1] - ms[0]) / 1000) if len(ms) > 1 and ms[-1] > ms[0] else None
+            b["decision_span_s"] = (ms[-1] - ms[0]) / 1000 if len(ms) > 1 else None
+            self.figure("backlog1_decisions", "one partition's capacity: decisions/s, backlog on one coupon",
+                        round(rate) if rate else None, "decisions/s", b["command"],
+                        note=f"{len(ms):,} decisions of {b['events']:,} events, one consumer; "
+                             f"kfeed wrote them in {b['feed']['seconds']:.1f} s")
+            # The embedded Kafka keeps 5 MiB of a partition (librdkafka 2.0.2's mock): of 40,000 events on one
+            # partition it drops the oldest ~11,000 before they are read. The rate of what it kept is still
+            # the consumer's; on a real cluster every event must be decided.
+            complete = len(ms) >= b["events"] or (self.kafka == "embedded" and len(ms) >= b["events"] * 0.5)
+            self.judge("backlog1_rps", f"{rate:,.0f}/s" + ("" if len(ms) >= b["events"] else
+                                                           f" ({len(ms):,} of {b['events']:,} decided)") if rate else "-",
+                       rate, None if not rate else (rate >= 20000 and complete))
+        self.analyse_hot(ph)
         if "flash" in ph:
             f = ph["flash"]
             lat, missing, early, t202 = self.accept_to_decision(f, decided)
@@ -1045,36 +1269,117 @@ postgres:
             p = ph["paced"]
             lat, missing, early, t202 = self.accept_to_decision(p, decided)
             rate = p["status"].get("202", 0) / p["measured_s"] if p["measured_s"] else 0
-            self.figure("paced_rate", "paced: accepted/s (target rate, open loop)", round(rate), "req/s",
+            self.figure("paced_rate", "paced: accepted/s (half the accept phase's maximum, open loop)", round(rate), "req/s",
                         p["command"], note=f"asked {p['rate']:,.0f}/s: {p['rate_why']}; target rate "
                                            f"{p['target_rate']:,.0f}/s")
             self.figure("paced_accept_p50", "paced: accept latency p50 (from the scheduled send)",
                         p["latency_us"]["p50"] / 1000, "ms", p["command"])
             p99 = p["latency_us"]["p99"] / 1000
             self.figure("paced_accept_p99", "paced: accept latency p99 (from the scheduled send)", p99, "ms",
-                        p["command"], target="< 5 ms", met=p99 < 5 and p["rate"] >= p["target_rate"] * 0.999)
+                        p["command"])
             a2d99 = quantile(lat, 0.99)
             self.figure("paced_a2d_p50", "paced: 202-to-decision p50", quantile(lat, 0.5), "ms",
                         self.out["commands"]["results_topic"])
             self.figure("paced_a2d_p99", "paced: 202-to-decision p99", a2d99, "ms",
-                        self.out["commands"]["results_topic"], target="< 50 ms at the target rate",
-                        met=a2d99 is not None and a2d99 < 50 and p["rate"] >= p["target_rate"] * 0.999,
+                        self.out["commands"]["results_topic"],
                         note=f"{len(lat):,} joined, {missing} without a result, {early} decided before the 202 "
                              f"reached the client")
+            # met only at the rate asked: an accept path that fell behind was not paced at that rate
+            kept_up = rate >= 0.95 * p["rate"]
+            self.judge("paced_a2d_p99", f"{a2d99:,.1f} ms at {rate:,.0f}/s" + ("" if kept_up else
+                                                                                f" (asked {p['rate']:,.0f}/s)")
+                       if a2d99 is not None else "-", a2d99,
+                       None if a2d99 is None else (a2d99 < 20 and kept_up and missing == 0))
         if "memory" in ph:
             m = ph["memory"]
             master = m["during"]["master"].get("VmRSS", 0) / 1024
             self.figure("rss_master", "RSS master (VmRSS)", round(master, 1), "MB", "/proc/PID/status",
                         target="< 10 MB", met=master < 10)
+            self.judge("rss_master", f"{master:.1f} MB", round(master, 1), master < 10)
             worst = max(((k, v.get("VmRSS", 0) / 1024) for k, v in m["during"].items() if k.startswith("http")),
                         key=lambda kv: kv[1], default=(None, 0))
             socks = m["worker_sockets"]
+            held = min(socks.values() or [0]) >= HOLD_PER_WORKER * 0.95
+            self.judge("rss_http_worker", f"{worst[1]:.1f} MB" + ("" if held else
+                                                                  f" (sockets: {', '.join(map(str, socks.values()))})"),
+                       round(worst[1], 1), worst[1] < 50 and held)
             self.figure("rss_http_worker", "RSS of the largest HTTP worker holding its connections",
                         round(worst[1], 1), "MB", m["command"], target="< 50 MB at 10,000 connections",
                         met=worst[1] < 50 and min(socks.values() or [0]) >= HOLD_PER_WORKER * 0.95,
                         note="sockets per worker: " + ", ".join(f"{k} {v:,}" for k, v in socks.items()) +
                              "; RSS per worker: " + ", ".join(f"{k} {v.get('VmRSS', 0) / 1024:.1f} MB"
                                                             for k, v in m["during"].items() if k.startswith("http")))
+
+    def cpu_per(self, group, res, n):
+        """Microseconds of CPU of a process group per request of a loadgen result (its cpu is cores on
+        average over its wall time)."""
+        cpu = res.get("cpu", {})
+        if not n or group not in cpu or not cpu.get("wall_s"):
+            return None
+        return round(cpu[group] * cpu["wall_s"] / n * 1e6, 1)
+
+    def latencies_202(self, res):
+        """The sorted latencies (ms) of the 202s after the warm-up, from the load generator's ids file."""
+        skip_before_us = (res["t0_real"] + res.get("warmup_s", 0)) * 1e6
+        out = []
+        with open(res["ids_path"]) as f:
+            for line in f:
+                _rid, _k, t_us, lat_us = line.split()
+                if int(t_us) >= skip_before_us:
+                    out.append(int(lat_us) / 1000)
+        return sorted(out)
+
+    def analyse_hot(self, ph):
+        """The hot coupon and the sell-out, couponsd's and the peer's, and the ratio of the two."""
+        peer = ph.get("peer", {})
+        rates = {}
+        for who, res in (("couponsd", ph.get("hot")), ("peer", peer.get("hot"))):
+            if not res:
+                continue
+            rates[who] = res["status"].get("202", 0) / res["measured_s"] if res["measured_s"] else 0
+            lat = self.latencies_202(res)
+            p99 = quantile(lat, 0.99)
+            res["p99_202_ms"] = p99
+            others = {k: v for k, v in res["status"].items() if k != "202"}
+            self.figure(f"{'hot' if who == 'couponsd' else 'peer_hot'}_rps",
+                        f"{who}: one coupon of 2e9, 64 connections: 202/s", round(rates[who]), "req/s",
+                        res["command"], note=f"other answers: {others or 'none'}; 202 p99 {fmt(p99)} ms")
+            if who == "couponsd":
+                self.judge("hot_p99", f"{fmt(p99)} ms", p99, None if p99 is None else p99 < 5)
+                us = self.cpu_per("http workers", res, res["status_all"].get("202", 0))
+                self.figure("hot_http_cpu_per_202", "HTTP workers' CPU per 202 (hot phase, 429s included)", us,
+                            "us", res["command"])
+                self.figure("hot_drain", "hot coupon: every 202 decided after the load, in", round(res["drain_s"], 2),
+                            "s", res["command"], note=f"{res['accepted_total'] - res['decided_when_load_ended']:,} "
+                                                      f"undecided when the load ended; {res['decided']:,} of "
+                                                      f"{res['accepted_total']:,} decided")
+        if "couponsd" in rates:
+            if "peer" in rates and rates["peer"]:
+                ratio = rates["couponsd"] / rates["peer"]
+                self.figure("hot_vs_peer", "one coupon of 2e9: couponsd's 202/s over the peer's", round(ratio, 2),
+                            "x", ph["hot"]["command"])
+                self.judge("hot_vs_peer", f"{ratio:.2f} x ({rates['couponsd']:,.0f} / {rates['peer']:,.0f}/s)",
+                           round(ratio, 3), ratio >= 4)
+            else:
+                why = peer.get("skipped") or ("the peer failed: phases.peer.hot_error in the JSON" if "hot_error" in peer
+                                              else "peer phase not run")
+                self.judge("hot_vs_peer", f"{rates['couponsd']:,.0f}/s, no peer figure ({why})", None, None)
+        for who, res in (("couponsd", ph.get("sellout")), ("peer", peer.get("sellout"))):
+            if not res:
+                continue
+            s = res["all_issued_s"]
+            res["shown"] = f"{s:.2f} s" if s is not None else f"{res['issued']:,} of {SELLOUT_STOCK:,} issued " \
+                                                              f"after {res['waited_until_s']} s"
+            self.figure(f"{'sellout' if who == 'couponsd' else 'peer_sellout'}_s",
+                        f"{who}: one coupon of 10,000 under the same load: all issued after", s, "s", res["command"],
+                        note=f"{res['shown']}; answers {res['status_all']} in {res['measured_s']:.1f} s of load "
+                             f"(until sold out, at most {self.sellout_duration():g} s)")
+        res = ph.get("sellout")
+        if res:
+            s = res["all_issued_s"]
+            p = peer.get("sellout")
+            self.judge("sellout_s", res["shown"] + (f" (peer: {p['shown']})" if p else ""), s,
+                       None if s is None and res["issued"] >= SELLOUT_STOCK else (s is not None and s <= 0.6))
 
     # ---- plot ----
     def plot(self, decided):
@@ -1083,7 +1388,8 @@ postgres:
         t0 = self.t0_real
         labels = []
         files = {"ceiling": open(os.path.join(dat, "ceiling.dat"), "w"),
-                 "couponsd": open(os.path.join(dat, "couponsd.dat"), "w")}
+                 "couponsd": open(os.path.join(dat, "couponsd.dat"), "w"),
+                 "peer": open(os.path.join(dat, "peer.dat"), "w")}
         for series, label, t_start, path in self.timelines:
             f = files[series]
             first = None
@@ -1162,18 +1468,16 @@ postgres:
             lines.append(f"{'':<{w}}    $ {f['command']}")
         lines.append("")
         lines.append("where the CPU went (cores busy on average during the load; 1.0 = one core):")
-        for name, ph in self.out["phases"].items():
+        phases = list(self.out["phases"].items())
+        peer = self.out["phases"].get("peer") or {}
+        phases += [(f"peer {k}", peer[k]) for k in ("hot", "sellout") if isinstance(peer.get(k), dict)]
+        for name, ph in phases:
             cpu = ph.get("cpu") if isinstance(ph, dict) else None
             if cpu:
                 parts = [f"machine {cpu.get('machine_busy_cores')}"] + [
                     f"{k} {v}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1] if isinstance(kv[1], float) else 0)
                     if k not in ("wall_s", "machine_busy_cores") and v >= 0.01]
                 lines.append(f"  {name:<15} " + ", ".join(parts))
-        met = [t for t in self.out["targets"] if t["met"]]
-        lines.append("")
-        lines.append(f"targets met: {len(met)} of {len(self.out['targets'])}")
-        for t in self.out["targets"]:
-            lines.append(f"  {'MET    ' if t['met'] else 'NOT MET'}  {t['name']}: {t['target']}")
         return "\n".join(lines)
 
     # ---- the run ----
@@ -1186,12 +1490,20 @@ postgres:
         if self.kafka != "embedded":
             self.start_kafka()
         ph = self.out["phases"]
+        self.results_seen = {}  # requestId -> decision, from each daemon's results topic
+        if "warmup" in self.only:
+            self.progress.phase("warmup")
+            ph["warmup"] = self.warm_up()
         self.start_ceiling()
         if "pgbench" in self.only:
             self.progress.phase("pgbench")
             ph["pgbench"] = self.run_pgbench()
-        self.progress.phase("start")
-        self.start_daemon()
+        if self.only & {"warmup", "accept", "soldout"}:
+            self.progress.phase("start")
+            self.start_daemon()
+        if "warmup" in self.only:
+            self.progress.phase("warmup")
+            ph["warmup"]["daemon_load"] = self.warm_up_daemon()
         if "accept" in self.only:
             self.progress.phase("accept")
             ph["accept"] = self.phase_accept()
@@ -1202,30 +1514,38 @@ postgres:
         # set on every fetch that is not at the log end, so its cost grows with every message of the earlier
         # phases (half a core by the flash sale), which a real broker does not do. The phases that go through
         # the consumers therefore each get a fresh daemon; the results topic is read before each restart.
-        self.results_seen = {}  # requestId -> decision, from each daemon's results topic
-        if "backlog" in self.only:
-            self.restart_daemon("backlog")
-            self.progress.phase("backlog")
-            ph["backlog"] = self.phase_backlog()
-        if "flash" in self.only:
-            self.restart_daemon("flash")
-            self.progress.phase("flash")
-            ph["flash"] = self.phase_flash()
+        for name, run in (("hot", self.phase_hot), ("sellout", self.phase_sellout)):
+            if name in self.only:
+                self.restart_daemon(name)
+                self.progress.phase(name)
+                ph[name] = run()
+        if "peer" in self.only:
+            self.park_daemon("peer")  # the peer gets the machine to itself, like couponsd had it
+            self.progress.phase("peer")
+            ph["peer"] = self.phase_peer()
+        for name, run in (("backlog", self.phase_backlog), ("backlog1", lambda: self.phase_backlog(1)),
+                          ("flash", self.phase_flash)):
+            if name in self.only:
+                self.restart_daemon(name)
+                self.progress.phase(name)
+                ph[name] = run()
         if "paced" in self.only:
             self.restart_daemon("paced")
             self.progress.phase("paced")
-            ceiling = ph.get("ceiling_accept", {}).get("rps")
-            accept = ph.get("accept")
+            accept = ph.get("accept") or ph.get("hot")
             acc_rps = accept["status"].get("202", 0) / accept["measured_s"] if accept and accept["measured_s"] else None
-            ph["paced"] = self.phase_paced(0.4 * ceiling if ceiling else (acc_rps or 1000), acc_rps)
+            ph["paced"] = self.phase_paced(acc_rps)
         if "memory" in self.only:
+            if self.daemon is None:
+                self.start_daemon()
             self.progress.phase("memory")
             ph["memory"] = self.phase_memory()
         self.progress.phase("results")
         decided = self.results_seen
-        decided.update(self.dump_results_topic() if self.bootstrap else {})
-        self.out["daemon"]["rss_kb_at_end"] = {str(pid): read_proc_status(pid) for pid in
-                                               [self.daemon.pid] + self.http_pids}
+        decided.update(self.dump_results_topic() if self.daemon is not None and self.bootstrap else {})
+        if self.daemon is not None:
+            self.out["daemon"]["rss_kb_at_end"] = {str(pid): read_proc_status(pid) for pid in
+                                                   [self.daemon.pid] + self.http_pids}
         self.stop_daemon()
         self.stop_proc(self.ceiling_proc)
         self.progress.phase("results")
@@ -1256,6 +1576,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="leave redis-server and PostgreSQL running")
     ap.add_argument("--kafka", choices=("embedded", "real", "both"), default="both",
                     help="which Kafka the daemon uses (default: both, one after the other, side by side)")
+    ap.add_argument("--peer", help="the peer's directory (default: $BENCH_PEER_DIR, else ../shared/peer beside the "
+                                   "source tree; 'none' skips the peer phase)")
     args = ap.parse_args()
     for path in ("src/couponsd", "tests/tools/kproduce", "bench/loadgen", "bench/ceiling", "bench/kfeed"):
         if not os.access(os.path.join(args.builddir, path), os.X_OK):
@@ -1274,6 +1596,9 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    source, why = peerlib.locate(args.peer)
+    print(f"bench: peer: {source}" if source else f"bench: peer: the peer phase will be SKIPPED: {why}",
+          file=sys.stderr)
     done = []
     for kafka in (("embedded", "real") if args.kafka == "both" else (args.kafka,)):
         bench = Bench(args, kafka, stamp)
@@ -1287,7 +1612,25 @@ def main():
             bench.cleanup()
     if len(done) == 2:
         print(side_by_side(*done))
+    if done:
+        save_targets(done, stamp, args.results)
     return 0
+
+
+def save_targets(done, stamp, results):
+    """The targets table, printed last and saved: STAMP-targets.json, and in each run's own JSON."""
+    rows, text = targets.table([(b.kafka, b.out) for b in done])
+    print(text)
+    path = os.path.join(os.path.abspath(results), f"{stamp}-targets.json")
+    with open(path, "w") as f:
+        json.dump({"stamp": stamp, "runs": {b.kafka: b.out.get("json") for b in done}, "targets": rows}, f,
+                  indent=1, default=str)
+    for b in done:
+        b.out["targets_table"] = rows
+        with open(os.path.join(SRCDIR, b.out["json"]) if not os.path.isabs(b.out["json"]) else b.out["json"],
+                  "w") as f:
+            json.dump(b.out, f, indent=1, default=str)
+    print(f"targets: {rel(path)}")
 
 
 def side_by_side(embedded, real):

