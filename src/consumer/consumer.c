@@ -479,9 +479,12 @@ static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try agai
 	c->assigned = 1;
 	/* Only now: pending figures must start from where this owner starts, not from a stale decided. */
 	admission_owner(c->w->args.shm, c->partition, 1);
-	log_info("assigned %s[%d] at %s%lld (group %s)", c->cfg->kafka_topic, c->partition,
-	         offset >= 0 ? "offset " : "the beginning", offset >= 0 ? (long long)offset : 0LL,
-	         c->cfg->kafka_group_id);
+	if (offset >= 0)
+		log_info("assigned %s[%d] at offset %lld (group %s)", c->cfg->kafka_topic, c->partition,
+		         (long long)offset, c->cfg->kafka_group_id);
+	else
+		log_info("assigned %s[%d] at the beginning (group %s)", c->cfg->kafka_topic, c->partition,
+		         c->cfg->kafka_group_id);
 	return 0;
 }
 

@@ -4,15 +4,13 @@ and kept as an ordinary assertion once the bug is fixed (all of them are, today)
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import uuid
 
 import chaos
 from chaos import TOKEN
-import servers
-from harness import Daemon, http_request, iso_time, kafka_produce, wait_all_final, wait_for
+from harness import Daemon, hold_table_lock, http_request, iso_time, kafka_produce, wait_all_final, wait_for
 from tap import Tap
 
 def small_daemon():
@@ -72,23 +70,13 @@ def test_flushed_stock_of_a_sold_out_coupon(t):
              f"stock key {d.stock_key(c)} is {d.redis_stock(c)!r}")
 
 
-def hold_lock(pg, db, table):
-    """A psql session that holds an ACCESS EXCLUSIVE lock on table until its stdin gets ROLLBACK."""
-    psql = subprocess.Popen([os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", pg.host, "-p", str(pg.port),
-                             "-U", "postgres", "-d", db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, text=True)
-    psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
-    psql.stdin.flush()
-    return psql
-
-
 def test_postgres_error_after_the_connection_is_gone(t):
     """An HTTP worker's PostgreSQL connection dies with queries queued on it (here: the first one waits for a
     lock, two more queue behind it, and the server terminates that backend). Each queued query must fail
     cleanly with the error, and the worker must live on."""
     with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1) as d:
         d.start()
-        locker = hold_lock(d.pg, d.dbname, "coupons")
+        locker = hold_table_lock(d.pg, d.dbname, "coupons")
         answers = []
 
         def get(path):

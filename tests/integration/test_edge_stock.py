@@ -3,13 +3,10 @@
 only when PostgreSQL has issued every unit, a retryable 429 STOCK_HELD while units are held by requests not yet
 decided, and about as many 202s as there is stock in a burst (issue 11, items 8 and 21)."""
 import collections
-import os
 import re
-import subprocess
 import time
 
-import servers
-from harness import Budget, Daemon, issue_pipelined, wait_for
+from harness import Budget, Daemon, hold_table_lock, issue_pipelined, wait_for
 from tap import Tap
 
 TOKEN = "edge-stock-token"
@@ -25,16 +22,6 @@ def metric(d, name):
 
 def error_of(body):
     return (body or {}).get("error") if isinstance(body, dict) else None
-
-
-def hold_lock(d, table):
-    """A psql session holding an ACCESS EXCLUSIVE lock on table until its stdin gets ROLLBACK."""
-    psql = subprocess.Popen([os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", d.pg.host, "-p",
-                             str(d.pg.port), "-U", "postgres", "-d", d.dbname], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
-    psql.stdin.flush()
-    return psql
 
 
 def ask_until_final(d, coupon, user, timeout):
@@ -61,7 +48,7 @@ def test_held_reservation_is_not_sold_out(t):
         t.eq((d.wait_final((first or {}).get("requestId"), 20) or {}).get("status"), "ISSUED", "user 1 is ISSUED")
         t.ok(wait_for(lambda: d.redis_stock(c) == 1, 10), "Redis stock 1 = PostgreSQL remaining", d.redis_stock(c))
         d.redis.cli("DEL", f"{d.redis_prefix}{{{c}}}:user:1")
-        locker = hold_lock(d, "issued_coupons")
+        locker = hold_table_lock(d.pg, d.dbname, "issued_coupons")
         try:
             st, dup, _ = d.issue(c, 1)
             t.eq(st, 202, "user 1 again, without the claim in Redis: 202 (the consumer will say ALREADY_ISSUED)")

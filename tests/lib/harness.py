@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -682,6 +683,24 @@ def pump(port, coupon, users, depth, out, tally, enough=None):
                 tally[status] += 1  # shared by the threads: a lost increment only delays the stop
     finally:
         sock.close()
+
+
+def hold_table_lock(pg, db, table, timeout=10):
+    """A psql session holding an ACCESS EXCLUSIVE lock on table until its stdin gets ROLLBACK. Returns once the
+    lock is held (psql says so after the LOCK): a request sent before that could run unhindered."""
+    import servers
+
+    psql = subprocess.Popen([os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", pg.host, "-p", str(pg.port),
+                             "-U", "postgres", "-d", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n\\echo locked\n")
+    psql.stdin.flush()
+    ready, _, _ = select.select([psql.stdout], [], [], timeout)
+    if not ready or psql.stdout.readline().strip() != "locked":
+        psql.kill()
+        psql.wait()
+        raise RuntimeError(f"psql did not take the lock on {table} within {timeout}s")
+    return psql
 
 
 def issue_pipelined(port, coupon, users, conns=4, depth=1, enough=None):
