@@ -1066,9 +1066,10 @@ static void check_stop_drain(load_t *ld)
 	if (drain < 0 || deadline < 0 || ld->cfg->daemon_stop_drain < ld->cfg->daemon_shutdown_timeout)
 		return;
 	config_format_duration(ld->cfg->daemon_shutdown_timeout, text, sizeof(text));
-	report_at(ld, key_mark(ld, drain),
-	          "daemon.stop_drain: must be less than daemon.shutdown_timeout (%s), which bounds the whole stop",
-	          text);
+	report_at(
+	    ld, key_mark(ld, drain),
+	    "daemon.stop_drain: must be less than daemon.shutdown_timeout (%s), which bounds the whole stop",
+	    text);
 }
 
 static void check_config(load_t *ld)
