@@ -20,6 +20,12 @@ typedef enum {
 	 * child answers with the same type, "ok" or "error: ...", in order.
 	 */
 	CHANNEL_KAFKA_FAULT,
+	/*
+	 * master -> http worker: the daemon stops after daemon.stop_drain; keep
+	 * serving, but /readyz says 503 and every answer closes its connection,
+	 * so that load balancers and keep-alive clients move away first.
+	 */
+	CHANNEL_STOPPING,
 } channel_type_t;
 
 typedef struct {

@@ -1052,6 +1052,26 @@ static void check_dead_session(load_t *ld)
 	          "postgres.dead_session_timeout: must be less than daemon.worker_timeout (%s)", text);
 }
 
+/*
+ * SPEC: a stop ends within daemon.shutdown_timeout, and the unit's
+ * TimeoutStopSec is sized from it; the drain is spent inside that bound, and
+ * must leave time to finish what is in flight.
+ */
+static void check_stop_drain(load_t *ld)
+{
+	int drain = usable(ld, "daemon.stop_drain"), deadline = usable(ld, "daemon.shutdown_timeout");
+	char text[32];
+
+	/* Its default (0s) is always below shutdown_timeout's minimum: only a value in the file can fail. */
+	if (drain < 0 || deadline < 0 || ld->cfg->daemon_stop_drain < ld->cfg->daemon_shutdown_timeout)
+		return;
+	config_format_duration(ld->cfg->daemon_shutdown_timeout, text, sizeof(text));
+	report_at(
+	    ld, key_mark(ld, drain),
+	    "daemon.stop_drain: must be less than daemon.shutdown_timeout (%s), which bounds the whole stop",
+	    text);
+}
+
 static void check_config(load_t *ld)
 {
 	check_partitions(ld);
@@ -1060,6 +1080,7 @@ static void check_config(load_t *ld)
 	check_retry(ld);
 	check_topics(ld);
 	check_key_prefix(ld);
+	check_stop_drain(ld);
 }
 
 /* ---- loading ---- */

@@ -35,6 +35,7 @@ typedef struct config {
 	char *daemon_pid_file;       /* "" = no pid file */
 	char *daemon_control_socket; /* "" = no control socket */
 	int64_t daemon_shutdown_timeout;
+	int64_t daemon_stop_drain; /* 0 = stop accepting at once */
 	int64_t daemon_worker_timeout;
 	char *daemon_node; /* "" in the file is resolved to the host name */
 	int64_t daemon_takeover_poll;

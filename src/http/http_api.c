@@ -54,8 +54,12 @@ void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, cons
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
-	/* While draining, keep-alive clients are told to reconnect: a new generation is listening. */
-	if (ctx->draining)
+	/*
+	 * While draining, keep-alive clients are told to reconnect: a new
+	 * generation is listening. While stopping, so that they reconnect
+	 * through the balancer to another host before this one stops accepting.
+	 */
+	if (ctx->draining || ctx->stopping)
 		evhttp_add_header(h, "Connection", "close");
 	if (json == NULL || evbuffer_add(out, json, len) != 0) {
 		evhttp_send_error(req, 500, "Internal Server Error");
@@ -138,6 +142,16 @@ static void handle_ready(http_ctx_t *ctx, struct evhttp_request *req)
 	char failing[64] = "", why[256];
 	const char *topics = producer_topic_problem(ctx->producer, why, sizeof(why));
 
+	/*
+	 * First: a balancer must take this host out of rotation before it stops
+	 * accepting. Not while draining for a reload: the next generation serves.
+	 */
+	if (ctx->stopping) {
+		http_reply_literal(ctx, req, 503,
+		                   "{\"error\":\"UNAVAILABLE\",\"message\":\"stopping: this host is about to "
+		                   "stop accepting\"}");
+		return;
+	}
 	if (!redis_async_connected(ctx->redis))
 		strcat(failing, failing[0] ? ", redis" : "redis");
 	if (!pg_async_connected(ctx->pg))

@@ -31,8 +31,9 @@ typedef struct http_ctx {
 	producer_t *producer;
 	coupon_cache_t *coupons;
 	sse_t *sse;
-	shm_t *shm; /* the master's shared memory: partition progress for admission control */
-	int draining;
+	shm_t *shm;   /* the master's shared memory: partition progress for admission control */
+	int draining; /* stopped accepting: finishing what is in flight */
+	int stopping; /* daemon.stop_drain: still serving, but /readyz says 503 */
 	admin_stream_t *admin_streams; /* GET /api/admin/coupons/{id}/events (http_admin_events.c) */
 } http_ctx_t;
 

@@ -245,6 +245,22 @@ static void http_on_stop(worker_t *w)
 	}
 }
 
+/*
+ * daemon.stop_drain: the stop is coming. Accepting goes on (connections
+ * queued in the backlog would be reset when the listeners close) while
+ * /readyz says 503 and every answer says Connection: close, until the
+ * master sends STOP.
+ */
+static void http_on_message(worker_t *w, const channel_msg_t *msg)
+{
+	http_worker_t *hw = w->ctx;
+
+	if (msg->type != CHANNEL_STOPPING || hw->api.stopping)
+		return;
+	log_info("stopping soon: /readyz says 503, every answer closes its connection");
+	hw->api.stopping = 1;
+}
+
 /* Test builds only: block the loop so the heartbeat stops, as a real hang would. */
 static void on_hang(evutil_socket_t fd, short what, void *arg)
 {
@@ -410,6 +426,7 @@ int http_worker_main(worker_t *w)
 	hw->w = w;
 	w->ctx = hw;
 	w->on_stop = http_on_stop;
+	w->on_message = http_on_message;
 	if (http_setup(hw) == 0 && warmup_begin(hw) == 0) {
 		producer_on_fatal(hw->api.producer, on_producer_fatal, hw);
 		rc = worker_run(w);

@@ -183,13 +183,19 @@ void master_on_message(master_t *m, child_t *c, const channel_msg_t *msg)
 	log_warn("ignoring channel message of type %u from pid %d", (unsigned)msg->type, (int)c->pid);
 }
 
-/* Graceful stop, step two: once every worker has left, the embedded Kafka goes last. */
+static int is_draining(const master_t *m)
+{
+	return m->drain_ev != NULL && evtimer_pending(m->drain_ev, NULL);
+}
+
+/* Graceful stop, step three: once every worker has left, the embedded Kafka goes last. */
 static void stop_progress(master_t *m)
 {
 	int workers = proc_count(m, is_live_worker);
 
 	if (workers > 0) {
-		sdnotify_send("STATUS=stopping: %d workers still finishing", workers);
+		if (!is_draining(m))
+			sdnotify_send("STATUS=stopping: %d workers still finishing", workers);
 		return;
 	}
 	for (child_t *c = m->children; c != NULL; c = c->next) {
@@ -219,12 +225,69 @@ void master_on_exit(master_t *m, child_t *c)
 		stop_progress(m);
 }
 
+/* Graceful stop, step two: the workers stop accepting and finish what they have. */
+static void stop_children(master_t *m)
+{
+	for (child_t *c = m->children; c != NULL; c = c->next) {
+		if (c->pid > 0 && c->role != ROLE_KAFKA)
+			proc_stop(c, m->stop_deadline_ms);
+	}
+	stop_progress(m);
+}
+
+static void on_drain_end(evutil_socket_t fd, short what, void *arg)
+{
+	master_t *m = arg;
+
+	log_info("daemon.stop_drain over: the http workers stop accepting");
+	sdnotify_send("STATUS=stopping");
+	stop_children(m);
+}
+
+/*
+ * Graceful stop, step one (daemon.stop_drain > 0): every HTTP worker keeps
+ * accepting and serving, says 503 on /readyz and closes each connection
+ * after its answer, so that load balancers take the host out of rotation
+ * before anything would wait in a backlog that is about to be closed.
+ * Returns 0 when there is nothing to drain (no worker that could accept).
+ */
+static int start_drain(master_t *m)
+{
+	int64_t drain = m->cfg->daemon_stop_drain;
+	struct timeval tv = clock_timeval(drain);
+	int told = 0;
+
+	if (drain <= 0)
+		return 0;
+	for (child_t *c = m->children; c != NULL; c = c->next) {
+		if (c->pid > 0 && c->role == ROLE_HTTP && c->state != CHILD_DRAINING &&
+		    channel_send(c->chan_fd, CHANNEL_STOPPING, NULL) == 0)
+			told++;
+	}
+	if (told == 0)
+		return 0;
+	if (m->drain_ev == NULL)
+		m->drain_ev = evtimer_new(m->base, on_drain_end, m);
+	if (m->drain_ev == NULL || evtimer_add(m->drain_ev, &tv) != 0) {
+		log_error("cannot schedule the end of daemon.stop_drain; stopping now");
+		return 0;
+	}
+	log_info("draining for %lld ms (daemon.stop_drain): /readyz says 503, every answer closes its "
+	         "connection; then the graceful stop",
+	         (long long)drain);
+	sdnotify_send("STATUS=stopping: draining for %lld ms (daemon.stop_drain)", (long long)drain);
+	return 1;
+}
+
 void master_begin_stop(master_t *m)
 {
 	if (m->state == MASTER_STOPPING) {
+		/* SPEC: a second signal during a graceful stop, its drain included, stops now. */
 		if (!m->stop_forced) {
 			log_warn("second stop request: killing every child now");
 			m->stop_forced = 1;
+			if (m->drain_ev != NULL)
+				evtimer_del(m->drain_ev);
 			proc_kill_all(m);
 		}
 		return;
@@ -234,15 +297,15 @@ void master_begin_stop(master_t *m)
 	reload_abandon(m);
 	m->state = MASTER_STOPPING;
 	m->stop_deadline_ms = clock_mono_ms() + m->cfg->daemon_shutdown_timeout;
+	/* No slot is started again from now on: an empty one goes now. */
 	for (child_t *c = m->children, *next; c != NULL; c = next) {
 		next = c->next;
 		c->respawn_on_exit = 0;
 		if (c->pid == 0)
 			proc_release(m, c);
-		else if (c->role != ROLE_KAFKA)
-			proc_stop(c, m->stop_deadline_ms);
 	}
-	stop_progress(m);
+	if (!start_drain(m))
+		stop_children(m);
 }
 
 static void relay_reopen(master_t *m)
@@ -402,6 +465,8 @@ static void master_cleanup(master_t *m)
 	}
 	if (m->watchdog_ev != NULL)
 		event_free(m->watchdog_ev);
+	if (m->drain_ev != NULL)
+		event_free(m->drain_ev);
 	while (m->children != NULL)
 		proc_release(m, m->children);
 	if (m->control != NULL)

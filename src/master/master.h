@@ -70,6 +70,7 @@ struct master {
 	int ready_notified;
 	int stop_forced;
 	int64_t stop_deadline_ms;
+	struct event *drain_ev; /* daemon.stop_drain: pending while the workers still accept */
 	struct event *signal_evs[6];
 	struct event *watchdog_ev;
 	int64_t reload_started_ms;

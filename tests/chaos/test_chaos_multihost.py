@@ -11,7 +11,8 @@ During the sale (issue 13):
                      (postgres.dead_session_timeout), then restored: the cut-off host writes no decision after
                      the cut (a test-only trigger notes the address of the session that wrote each decision) and
                      rejoins as a standby
-    rolling-restart  every host in turn: reload (SIGHUP), then stop (SIGTERM) and start; no 503 at all
+    rolling-restart  every host in turn: reload (SIGHUP), then stop (SIGTERM) and start; no 503 at all and no
+                     connection reset (each host drains for daemon.stop_drain before it stops accepting)
 
 Each prints the usual figures (accepted, decided, lost, oversold, duplicates, drift), the answers by host, and
 the takeover time of every partition a fault moved (partition_owners.since minus the moment of the fault where
@@ -136,6 +137,10 @@ def test_rolling_restart(t):
         n = s.v.answers.get("503", 0)
         yield n == 0, f"no 503 ({n}): reloads and stops behind a /readyz health check refuse nothing", \
             f"503s (time sent, host, message): {s.load.refused_503[:30]}"
+        broken = s.load.cut_short
+        yield not broken, f"no connection reset or cut short ({len(broken)}): each stop drains for " \
+                          f"{multihost.STOP_DRAIN:g}s (daemon.stop_drain) while the balancer moves away", \
+            f"(time sent, host, error): {broken[:30]}"
     Scenario(t, SITE, "rolling-restart", users=3000, duration=20.0, overrides=overrides()).run(fault, evidence)
 
 

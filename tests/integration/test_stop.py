@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-2-Clause
 """test_stop.py: graceful and forced stops, reaping, death of the master, log reopening, JSON logs (SPEC.md 1)."""
+import collections
 import http.client
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import harness
@@ -161,6 +163,200 @@ def test_second_signal(t):
                 check_gone(t, d, kids, what)
             finally:
                 conn.close()
+
+
+DRAIN = 2.0  # daemon.stop_drain in the drain tests, seconds
+TOKEN = "test-admin-token-stop"
+PROBE = 0.1  # the test balancer's /readyz interval
+STOPPING = {"error": "UNAVAILABLE", "message": "stopping: this host is about to stop accepting"}
+
+
+def fresh(d, method, path, timeout=2):
+    """(status, json body, Connection header) over a new connection."""
+    status, body, headers = harness.http_request(d.port, method, path, timeout=timeout)
+    return status, harness.parse_json(body), (headers.get("Connection") or "").lower()
+
+
+class FollowingClient:
+    """What a load balancer does: a probe thread asks GET /readyz every PROBE seconds, and sender threads post
+    issue requests on fresh connections only while the last probe said 200. Every request sent is answered
+    or counted as broken (reset, refused, cut short): a balancer cannot retry a POST that broke."""
+
+    def __init__(self, d, coupon, senders=6):
+        self.d, self.coupon = d, coupon
+        self.lock = threading.Lock()
+        self.in_service, self.stopped = True, threading.Event()
+        self.statuses, self.broken, self.out_at = collections.Counter(), collections.Counter(), None
+        self.closes = 0  # answers that said Connection: close
+        self.user = 0
+        self.threads = [threading.Thread(target=self._probe, daemon=True)]
+        self.threads += [threading.Thread(target=self._send, daemon=True) for _ in range(senders)]
+        for th in self.threads:
+            th.start()
+
+    def _probe(self):
+        while not self.stopped.wait(PROBE):
+            try:
+                status, body, _ = fresh(self.d, "GET", "/readyz", 0.5)
+            except OSError:
+                status, body = None, None
+            with self.lock:
+                if status != 200 and self.in_service:
+                    self.out_at = (time.monotonic(), status, (body or {}).get("message"))
+                self.in_service = status == 200
+
+    def _send(self):
+        while not self.stopped.is_set():
+            with self.lock:
+                go = self.in_service
+                self.user += 1
+                user = self.user
+            if not go:
+                time.sleep(0.02)
+                continue
+            try:
+                status, _, close = fresh(self.d, "POST", f"/api/coupons/{self.coupon}/issue?userId={user}", 5)
+            except OSError as e:
+                with self.lock:
+                    self.broken[type(e).__name__] += 1
+                continue
+            with self.lock:
+                self.statuses[status] += 1
+                self.closes += close == "close"
+
+    def stop(self):
+        self.stopped.set()
+        for th in self.threads:
+            th.join(10)
+
+
+def serving_daemon(daemon, http=None):
+    """A daemon whose /readyz can say 200 (real Redis and PostgreSQL) and whose admin API creates coupons."""
+    return harness.Daemon({"daemon": daemon, "http": http or {}}, workers=2, partitions=2, redis=True,
+                          postgres=True, admin_token=TOKEN)
+
+
+def test_stop_drain(t):
+    """daemon.stop_drain: after SIGTERM the workers keep serving for the drain, with /readyz 503 'stopping' and
+    Connection: close on every answer; then the graceful stop; the daemon exits 0."""
+    with serving_daemon({"shutdown_timeout": "10s", "stop_drain": f"{int(DRAIN * 1000)}ms"},
+                        {"read_timeout": "30s"}) as d:
+        d.start()
+        coupon = d.create_coupon(100000)
+        kids = [pid for pid, _, _ in d.children()]
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+        conn.request("GET", "/readyz")
+        resp = conn.getresponse()
+        resp.read()
+        t.eq(resp.status, 200, "stop_drain: /readyz 200 before the stop (on a keep-alive connection)")
+        mark = len(d.notes)
+        start = time.monotonic()
+        d.signal(signal.SIGTERM)
+        t.ok(d.wait_note("STOPPING=1", 1, mark), "stop_drain: STOPPING=1 at the start of the drain", d.notes)
+        ready = harness.wait_for(lambda: fresh(d, "GET", "/readyz")[0] == 503, 1, 0.02)
+        status, body, close = fresh(d, "GET", "/readyz")
+        t.ok(ready and time.monotonic() - start < 1, f"stop_drain: /readyz says 503 within a moment of SIGTERM "
+             f"({time.monotonic() - start:.2f}s)")
+        t.ok(status == 503 and str((body or {}).get("message", "")).startswith("stopping"),
+             "stop_drain: /readyz's reason is 'stopping'", (status, body))
+        conn.request("POST", f"/api/coupons/{coupon}/issue?userId=1")
+        resp = conn.getresponse()
+        resp.read()
+        t.eq((resp.status, (resp.getheader("Connection") or "").lower()), (202, "close"),
+             "stop_drain: an issue request on a keep-alive connection: 202 with Connection: close")
+        conn.close()
+        served, late = 0, None
+        user = 2
+        while time.monotonic() - start < DRAIN - 0.3:
+            status, _, close = fresh(d, "POST", f"/api/coupons/{coupon}/issue?userId={user}")
+            if (status, close) != (202, "close"):
+                late = (round(time.monotonic() - start, 2), status, close)
+                break
+            served, user = served + 1, user + 1
+            time.sleep(0.05)
+        t.ok(late is None and served >= 10, f"stop_drain: new connections get 202 with Connection: close until "
+             f"the drain's end nears ({served} served, {DRAIN - 0.3:.1f}s)", late)
+        t.ok(d.proc.poll() is None, "stop_drain: still running during the drain")
+        rc = d.wait_exit(10)
+        elapsed = time.monotonic() - start
+        t.eq(rc, 0, "stop_drain: the master exits 0")
+        t.ok(rc is not None and DRAIN <= elapsed < DRAIN + 3,
+             f"stop_drain: exit after the drain, with nothing in flight soon after ({elapsed:.2f}s)")
+        log = d.log()
+        t.ok("draining for 2000 ms (daemon.stop_drain)" in log and "daemon.stop_drain over" in log,
+             "stop_drain: the log says when the drain began and ended", log[-2000:])
+        check_gone(t, d, kids, "stop_drain")
+
+
+def test_stop_drain_follower(t):
+    """A client that follows /readyz like a load balancer sees no broken connection across a SIGTERM."""
+    with serving_daemon({"shutdown_timeout": "10s", "stop_drain": f"{int(DRAIN * 1000)}ms"}) as d:
+        d.start()
+        coupon = d.create_coupon(100000)
+        lb = FollowingClient(d, coupon)
+        try:
+            time.sleep(1)
+            before = sum(lb.statuses.values())
+            start = time.monotonic()
+            d.signal(signal.SIGTERM)
+            rc = d.wait_exit(15)
+            elapsed = time.monotonic() - start
+        finally:
+            lb.stop()
+        t.eq(rc, 0, f"follower: the master exits 0 ({elapsed:.2f}s)")
+        out = lb.out_at
+        t.ok(out is not None and out[1] == 503 and str(out[2]).startswith("stopping")
+             and out[0] - start < DRAIN / 2, "follower: it was taken out of service by a 503 'stopping', early in "
+             "the drain", out and (round(out[0] - start, 2), out[1], out[2]))
+        t.ok(before > 0 and sum(lb.statuses.values()) > before, "follower: requests were served before and after "
+             f"the SIGTERM ({before}, then {sum(lb.statuses.values()) - before})")
+        t.eq(dict(lb.statuses), {202: sum(lb.statuses.values())}, "follower: every answer was 202")
+        t.eq(dict(lb.broken), {}, "follower: no connection was reset, refused or cut short")
+        t.ok(lb.closes > 0, f"follower: answers during the drain said Connection: close ({lb.closes})")
+
+
+def test_stop_no_drain(t):
+    """daemon.stop_drain 0s (the default): SIGTERM stops accepting at once, as SPEC says."""
+    with serving_daemon({"shutdown_timeout": "10s", "stop_drain": "0s"}, {"read_timeout": "30s"}) as d:
+        d.start()
+        t.eq(fresh(d, "GET", "/readyz")[0], 200, "no drain: /readyz 200 before the stop")
+        conn, status = keepalive_connection(d)  # holds the stop open, so the listen sockets stay in the master
+        try:
+            mark = len(d.notes)
+            d.signal(signal.SIGTERM)
+            t.ok(d.wait_note("STOPPING=1", 1, mark), "no drain: STOPPING=1", d.notes)
+            time.sleep(0.3)
+            try:
+                got = fresh(d, "GET", "/readyz", 1)[0]
+            except OSError as e:
+                got = type(e).__name__
+            t.ok(not isinstance(got, int), f"no drain: a new connection is not served any more ({got})")
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            t.eq((resp.status, (resp.getheader("Connection") or "").lower()), (200, "close"),
+                 "no drain: the open connection is still answered, with Connection: close")
+            t.eq(d.wait_exit(5), 0, "no drain: exit 0 once it has closed")
+            t.ok("daemon.stop_drain" not in d.log(), "no drain: no drain was logged")
+        finally:
+            conn.close()
+
+
+def test_stop_drain_second_signal(t):
+    """A second SIGTERM during the drain stops now (SPEC: a second signal during a graceful stop)."""
+    with serving_daemon({"shutdown_timeout": "30s", "stop_drain": "20s"}) as d:
+        d.start()
+        kids = [pid for pid, _, _ in d.children()]
+        t.eq(fresh(d, "GET", "/readyz")[0], 200, "second signal: /readyz 200 before the stop")
+        d.signal(signal.SIGTERM)
+        t.ok(harness.wait_for(lambda: fresh(d, "GET", "/readyz")[:2] == (503, STOPPING), 2, 0.05),
+             "second signal: draining (/readyz 503 'stopping')")
+        start = time.monotonic()
+        d.signal(signal.SIGINT)
+        rc = d.wait_exit(5)
+        elapsed = time.monotonic() - start
+        t.ok(rc is not None and elapsed < 2, f"second signal: exit within 2s of it (rc {rc}, {elapsed:.2f}s)")
+        check_gone(t, d, kids, "second signal")
 
 
 def wait_reaped(pid, start_time, timeout):
@@ -462,4 +658,5 @@ if __name__ == "__main__":
     Tap().run(test_stop_inputs, test_graceful_keepalive, test_inflight_request_during_drain, test_shutdown_deadline,
               test_second_signal, test_no_zombies, test_master_killed, test_log_reopen, test_json_logs,
               test_stop_during_startup, test_sigterm_to_every_process, test_log_format_follows_reload,
-              test_log_file_follows_reload)
+              test_log_file_follows_reload, test_stop_drain, test_stop_drain_follower, test_stop_no_drain,
+              test_stop_drain_second_signal)

@@ -34,6 +34,13 @@ HTTP_PORT = 8080  # every host has a port space of its own
 STOCKS = (50, 125, 175, 225, 275, 325)  # 1175 in all, for about 3000 requests from 2000 users
 TAKEOVER_BOUND = 5.0  # issue 13: a dead or cut-off host's partitions are taken over within 5 s
 CONNECT_TIMEOUT = 1.0  # the balancer gives up on a host that does not accept within this
+PROBE_INTERVAL = 0.25  # the balancer's GET /readyz, every this often
+PROBE_TIMEOUT = 0.5  # a probe not answered within this takes the host out
+UNHEALTHY_AFTER = 1  # failed probes before the balancer takes a host out
+# daemon.stop_drain, as docs/operations.md says to size it: the balancer must have seen /readyz 503 before the
+# host stops accepting. Its last good probe may have just ended, its next one may take the whole timeout; twice
+# that as the margin for a machine shared with other tests (issue 13: a rolling restart resets nothing).
+STOP_DRAIN = 2 * (PROBE_INTERVAL * UNHEALTHY_AFTER + PROBE_TIMEOUT)
 ANSWER_TIMEOUT = 15.0
 
 
@@ -149,6 +156,7 @@ class Fleet:
         keys = known_keys()
         self.has_node_key = "daemon.node" in keys
         self.has_dead_session_key = "postgres.dead_session_timeout" in keys
+        self.has_stop_drain_key = "daemon.stop_drain" in keys
         self.daemons = [self._daemon(h, conninfo, name, workers, overrides) for h in site.hosts]
 
     def _daemon(self, host, conninfo, name, workers, overrides):
@@ -158,6 +166,8 @@ class Fleet:
                               owned_partitions="all")}
         if self.has_node_key:
             tree["daemon"]["node"] = host.name
+        if self.has_stop_drain_key:
+            tree["daemon"]["stop_drain"] = f"{round(STOP_DRAIN * 1000)}ms"
         for section, keys in (overrides or {}).items():
             tree.setdefault(section, {}).update(keys)
         return HostDaemon(host, redis=self.redis, postgres=self.pg, postgres_conninfo=conninfo,
@@ -248,10 +258,11 @@ class Fleet:
 # ---- the load balancer and the driver ----------------------------------------------------------------------
 
 class Balancer:
-    """Round robin over the hosts in service. A host is in service when its last GET /readyz (every 250 ms,
-    0.5 s timeout) answered 200; a failed or refused connection takes it out at once."""
+    """Round robin over the hosts in service. A host is in service when its last GET /readyz (every
+    PROBE_INTERVAL, PROBE_TIMEOUT) answered 200 (UNHEALTHY_AFTER is 1); a failed or refused connection takes it
+    out at once."""
 
-    def __init__(self, fleet, interval=0.25):
+    def __init__(self, fleet, interval=PROBE_INTERVAL):
         self.fleet, self.interval = fleet, interval
         self.up = {d.node: False for d in fleet.daemons}
         self.lock = threading.Lock()
@@ -265,7 +276,7 @@ class Balancer:
     def check(self):
         for d in self.fleet.daemons:
             try:
-                ok = http_request(d.port, "GET", "/readyz", timeout=0.5, host=d.host)[0] == 200
+                ok = http_request(d.port, "GET", "/readyz", timeout=PROBE_TIMEOUT, host=d.host)[0] == 200
             except OSError:
                 ok = False
             with self.lock:

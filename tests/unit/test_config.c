@@ -212,6 +212,7 @@ static const char *const added_keys[] = {
     "issue.batch_linger",
     "daemon.node",
     "daemon.takeover_poll",
+    "daemon.stop_drain", /* issue 13: a rolling restart behind a load balancer resets nothing */
     "postgres.dead_session_timeout",
     NULL,
 };
@@ -460,6 +461,7 @@ static void test_defaults(void)
 	       strcmp(cfg->daemon_control_socket, "/run/couponsd/control.sock") == 0,
 	   "daemon strings");
 	ok(cfg->daemon_shutdown_timeout == 30000 && cfg->daemon_worker_timeout == 30000, "daemon durations");
+	is_int((int)cfg->daemon_stop_drain, 0, "daemon.stop_drain is 0 (a stop stops accepting at once)");
 	ok(cfg->log_level == LOG_LEVEL_INFO && cfg->log_format == LOG_FORMAT_TEXT &&
 	       strcmp(cfg->log_file, "stderr") == 0,
 	   "log defaults");
@@ -599,6 +601,25 @@ static void test_structure_errors(void)
 	expect_error("daemon:\n  \"us\\ner\": x\n", "t.yaml:2:3: unknown key 'daemon.us?er'");
 }
 
+/* The drain is spent inside daemon.shutdown_timeout (SPEC's bound on a stop), so it must be shorter. */
+static void test_stop_drain_values(void)
+{
+	config_t *cfg = expect_load("daemon:\n  stop_drain: 1500ms\n  shutdown_timeout: 10s\n",
+	                            "a stop_drain within shutdown_timeout");
+
+	if (cfg != NULL)
+		is_int((int)cfg->daemon_stop_drain, 1500, "daemon.stop_drain is read in milliseconds");
+	config_free(cfg);
+	expect_error("daemon:\n  stop_drain: 30s\n",
+	             "t.yaml:2:15: daemon.stop_drain: must be less than daemon.shutdown_timeout (30s), which "
+	             "bounds the whole stop");
+	expect_error("daemon:\n  shutdown_timeout: 5s\n  stop_drain: 1m\n",
+	             "t.yaml:3:15: daemon.stop_drain: must be less than daemon.shutdown_timeout (5s), which "
+	             "bounds the whole stop");
+	expect_error("daemon:\n  stop_drain: 5\n",
+	             "t.yaml:2:15: daemon.stop_drain: invalid duration '5' (use e.g. 250ms, 5s, 1m)");
+}
+
 static void test_value_errors(void)
 {
 	expect_error("redis:\n  port: 70000\n", "t.yaml:2:9: redis.port: must be an integer from 1 to 65535");
@@ -700,6 +721,7 @@ static void test_cross_key_errors(void)
 	    "t.yaml:4:25: postgres.dead_session_timeout: must be less than daemon.worker_timeout (5s)");
 	config_free(expect_load("daemon:\n  worker_timeout: 2s\n",
 	                        "a short worker_timeout with the default dead_session_timeout"));
+	test_stop_drain_values();
 	expect_error("daemon:\n  node: \"h 1\"\n",
 	             "t.yaml:2:9: daemon.node: printable ASCII without spaces, quotes or backslashes");
 }
