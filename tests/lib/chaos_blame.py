@@ -107,7 +107,7 @@ def check_503s(t, v):
     by_message = collections.Counter(message for _, _, message, _ in unattributed)
     lines = [f"{len(unattributed)} unattributed 503s, by message: {dict(by_message)}; the first 10:"]
     for sent, answered, message, dependency in sorted(unattributed)[:10]:
-        near = "; ".join(window_text(w) for w in nearest(faults.windows, sent))
+        near = "; ".join(window_text(w) for w in nearest(faults.windows, sent)) or "none (no fault was injected)"
         lines.append(f"unattributed 503 sent {sent:.2f}s answered {answered:.2f}s ({dependency or 'no dependency'}): "
                      f"{message!r}; nearest faults: {near}")
     t.ok(not unattributed, f"{v.name}: every 503 has a fault of the dependency it names (no 503 that no fault "
