@@ -17,6 +17,7 @@ drift      coupons whose Redis stock differs from PostgreSQL remaining (or is mi
 
 First come, first served (4) and the agreement of the API with PostgreSQL are separate assertions.
 503 and 429 are allowed while a fault lasts; connection errors only where the scenario kills HTTP workers.
+The mixed scenario also blames each 503 on a fault of the dependency it names (chaos_blame.py, issue 11 item 16).
 COUPONSD_SOAK_SECONDS=N makes the mixed scenario run its load (and faults) for N seconds.
 """
 import collections
@@ -127,7 +128,7 @@ class Load:
         again = [(min(duration, t + rng.uniform(0.3, 2.0)), c, u) for t, c, u in plan if rng.random() < 0.04]
         self.plan = sorted(plan + again)
         self.answers = []
-        self.refused = []  # (sent, answered, coupon, status, body) of every 503 and 429, for attribute_503s()
+        self.refused = []  # (sent, answered, coupon, status, body) of each 503 and 429: chaos_blame.check_503s()
         self.lock = threading.Lock()
         self.next = 0
         self.done = 0
@@ -212,7 +213,7 @@ class Faults:
         self.done = []
         self.errors = []
         self.monitors = []
-        self.windows = []  # [dependency, what, start, end or None while it lasts]: every fault, for attribute_503s()
+        self.windows = []  # [dependency, what, start, end or None while it lasts]: chaos_blame.check_503s()
         self.lasting = {}
         self.monitor()
 
@@ -665,7 +666,7 @@ def scenario(t, name, fault, d=None, stocks=STOCKS, users=3500, duration=10.0,
         keep_log(d, name)
         d.stop()  # now, so that the reports written at exit (LeakSanitizer) are in stderr too
         check_answers(t, v, allow_errors)
-        v.load, v.faults, v.daemon = load, faults, d  # for checks of the caller's own (attribute_503s())
+        v.load, v.faults, v.daemon = load, faults, d  # for checks of the caller's own (chaos_blame.check_503s())
         v.seconds = time.monotonic() - started
         verdict(t, v)
     return v

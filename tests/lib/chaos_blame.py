@@ -56,11 +56,10 @@ def config_seconds(d, name):
 def margins(d):
     """How long after a fault ends its dependency may still cause a 503, from the daemon's configuration:
     PostgreSQL: a worker's reconnect attempt after its back-off, which may take postgres.timeout to fail;
-    Kafka: an event produced when the broker is back may still wait kafka.produce_timeout for its report;
-    Redis: redis.timeout (no issue 503 names Redis: a request goes to Kafka without the claim)."""
+    Kafka: an event produced when the broker is back may still wait kafka.produce_timeout for its report.
+    Redis has none: no issue 503 names it (without Redis a request goes to Kafka without the claim)."""
     return {"postgres": PG_BACKOFF_MAX + config_seconds(d, "postgres.timeout"),
-            "kafka": config_seconds(d, "kafka.produce_timeout"),
-            "redis": config_seconds(d, "redis.timeout")}
+            "kafka": config_seconds(d, "kafka.produce_timeout")}
 
 
 def blame(refused, windows, margin, end_of_load):
