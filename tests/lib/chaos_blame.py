@@ -12,26 +12,30 @@ is any 503 whose message names no dependency (out of memory, no randomness). 429
 (docs/api.md, "sold out is final") and OVERLOADED (admission control) are answers of a healthy daemon.
 """
 import collections
+import os
 import re
 import subprocess
 
-from harness import BIN
+from harness import BIN, SRCDIR
 
-CAUSES = (
-    (r"the database cannot be reached", "postgres"),
-    (r"the request could not be queued", "kafka"),  # "... durably in time" (produce timeout) and a refused produce
-    (r"kafka topic ", "kafka"),  # the producer's metadata says the topic is missing or has the wrong partitions
+CAUSES = (  # (how the message starts, the dependency it names)
+    ("the database cannot be reached", "postgres"),
+    ("the request could not be queued", "kafka"),  # "... durably in time" (produce timeout) and a refused produce
+    ("kafka topic ", "kafka"),  # the producer's metadata says the topic is missing or has the wrong partitions
 )
 
-# The HTTP worker's reconnect back-off toward PostgreSQL doubles up to this (BACKOFF_MAX_MS, src/http/pg_async.c):
-# once PostgreSQL is back, a worker may wait that long before its next attempt.
-PG_BACKOFF_MAX = 5.0
+
+def pg_backoff_max():
+    """The HTTP worker's reconnect back-off toward PostgreSQL doubles up to BACKOFF_MAX_MS (src/http/pg_async.c, a
+    constant, not a key): once PostgreSQL is back, a worker may wait that long before its next attempt."""
+    with open(os.path.join(SRCDIR, "src", "http", "pg_async.c")) as f:
+        return int(re.search(r"#define BACKOFF_MAX_MS (\d+)", f.read()).group(1)) / 1000
 
 
 def cause(body):
     message = (body or {}).get("message") or ""
-    for pattern, dependency in CAUSES:
-        if message.startswith(pattern):
+    for prefix, dependency in CAUSES:
+        if message.startswith(prefix):
             return dependency
     return None
 
@@ -58,7 +62,7 @@ def margins(d):
     PostgreSQL: a worker's reconnect attempt after its back-off, which may take postgres.timeout to fail;
     Kafka: an event produced when the broker is back may still wait kafka.produce_timeout for its report.
     Redis has none: no issue 503 names it (without Redis a request goes to Kafka without the claim)."""
-    return {"postgres": PG_BACKOFF_MAX + config_seconds(d, "postgres.timeout"),
+    return {"postgres": pg_backoff_max() + config_seconds(d, "postgres.timeout"),
             "kafka": config_seconds(d, "kafka.produce_timeout")}
 
 
