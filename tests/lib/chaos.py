@@ -279,12 +279,12 @@ class Faults:
         return self.kill([pid] if pid else [], f"consumer partition {partition}")
 
     def kafka(self, command):
-        words = command.split()
-        if words[0] in ("broker-down", "produce-errors"):
-            self.hit("kafka", command, key=f"broker {words[1]}" if words[0] == "broker-down" else None)
+        words = command.split() + [""]
+        key = {"broker-down": f"broker {words[1]}", "all-down": "all brokers"}.get(words[0])
+        if key or words[0] == "produce-errors":
+            self.hit("kafka", command, key=key)
         rc, out, err = self.d.ctl(f"kafka {command}")
-        if words[0] == "broker-up":
-            self.healed(f"broker {words[1]}")
+        self.healed({"broker-up": f"broker {words[1]}", "all-up": "all brokers"}.get(words[0]))
         if rc != 0:
             self.fail(f"-s 'kafka {command}' exited {rc}: {(out + err).strip()}")
         else:
