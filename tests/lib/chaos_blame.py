@@ -67,19 +67,20 @@ def margins(d):
 
 
 def blame(refused, windows, margin, end_of_load):
-    """(counts by cause, unattributed [(sent, answered, message, dependency)], {dependency: the latest a 503 was
-    sent after its fault ended}) of the 503s in refused."""
+    """(counts by cause, unattributed [(sent, answered, message, dependency)], {dependency: (how long after its
+    fault ended the latest 503 was sent, which)}) of the 503s in refused."""
     counts, unattributed, late = collections.Counter(), [], {}
     for sent, answered, _, status, body in refused:
         if status != 503:
             continue
         dependency = cause(body)
-        after = [max(0.0, sent - (end_of_load if end is None else end)) for dep, _, start, end in windows
-                 if dep == dependency and start <= answered]
-        after = min(after, default=None)
-        if after is not None and after <= margin[dependency]:
+        after = min(((max(0.0, sent - (end_of_load if end is None else end)), what, start)
+                     for dep, what, start, end in windows if dep == dependency and start <= answered),
+                    default=None)
+        if after is not None and after[0] <= margin[dependency]:
             counts[dependency] += 1
-            late[dependency] = max(late.get(dependency, 0.0), after)
+            if after[0] >= late.get(dependency, (0.0,))[0]:
+                late[dependency] = (round(after[0], 2), f"sent {sent:.2f}s after '{after[1]}' at {after[2]:.1f}s")
         else:
             counts["unattributed"] += 1
             unattributed.append((sent, answered, (body or {}).get("message"), dependency))
@@ -106,7 +107,7 @@ def check_503s(t, v):
     codes = collections.Counter(f"{s} {(b or {}).get('error')}" for _, _, _, s, b in load.refused)
     t.diag(f"chaos {v.name}: 503s by cause {dict(sorted(counts.items()))}; refusals by code "
            f"{dict(sorted(codes.items()))}; recovery margins {margin}, used at most "
-           f"{ {k: round(x, 2) for k, x in sorted(late.items())} }")
+           f"{dict(sorted(late.items()))}")
     by_message = collections.Counter(message for _, _, message, _ in unattributed)
     lines = [f"{len(unattributed)} unattributed 503s, by message: {dict(by_message)}; the first 10:"]
     for sent, answered, message, dependency in sorted(unattributed)[:10]:
