@@ -17,6 +17,7 @@ drift      coupons whose Redis stock differs from PostgreSQL remaining (or is mi
 
 First come, first served (4) and the agreement of the API with PostgreSQL are separate assertions.
 503 and 429 are allowed while a fault lasts; connection errors only where the scenario kills HTTP workers.
+The mixed scenario also blames each 503 on a fault of the dependency it names (chaos_blame.py, issue 11 item 16).
 COUPONSD_SOAK_SECONDS=N makes the mixed scenario run its load (and faults) for N seconds.
 """
 import collections
@@ -127,6 +128,7 @@ class Load:
         again = [(min(duration, t + rng.uniform(0.3, 2.0)), c, u) for t, c, u in plan if rng.random() < 0.04]
         self.plan = sorted(plan + again)
         self.answers = []
+        self.refused = []  # (sent, answered, coupon, status, body) of each 503 and 429: chaos_blame.check_503s()
         self.lock = threading.Lock()
         self.next = 0
         self.done = 0
@@ -175,8 +177,11 @@ class Load:
             body = parse_json(text)
         except Exception as e:  # noqa: BLE001 - a refused or cut connection is an answer to count
             status, body = f"error: {type(e).__name__}", None
+        answered = time.monotonic() - self.started
         with self.lock:
             self.answers.append((c, u, status, body, sent))
+            if status in (503, 429):
+                self.refused.append((sent, answered, c, status, body))
         return status
 
     def progress(self):
@@ -208,6 +213,8 @@ class Faults:
         self.done = []
         self.errors = []
         self.monitors = []
+        self.windows = []  # [dependency, what, start, end or None while it lasts]: chaos_blame.check_503s()
+        self.lasting = {}
         self.monitor()
 
     def monitor(self):
@@ -228,6 +235,20 @@ class Faults:
     def note(self, text):
         self.done.append(f"{self.load.elapsed():5.1f}s {text}")
 
+    def hit(self, dependency, what, key=None):
+        """Records a fault on dependency (postgres, redis, kafka, http, consumer; reload is none). With a key it
+        lasts until healed(key), else it is a moment."""
+        now = self.load.elapsed()
+        window = [dependency, what, now, None if key else now]
+        self.windows.append(window)
+        if key:
+            self.lasting[key] = window
+
+    def healed(self, key):
+        window = self.lasting.pop(key, None)
+        if window is not None:
+            window[3] = self.load.elapsed()
+
     def fail(self, text):
         self.errors.append(text)
         self.note(f"FAILED: {text}")
@@ -245,18 +266,25 @@ class Faults:
         return pid
 
     def kill_http_worker(self):
+        self.hit("http", "SIGKILL http worker")
         return self.kill(self.d.http_workers(), "http worker")
 
     def kill_consumer(self, partition=None):
         """SIGKILL a random consumer, or the one of partition."""
         cons = self.d.consumers()
+        self.hit("consumer", f"SIGKILL consumer {'' if partition is None else partition}".strip())
         if partition is None:
             return self.kill(list(cons.values()), "consumer")
         pid = cons.get(f"couponsd: consumer partition {partition}")
         return self.kill([pid] if pid else [], f"consumer partition {partition}")
 
     def kafka(self, command):
+        words = command.split() + [""]
+        key = {"broker-down": f"broker {words[1]}", "all-down": "all brokers"}.get(words[0])
+        if key or words[0] == "produce-errors":
+            self.hit("kafka", command, key=key)
         rc, out, err = self.d.ctl(f"kafka {command}")
+        self.healed({"broker-up": f"broker {words[1]}", "all-up": "all brokers"}.get(words[0]))
         if rc != 0:
             self.fail(f"-s 'kafka {command}' exited {rc}: {(out + err).strip()}")
         else:
@@ -270,8 +298,12 @@ class Faults:
 
     def kafka_node(self, node, action, why=""):
         """start | term | kill | pause | resume on node (1..N) of the real cluster."""
+        if action in ("term", "kill", "pause"):
+            self.hit("kafka", f"kafka node {node} {action}", key=f"node {node}")
         try:
             self.cluster.node(node, action)
+            if action in ("start", "resume"):
+                self.healed(f"node {node}")
             self.note(f"kafka node {node}: {action}{' (' + why + ')' if why else ''}")
             return True
         except RuntimeError as e:
@@ -298,9 +330,12 @@ class Faults:
     def kafka_heal(self):
         """Every node running again and every partition of the daemon's topics in sync."""
         self.cluster.heal([self.d.topic(w) for w in ("topic", "results_topic", "dlq_topic")])
+        for key in [k for k in self.lasting if k.startswith("node ")]:
+            self.healed(key)
         self.note("kafka cluster whole again (every replica in sync)")
 
     def sighup(self):
+        self.hit("reload", "SIGHUP")
         self.d.signal(signal.SIGHUP)
         self.note("SIGHUP")
 
@@ -317,36 +352,45 @@ class Faults:
             self.fail(f"PATCH coupon {coupon} {body}: unexpected {status} {answer}")
 
     def redis_restart_empty(self, down=1.0):
+        self.hit("redis", "redis restart (empty)", key="redis")
         self.redis.stop()
         self.note("redis stopped (no persistence)")
         time.sleep(down)
         self.redis.restart(flush=True)
+        self.healed("redis")
         self.note("redis started empty")
         self.monitor()
 
     def redis_flushall(self):
+        self.hit("redis", "redis FLUSHALL")
         self.redis.flushall()
         self.note("redis FLUSHALL")
 
     def redis_crash_aof(self, down=1.0):
+        self.hit("redis", "redis SIGKILL", key="redis")
         self.redis.kill()
         self.note("redis SIGKILL (appendonly, appendfsync always)")
         time.sleep(down)
         self.redis.start()
+        self.healed("redis")
         self.note("redis started from its AOF")
         self.monitor()
 
     def pg_restart(self):
+        self.hit("postgres", "postgres restart", key="postgres")
         self.pg.stop("fast")
         self.note("postgres stopped (fast)")
         self.pg.start()
+        self.healed("postgres")
         self.note("postgres started")
 
     def pg_pause(self, seconds):
+        self.hit("postgres", f"postgres SIGSTOP {seconds:.1f}s", key="postgres")
         self.pg.pause()
         self.note(f"postgres SIGSTOP for {seconds:.1f}s")
         time.sleep(seconds)
         self.pg.resume()
+        self.healed("postgres")
         self.note("postgres SIGCONT")
 
     def sleep(self, seconds):
@@ -622,6 +666,7 @@ def scenario(t, name, fault, d=None, stocks=STOCKS, users=3500, duration=10.0,
         keep_log(d, name)
         d.stop()  # now, so that the reports written at exit (LeakSanitizer) are in stderr too
         check_answers(t, v, allow_errors)
+        v.load, v.faults, v.daemon = load, faults, d  # for checks of the caller's own (chaos_blame.check_503s())
         v.seconds = time.monotonic() - started
         verdict(t, v)
     return v
