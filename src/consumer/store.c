@@ -162,8 +162,8 @@ struct store {
 	int partition;
 	int32_t lock_key;
 	PGconn *conn;
-	int owned;                 /* conn holds the partition's ownership lock */
-	int full_lookup;           /* the next batch looks its rows up by request id too (existing_full_sql) */
+	int owned;       /* conn holds the partition's ownership lock */
+	int full_lookup; /* the next batch looks its rows up by request id too (existing_full_sql) */
 	char previous[STORE_NODE]; /* partition_owners' node before the last acquisition ("" if none) */
 	int cap;                   /* items the arrays below hold */
 	decide_facts_t facts;      /* what the batch's lookups found */
@@ -270,13 +270,13 @@ static int set_statement_timeout(store_t *s)
 
 static int session_setup(store_t *s)
 {
-	const char *names[] = {"couponsd_lock",       "couponsd_existing", "couponsd_existing_full",
-	                       "couponsd_insert",     "couponsd_update",   "couponsd_reject",
-	                       "couponsd_prune",      "couponsd_rejected", "couponsd_stock_page",
-	                       "couponsd_owner",      "couponsd_owner_of"};
-	const char *texts[] = {lock_sql,   existing_sql, existing_full_sql, insert_sql,
-	                       update_sql, reject_sql,   prune_sql,         rejected_sql,
-	                       stock_page_sql, owner_sql, owner_of_sql};
+	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_existing_full",
+	                       "couponsd_insert", "couponsd_update",   "couponsd_reject",
+	                       "couponsd_prune",  "couponsd_rejected", "couponsd_stock_page",
+	                       "couponsd_owner",  "couponsd_owner_of"};
+	const char *texts[] = {lock_sql,       existing_sql, existing_full_sql, insert_sql,
+	                       update_sql,     reject_sql,   prune_sql,         rejected_sql,
+	                       stock_page_sql, owner_sql,    owner_of_sql};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
