@@ -23,13 +23,32 @@ static const char lock_sql[] = "SELECT id, remaining, floor(extract(epoch FROM s
                                " floor(extract(epoch FROM ends_at) * 1000000)::bigint, closed"
                                " FROM coupons WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 
-/* The rows that make a request a replay (same request id) or a duplicate (same coupon and user). */
+/*
+ * The rows that make a request a replay (same request id) or a duplicate
+ * (same coupon and user): one probe of the (coupon_id, user_id) index per
+ * request. A replay's row is found by it too, because an event carries its
+ * request id, coupon and user together. LATERAL ... LIMIT 1 keeps the probe
+ * an index lookup whatever the statistics say: as a plain join, the generic
+ * plan made while issued_coupons was still empty (a fresh database, or a
+ * table not yet analysed) hashed the batch and scanned the whole table for
+ * every batch, so one hot coupon's decisions slowed down as it sold.
+ */
 static const char existing_sql[] =
+    "SELECT i.request_id::text, i.coupon_id, i.user_id FROM unnest($1::bigint[], $2::bigint[]) AS p(c, u)"
+    " CROSS JOIN LATERAL (SELECT request_id, coupon_id, user_id FROM issued_coupons"
+    " WHERE coupon_id = p.c AND user_id = p.u LIMIT 1) AS i";
+
+/*
+ * The retry's lookup after an INSERT that did not insert every planned row:
+ * by request id too, in case a request id came back with another (coupon,
+ * user) than its issued row's (a hand-made event): its row makes it a replay.
+ */
+static const char existing_full_sql[] =
     "SELECT request_id::text, coupon_id, user_id FROM issued_coupons"
     " WHERE request_id = ANY($1::uuid[])"
-    " UNION SELECT i.request_id::text, i.coupon_id, i.user_id FROM issued_coupons i"
-    " JOIN unnest($2::bigint[], $3::bigint[]) AS p(c, u)"
-    " ON i.coupon_id = p.c AND i.user_id = p.u";
+    " UNION SELECT i.request_id::text, i.coupon_id, i.user_id FROM unnest($2::bigint[], $3::bigint[])"
+    " AS p(c, u) CROSS JOIN LATERAL (SELECT request_id, coupon_id, user_id FROM issued_coupons"
+    " WHERE coupon_id = p.c AND user_id = p.u LIMIT 1) AS i";
 
 /* ORDER BY n keeps Kafka log order, so row ids follow first-come-first-served too. */
 static const char insert_sql[] = "INSERT INTO issued_coupons (request_id, coupon_id, user_id, accepted_at)"
@@ -143,7 +162,8 @@ struct store {
 	int partition;
 	int32_t lock_key;
 	PGconn *conn;
-	int owned;                 /* conn holds the partition's ownership lock */
+	int owned;       /* conn holds the partition's ownership lock */
+	int full_lookup; /* the next batch looks its rows up by request id too (existing_full_sql) */
 	char previous[STORE_NODE]; /* partition_owners' node before the last acquisition ("" if none) */
 	int cap;                   /* items the arrays below hold */
 	decide_facts_t facts;      /* what the batch's lookups found */
@@ -250,12 +270,13 @@ static int set_statement_timeout(store_t *s)
 
 static int session_setup(store_t *s)
 {
-	const char *names[] = {"couponsd_lock",     "couponsd_existing",   "couponsd_insert",
-	                       "couponsd_update",   "couponsd_reject",     "couponsd_prune",
-	                       "couponsd_rejected", "couponsd_stock_page", "couponsd_owner",
-	                       "couponsd_owner_of"};
-	const char *texts[] = {lock_sql,  existing_sql, insert_sql,     update_sql, reject_sql,
-	                       prune_sql, rejected_sql, stock_page_sql, owner_sql,  owner_of_sql};
+	const char *names[] = {"couponsd_lock",   "couponsd_existing", "couponsd_existing_full",
+	                       "couponsd_insert", "couponsd_update",   "couponsd_reject",
+	                       "couponsd_prune",  "couponsd_rejected", "couponsd_stock_page",
+	                       "couponsd_owner",  "couponsd_owner_of"};
+	const char *texts[] = {lock_sql,       existing_sql, existing_full_sql, insert_sql,
+	                       update_sql,     reject_sql,   prune_sql,         rejected_sql,
+	                       stock_page_sql, owner_sql,    owner_of_sql};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		PGresult *res =
@@ -525,7 +546,10 @@ static void send_existing(store_t *s, pg_pipeline_t *p, const item_t *items, int
 		pg_pipeline_fail(p);
 		return;
 	}
-	pg_pipeline_send(p, "find issued", "couponsd_existing", 3, params, PGRES_TUPLES_OK);
+	if (s->full_lookup)
+		pg_pipeline_send(p, "find issued", "couponsd_existing_full", 3, params, PGRES_TUPLES_OK);
+	else
+		pg_pipeline_send(p, "find issued", "couponsd_existing", 2, params + 1, PGRES_TUPLES_OK);
 }
 
 static void read_existing(store_t *s, const PGresult *res)
@@ -622,12 +646,13 @@ static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n,
  * exists: the transaction is abandoned and retried, and the retry's lookup
  * sees that writer's rows.
  */
-static int check_inserted(const PGresult *res, int planned)
+static int check_inserted(store_t *s, const PGresult *res, int planned)
 {
 	int inserted = PQntuples(res);
 
 	if (inserted == planned)
 		return 0;
+	s->full_lookup = 1;
 	log_warn("postgresql: %d of %d issued rows met a concurrent writer; retrying", planned - inserted,
 	         planned);
 	return -1;
@@ -721,7 +746,7 @@ static int write_batch(store_t *s, const item_t *items, int n)
 	send_rejections(s, &p, items, n);
 	rc = pipeline_close(s, &p);
 	if (rc == 0 && insert >= 0)
-		rc = check_inserted(p.res[insert], planned);
+		rc = check_inserted(s, p.res[insert], planned);
 	if (rc == 0 && update >= 0)
 		read_remaining(s, p.res[update]);
 	pg_pipeline_clear(&p);
@@ -783,6 +808,7 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **dec
 	/* On its own, so nothing commits before write_batch() has checked the INSERT's count. */
 	if (run_simple(s, "COMMIT", PGRES_COMMAND_OK) != 0)
 		return commit_failed(s, items, n);
+	s->full_lookup = 0;
 	collect_coupons(s, coupons, ncoupons);
 	*decisions = s->decisions;
 	return STORE_OK;

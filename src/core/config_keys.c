@@ -336,7 +336,7 @@ const config_key_t config_keys[] = {
 
     {.name = "issue.batch_size",
      .type = CONFIG_TYPE_INT,
-     .default_text = "256",
+     .default_text = "1024",
      .reloadable = 1,
      .help = "consumer write-through batch: events per PostgreSQL transaction",
      .offset = AT(issue_batch_size),

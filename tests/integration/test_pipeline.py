@@ -273,6 +273,18 @@ def part_replay(t, d):
          "replay after the decision: still one row for the user")
     t.eq(d.redis_stock(c), 7, "replay after the decision: Redis stock moved only for the new marker")
     check_pg(t, d, c, 10, "replay after the decision")
+
+    # A hand-made event: an issued requestId with another user. The lookup by (coupon, user) does not find its
+    # row, so the INSERT meets the requestId's row; the retry looks it up by requestId too and decides a replay.
+    odd = dict(event, userId=703)
+    kafka_produce(bootstrap, d.topic(), json.dumps(odd), key=c)
+    marker(t, d, c, 704)  # decided after it: the partition did not stall on it
+    t.eq((d.wait_final(event["requestId"], BUDGET.left(10)) or {}).get("status"), "ISSUED",
+         "an issued requestId with another user: still ISSUED (a replay)")
+    t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c} AND user_id = 703"), "0",
+         "an issued requestId with another user: no row for that user")
+    t.eq(d.redis_stock(c), 6, "an issued requestId with another user: Redis stock moved only for the marker")
+    check_pg(t, d, c, 10, "a requestId with another user")
     t.eq((d.request_status(event["requestId"])[1] or {}).get("status"), "ISSUED",
          "the replayed request still says ISSUED")
 

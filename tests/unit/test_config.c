@@ -440,7 +440,7 @@ static void test_defaults_kafka_and_below(const config_t *cfg)
 	ok(strcmp(cfg->postgres_conninfo, "host=127.0.0.1 port=5432 dbname=couponsd user=couponsd") == 0 &&
 	       cfg->postgres_auto_migrate == 1,
 	   "postgres defaults");
-	ok(cfg->issue_batch_size == 256 && cfg->issue_result_ttl == 86400000 &&
+	ok(cfg->issue_batch_size == 1024 && cfg->issue_result_ttl == 86400000 &&
 	       cfg->issue_retry_initial == 100 && cfg->issue_retry_max == 30000 &&
 	       cfg->issue_max_pending == 20000 && cfg->metrics_enabled == 1,
 	   "issue and metrics defaults");
