@@ -422,8 +422,10 @@ class Bench:
 
     # ---- Redis and PostgreSQL ----
     def start_servers(self):
+        # PostgreSQL with its default durability (fsync, synchronous_commit, full_page_writes on), like the peer's.
         r = subprocess.run([sys.executable, os.path.join(SRCDIR, "tests", "lib", "servers.py"), "--demo",
-                            self.servers_dir], capture_output=True, text=True, timeout=180)
+                            self.servers_dir], capture_output=True, text=True, timeout=180,
+                           env=dict(os.environ, COUPONSD_PG_DURABLE="1"))
         self.servers_up = True
         if r.returncode != 0:
             raise RuntimeError(f"cannot start redis-server and PostgreSQL:\n{r.stderr[-3000:]}")
@@ -440,8 +442,8 @@ class Bench:
                                "redis": tool_version(["redis-server", "--version"]),
                                "postgres": tool_version([os.path.join(os.environ.get(
                                    "COUPONSD_PG_BIN", "/usr/lib/postgresql/15/bin"), "postgres"), "--version"]),
-                               "postgres_settings": "fsync=off, synchronous_commit=off, full_page_writes=off, "
-                                                    "shared_buffers=64MB (tests/lib/servers.py)"}
+                               "postgres_settings": "the server's defaults (fsync, synchronous_commit and "
+                                                    "full_page_writes on), max_connections=200, as the peer's"}
 
     # ---- a real Kafka cluster (--kafka real) ----
     def kafka_sh(self, *args, timeout=300):

@@ -266,9 +266,12 @@ class Postgres(_Server):
 
     def argv(self):
         settings = {"listen_addresses": self.host, "port": self.port, "unix_socket_directories": self.dir,
-                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
-                    "max_connections": 200, "shared_buffers": "64MB", "logging_collector": "off",
-                    "log_min_messages": "warning"}
+                    "max_connections": 200, "logging_collector": "off", "log_min_messages": "warning"}
+        # Tests trade durability for speed; the bench (COUPONSD_PG_DURABLE=1) keeps the server's defaults, as
+        # the peer it is compared with does (fsync and synchronous_commit on).
+        if os.environ.get("COUPONSD_PG_DURABLE") != "1":
+            settings.update({"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
+                             "shared_buffers": "64MB"})
         argv = [os.path.join(PG_BIN, "postgres"), "-D", self.data]
         for k, v in settings.items():
             argv += ["-c", f"{k}={v}"]
