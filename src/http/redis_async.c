@@ -15,7 +15,8 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define EVAL_MAX_ARGS 16
+/* A script call's keys and arguments at most: a batch (redis_batch.c) is one call of many of them. */
+#define EVAL_MAX_ARGS 4096
 
 struct redis_async {
 	struct event_base *base;
@@ -43,9 +44,9 @@ typedef struct {
 	int finished;
 	redis_script_t *script; /* EVALSHA: kept to resend as EVAL on NOSCRIPT */
 	int argc;
-	const char *argv[EVAL_MAX_ARGS + 3];
 	char numkeys[16];
-	char *owned[EVAL_MAX_ARGS]; /* copies of the script's keys and arguments */
+	const char **argv; /* a script's: in the same allocation, followed by copies of its strings */
+	size_t *lens;
 } redis_cmd_t;
 
 static void start_connect(redis_async_t *ra);
@@ -82,13 +83,12 @@ static void cmd_drop(redis_cmd_t *cmd);
 /* NOSCRIPT after a Redis restart or SCRIPT FLUSH: the script is sent whole, which also caches it again. */
 static int retry_as_eval(redis_cmd_t *cmd)
 {
-	const char *argv[EVAL_MAX_ARGS + 3];
-
-	memcpy(argv, cmd->argv, sizeof(argv));
-	argv[0] = "EVAL";
-	argv[1] = cmd->script->body;
+	cmd->argv[0] = "EVAL";
+	cmd->argv[1] = cmd->script->body;
+	cmd->lens[0] = 4;
+	cmd->lens[1] = strlen(cmd->script->body);
 	cmd->script = NULL;
-	return send_cmd(cmd->ra, cmd, cmd->argc, argv, NULL);
+	return send_cmd(cmd->ra, cmd, cmd->argc, cmd->argv, cmd->lens);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -116,16 +116,11 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 		redisAsyncDisconnect(ra->ac);
 }
 
+/* lens is required: every caller knows its lengths (redis_async_argv() measures them). */
 static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens)
 {
-	size_t lengths[EVAL_MAX_ARGS + 3];
 	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
 
-	if (lens == NULL) {
-		for (int i = 0; i < argc; i++)
-			lengths[i] = strlen(argv[i]);
-		lens = lengths;
-	}
 	if (redisAsyncCommandArgv(ra->ac, on_reply, cmd, argc, argv, lens) != REDIS_OK)
 		return -1;
 	if (evtimer_add(cmd->timer, &tv) != 0)
@@ -133,9 +128,10 @@ static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **
 	return 0;
 }
 
-static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg)
+/* extra: bytes allocated after the command (a script's argv, lengths and strings). */
+static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg, size_t extra)
 {
-	redis_cmd_t *cmd = calloc(1, sizeof(*cmd));
+	redis_cmd_t *cmd = calloc(1, sizeof(*cmd) + extra);
 
 	if (cmd == NULL)
 		return NULL;
@@ -152,8 +148,6 @@ static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg)
 
 static void cmd_drop(redis_cmd_t *cmd)
 {
-	for (int i = 0; i < EVAL_MAX_ARGS; i++)
-		free(cmd->owned[i]);
 	event_free(cmd->timer);
 	free(cmd);
 }
@@ -161,9 +155,17 @@ static void cmd_drop(redis_cmd_t *cmd)
 int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv,
                      const size_t *lens)
 {
+	size_t lengths[8];
 	redis_cmd_t *cmd;
 
-	if (!ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg)) == NULL)
+	if (lens == NULL) {
+		if (argc > (int)(sizeof(lengths) / sizeof(lengths[0])))
+			return -1;
+		for (int i = 0; i < argc; i++)
+			lengths[i] = strlen(argv[i]);
+		lens = lengths;
+	}
+	if (!ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg, 0)) == NULL)
 		return -1;
 	if (send_cmd(ra, cmd, argc, argv, lens) != 0) {
 		cmd_drop(cmd);
@@ -180,16 +182,35 @@ static void on_script_loaded(redisReply *reply, void *arg)
 		memcpy(script->sha, reply->str, 41);
 }
 
-/* The script's keys and arguments are copied: a NOSCRIPT retry may need them after the caller moved on. */
-static int copy_args(redis_cmd_t *cmd, int argc, const char **argv)
+/*
+ * A script's keys and arguments are copied (a NOSCRIPT retry may need them
+ * after the caller moved on), into the command's own allocation: one malloc
+ * per call however many there are, since a batch has hundreds.
+ */
+static redis_cmd_t *eval_cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv)
 {
+	size_t bytes = 0;
+	redis_cmd_t *cmd;
+	char *p;
+
+	for (int i = 0; i < argc; i++)
+		bytes += strlen(argv[i]) + 1;
+	cmd = cmd_new(ra, fn, arg, (size_t)(argc + 3) * (sizeof(char *) + sizeof(size_t)) + bytes);
+	if (cmd == NULL)
+		return NULL;
+	cmd->argv = (const char **)(cmd + 1);
+	cmd->lens = (size_t *)(cmd->argv + argc + 3);
+	p = (char *)(cmd->lens + argc + 3);
 	for (int i = 0; i < argc; i++) {
-		cmd->owned[i] = strdup(argv[i]);
-		if (cmd->owned[i] == NULL)
-			return -1;
-		cmd->argv[3 + i] = cmd->owned[i];
+		size_t len = strlen(argv[i]);
+
+		memcpy(p, argv[i], len + 1);
+		cmd->argv[3 + i] = p;
+		cmd->lens[3 + i] = len;
+		p += len + 1;
 	}
-	return 0;
+	cmd->argc = argc + 3;
+	return cmd;
 }
 
 int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
@@ -198,15 +219,16 @@ int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn f
 	redis_cmd_t *cmd;
 
 	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL ||
-	    (cmd = cmd_new(ra, fn, arg)) == NULL)
+	    (cmd = eval_cmd_new(ra, fn, arg, argc, argv)) == NULL)
 		return -1;
 	snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", nkeys);
-	cmd->argc = argc + 3;
 	cmd->argv[0] = script->sha[0] != '\0' ? "EVALSHA" : "EVAL";
 	cmd->argv[1] = script->sha[0] != '\0' ? script->sha : script->body;
 	cmd->argv[2] = cmd->numkeys;
+	for (int i = 0; i < 3; i++)
+		cmd->lens[i] = strlen(cmd->argv[i]);
 	cmd->script = script->sha[0] != '\0' ? script : NULL;
-	if (copy_args(cmd, argc, argv) != 0 || send_cmd(ra, cmd, cmd->argc, cmd->argv, NULL) != 0) {
+	if (send_cmd(ra, cmd, cmd->argc, cmd->argv, cmd->lens) != 0) {
 		cmd_drop(cmd);
 		return -1;
 	}
