@@ -6,7 +6,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-#include <hiredis/adapters/libevent.h>
+#include "http/redis_loop.h"
+
 #include <hiredis/async.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,7 +333,7 @@ static void start_connect(redis_async_t *ra)
 		return;
 	}
 	ac->data = ra;
-	if (redisLibeventAttach(ac, ra->base) != REDIS_OK ||
+	if (redis_loop_attach(ac, ra->base) != REDIS_OK ||
 	    redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
 	    redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
 		redisAsyncFree(ac);
