@@ -24,12 +24,18 @@
 typedef struct admin_stream admin_stream_t;
 
 /* Everything a handler reaches: one per HTTP worker process. */
+/* The issue path's script arguments that only the configuration sets, formatted once (http_issue.c). */
+typedef struct {
+	char claim_ms[24], keep_ms[24], count_from[24], result_ttl_ms[24], after_ms[24], status_ttl_s[24];
+} issue_args_t;
+
 typedef struct http_ctx {
 	const config_t *cfg;
 	struct event_base *base;
 	redis_async_t *redis;
 	redis_batch_t *claims;  /* one claim call per coupon per loop turn (http_issue.c) */
 	redis_batch_t *settles; /* the same for making claims last after Kafka's delivery report */
+	issue_args_t issue_args;
 	pg_async_t *pg;
 	producer_t *producer;
 	coupon_cache_t *coupons;

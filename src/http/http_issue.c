@@ -208,34 +208,28 @@ static long long inflight_keep_ms(const config_t *cfg)
 /* Drops the claim and the in-flight entry: the request got no 202, the user may try again. */
 static void drop_claim(issue_t *is)
 {
-	char keep[24];
-	const char *argv[] = {is->user_key, is->inflight_key, is->ev.request_id, "0", "0",
-	                      keep,         is->counted ? "1" : "0"};
+	const char *argv[] = {is->user_key, is->inflight_key,           is->ev.request_id, "0", "0",
+	                      is->ctx->issue_args.keep_ms, is->counted ? "1" : "0"};
 
 	if (!is->claimed)
 		return;
-	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(is->ctx->cfg));
 	redis_async_eval(is->ctx->redis, &settle_script, ignore_reply, NULL, 2, 7, argv);
 }
 
 /* Makes the claim last (issue.result_ttl), in this turn's call for the coupon; on_confirmed gets the answer. */
 static int keep_claim(issue_t *is)
 {
-	const config_t *cfg = is->ctx->cfg;
-	char ttl[24], after[24], keep[24];
-	const char *fixed[] = {is->inflight_key, ttl, after, keep};
+	const issue_args_t *a = &is->ctx->issue_args;
+	const char *fixed[] = {is->inflight_key, a->result_ttl_ms, a->after_ms, a->keep_ms};
 	const char *item[] = {is->user_key, is->ev.request_id, is->counted ? "1" : "0"};
 
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)cfg->issue_result_ttl);
-	snprintf(after, sizeof(after), "%d", INFLIGHT_AFTER_DELIVERY_MS);
-	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(cfg));
 	return redis_batch_add(is->ctx->settles, is->ev.coupon_id, fixed, item, on_confirmed, is);
 }
 
 static int write_pending(issue_t *is)
 {
-	char key[KEYS_MAX], coupon[24], user[24], at[32], ttl[24];
-	const char *argv[] = {key, coupon, user, at, ttl};
+	char key[KEYS_MAX], coupon[24], user[24], at[32];
+	const char *argv[] = {key, coupon, user, at, is->ctx->issue_args.status_ttl_s};
 	const config_t *cfg = is->ctx->cfg;
 
 	if (keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key)) < 0)
@@ -243,7 +237,6 @@ static int write_pending(issue_t *is)
 	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
 	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
 	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->issue_result_ttl / 1000));
 	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
 }
 
@@ -431,16 +424,13 @@ static void on_claim(redisReply *reply, void *arg)
  */
 static void claim(issue_t *is)
 {
-	const config_t *cfg = is->ctx->cfg;
-	const char *prefix = cfg->redis_key_prefix;
-	char stock_key[KEYS_MAX], ttl[24], remaining[24], keep[24], from[24];
-	const char *fixed[] = {stock_key, is->inflight_key, ttl, remaining, keep, from};
+	const issue_args_t *a = &is->ctx->issue_args;
+	const char *prefix = is->ctx->cfg->redis_key_prefix;
+	char stock_key[KEYS_MAX], remaining[24];
+	const char *fixed[] = {stock_key, is->inflight_key, a->claim_ms, remaining, a->keep_ms, a->count_from};
 	const char *item[] = {is->user_key, is->ev.request_id};
 
-	snprintf(ttl, sizeof(ttl), "%lld", claim_ms(cfg));
 	snprintf(remaining, sizeof(remaining), "%d", is->remaining);
-	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(cfg));
-	snprintf(from, sizeof(from), "%lld", 2LL * cfg->issue_max_pending);
 	/* A cut key would be one claim shared by every user: go without the claim instead. */
 	if (keys_user(prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key)) < 0 ||
 	    keys_stock(prefix, is->ev.coupon_id, stock_key, sizeof(stock_key)) < 0 ||
@@ -549,6 +539,15 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 
 int http_issue_init(http_ctx_t *ctx)
 {
+	const config_t *cfg = ctx->cfg;
+	issue_args_t *a = &ctx->issue_args;
+
+	snprintf(a->claim_ms, sizeof(a->claim_ms), "%lld", claim_ms(cfg));
+	snprintf(a->keep_ms, sizeof(a->keep_ms), "%lld", inflight_keep_ms(cfg));
+	snprintf(a->count_from, sizeof(a->count_from), "%lld", 2LL * cfg->issue_max_pending);
+	snprintf(a->result_ttl_ms, sizeof(a->result_ttl_ms), "%lld", (long long)cfg->issue_result_ttl);
+	snprintf(a->after_ms, sizeof(a->after_ms), "%d", INFLIGHT_AFTER_DELIVERY_MS);
+	snprintf(a->status_ttl_s, sizeof(a->status_ttl_s), "%lld", (long long)(cfg->issue_result_ttl / 1000));
 	ctx->claims = redis_batch_new(ctx->base, ctx->redis, &claim_script, 2, 4, 1, 1);
 	ctx->settles = redis_batch_new(ctx->base, ctx->redis, &settle_batch_script, 1, 3, 1, 2);
 	return ctx->claims == NULL || ctx->settles == NULL ? -1 : 0;

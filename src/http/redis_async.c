@@ -30,6 +30,9 @@ struct redis_async {
 	int64_t backoff_ms;
 	struct event *reconnect_ev;
 	struct event *connect_timeout_ev;
+	struct event *deadline_ev; /* the oldest command's deadline: see send_cmd() */
+	int deadline_armed;
+	struct redis_cmd *oldest, *newest; /* commands awaiting a reply, in the order sent */
 	char *channel; /* subscriber mode */
 	redis_message_fn on_message;
 	void (*on_subscribed)(void *arg);
@@ -37,11 +40,13 @@ struct redis_async {
 };
 
 /* One command in flight. Freed only from hiredis's callback, which runs exactly once per command. */
-typedef struct {
+typedef struct redis_cmd {
 	redis_async_t *ra;
 	redis_reply_fn fn;
 	void *arg;
-	struct event *timer;
+	int64_t deadline_ms;               /* monotonic */
+	struct redis_cmd *older, *younger; /* in ra's list while awaiting its reply */
+	int listed;
 	int finished;
 	redis_script_t *script; /* EVALSHA: kept to resend as EVAL on NOSCRIPT */
 	int argc;
@@ -69,12 +74,30 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 	start_connect(arg);
 }
 
+static void unlist(redis_cmd_t *cmd)
+{
+	redis_async_t *ra = cmd->ra;
+
+	if (!cmd->listed)
+		return;
+	cmd->listed = 0;
+	if (cmd->older != NULL)
+		cmd->older->younger = cmd->younger;
+	else
+		ra->oldest = cmd->younger;
+	if (cmd->younger != NULL)
+		cmd->younger->older = cmd->older;
+	else
+		ra->newest = cmd->older;
+	cmd->older = cmd->younger = NULL;
+}
+
 static void finish(redis_cmd_t *cmd, redisReply *reply)
 {
 	if (cmd->finished)
 		return;
 	cmd->finished = 1;
-	evtimer_del(cmd->timer);
+	unlist(cmd);
 	cmd->fn(reply, cmd->arg);
 }
 
@@ -104,28 +127,113 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	cmd_drop(cmd);
 }
 
-static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+static void arm_deadline(redis_async_t *ra, int64_t in_ms)
 {
-	redis_cmd_t *cmd = arg;
-	redis_async_t *ra = cmd->ra;
+	struct timeval tv = clock_timeval(in_ms > 0 ? in_ms : 0);
 
+	if (evtimer_add(ra->deadline_ev, &tv) != 0)
+		log_error("redis %s: cannot arm a command deadline", ra->name);
+	else
+		ra->deadline_armed = 1;
+}
+
+/*
+ * One timer per connection rather than one per command: the list is in the
+ * order sent, so its oldest command has the nearest deadline. A command that
+ * times out fails, and the connection is reset; the others fail with it, or
+ * each at its own deadline while hiredis waits for their replies.
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	redis_async_t *ra = arg;
+	redis_cmd_t *cmd = ra->oldest;
+	int64_t now = clock_mono_ms();
+
+	ra->deadline_armed = 0;
+	if (cmd == NULL)
+		return;
+	if (cmd->deadline_ms > now) {
+		arm_deadline(ra, cmd->deadline_ms - now);
+		return;
+	}
 	metrics_inc(M_REDIS_ERRORS);
 	log_warn("redis %s: no reply within %lld ms; resetting the connection", ra->name,
 	         (long long)ra->cfg->redis_timeout);
 	finish(cmd, NULL);
 	if (ra->ac != NULL && ra->connected)
 		redisAsyncDisconnect(ra->ac);
+	if (ra->oldest != NULL && !ra->deadline_armed)
+		arm_deadline(ra, ra->oldest->deadline_ms - clock_mono_ms());
+}
+
+/* Decimal digits of v into p, which has room; returns the end. */
+static char *put_size(char *p, size_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/*
+ * The command in Redis's protocol, in one allocation. hiredis's own
+ * formatting (redisFormatSdsCommandArgv) grows an sds with sdscatfmt per
+ * argument: a batch call of hundreds of arguments spent most of its time
+ * there.
+ */
+static char *format_resp(int argc, const char **argv, const size_t *lens, size_t *len)
+{
+	size_t size = 16;
+	char *buf, *p;
+
+	for (int i = 0; i < argc; i++)
+		size += lens[i] + 24;
+	if ((p = buf = malloc(size)) == NULL)
+		return NULL;
+	*p++ = '*';
+	p = put_size(p, (size_t)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		*p++ = '$';
+		p = put_size(p, lens[i]);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], lens[i]);
+		p += lens[i];
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*len = (size_t)(p - buf);
+	return buf;
 }
 
 /* lens is required: every caller knows its lengths (redis_async_argv() measures them). */
 static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens)
 {
-	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
+	size_t len;
+	char *resp = format_resp(argc, argv, lens, &len);
+	int rc = resp != NULL ? redisAsyncFormattedCommand(ra->ac, on_reply, cmd, resp, len) : REDIS_ERR;
 
-	if (redisAsyncCommandArgv(ra->ac, on_reply, cmd, argc, argv, lens) != REDIS_OK)
+	free(resp);
+	if (rc != REDIS_OK)
 		return -1;
-	if (evtimer_add(cmd->timer, &tv) != 0)
-		log_error("redis %s: cannot arm a command deadline", ra->name);
+	unlist(cmd); /* a NOSCRIPT retry is sent again: it goes to the end, with a new deadline */
+	cmd->deadline_ms = clock_mono_ms() + ra->cfg->redis_timeout;
+	cmd->older = ra->newest;
+	if (ra->newest != NULL)
+		ra->newest->younger = cmd;
+	else
+		ra->oldest = cmd;
+	ra->newest = cmd;
+	cmd->listed = 1;
+	if (!ra->deadline_armed)
+		arm_deadline(ra, ra->cfg->redis_timeout);
 	return 0;
 }
 
@@ -139,17 +247,12 @@ static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg, siz
 	cmd->ra = ra;
 	cmd->fn = fn;
 	cmd->arg = arg;
-	cmd->timer = evtimer_new(ra->base, on_cmd_timeout, cmd);
-	if (cmd->timer == NULL) {
-		free(cmd);
-		return NULL;
-	}
 	return cmd;
 }
 
 static void cmd_drop(redis_cmd_t *cmd)
 {
-	event_free(cmd->timer);
+	unlist(cmd);
 	free(cmd);
 }
 
@@ -357,7 +460,8 @@ redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, con
 	snprintf(ra->name, sizeof(ra->name), "%s", name);
 	ra->reconnect_ev = evtimer_new(base, on_reconnect_timer, ra);
 	ra->connect_timeout_ev = evtimer_new(base, on_connect_timeout, ra);
-	if (ra->reconnect_ev == NULL || ra->connect_timeout_ev == NULL) {
+	ra->deadline_ev = evtimer_new(base, on_deadline, ra);
+	if (ra->reconnect_ev == NULL || ra->connect_timeout_ev == NULL || ra->deadline_ev == NULL) {
 		redis_async_free(ra);
 		return NULL;
 	}
@@ -397,6 +501,8 @@ void redis_async_free(redis_async_t *ra)
 		event_free(ra->reconnect_ev);
 	if (ra->connect_timeout_ev != NULL)
 		event_free(ra->connect_timeout_ev);
+	if (ra->deadline_ev != NULL)
+		event_free(ra->deadline_ev);
 	free(ra->channel);
 	free(ra);
 }
