@@ -28,12 +28,15 @@ def error_of(body):
 
 
 def hold_lock(d, table):
-    """A psql session holding an ACCESS EXCLUSIVE lock on table until its stdin gets ROLLBACK."""
+    """A psql session holding an ACCESS EXCLUSIVE lock on table until its stdin gets ROLLBACK. Returns once the
+    lock is held: a request decided before psql got it would not be held back (the edge answers in about a
+    millisecond, and a consumer can decide that fast)."""
     psql = subprocess.Popen([os.path.join(servers.PG_BIN, "psql"), "-X", "-q", "-h", d.pg.host, "-p",
                              str(d.pg.port), "-U", "postgres", "-d", d.dbname], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n\\echo locked\n")
     psql.stdin.flush()
+    psql.stdout.readline()
     return psql
 
 
