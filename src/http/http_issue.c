@@ -51,38 +51,37 @@
  * Answers, per request: 0 when it took the claim, -1 when it took it and is
  * counted, the requestId holding the claim, or 1 when no unit is left for it.
  */
-static redis_script_t claim_script = {
-    "local out = {}\n"
-    "local stock = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])\n"
-    "local counting = stock and stock <= tonumber(ARGV[4])\n"
-    "local now, held, added\n"
-    "if counting then\n"
-    "  local t = redis.call('TIME')\n"
-    "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
-    "  held = redis.call('ZCARD', KEYS[2])\n"
-    "end\n"
-    "for i = 3, #KEYS do\n"
-    "  local id = ARGV[i + 2]\n"
-    "  local prev = redis.call('GET', KEYS[i])\n"
-    "  if prev then\n"
-    "    out[i - 2] = prev\n"
-    "  elseif not counting then\n"
-    "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
-    "    out[i - 2] = 0\n"
-    "  elseif stock <= held then\n"
-    "    out[i - 2] = 1\n"
-    "  else\n"
-    "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
-    "    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)\n"
-    "    held = held + 1\n"
-    "    added = true\n"
-    "    out[i - 2] = -1\n"
-    "  end\n"
-    "end\n"
-    "if added then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end\n"
-    "return out\n",
-    ""};
+static redis_script_t claim_script = {"local out = {}\n"
+                                      "local stock = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])\n"
+                                      "local counting = stock and stock <= tonumber(ARGV[4])\n"
+                                      "local now, held, added\n"
+                                      "if counting then\n"
+                                      "  local t = redis.call('TIME')\n"
+                                      "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+                                      "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+                                      "  held = redis.call('ZCARD', KEYS[2])\n"
+                                      "end\n"
+                                      "for i = 3, #KEYS do\n"
+                                      "  local id = ARGV[i + 2]\n"
+                                      "  local prev = redis.call('GET', KEYS[i])\n"
+                                      "  if prev then\n"
+                                      "    out[i - 2] = prev\n"
+                                      "  elseif not counting then\n"
+                                      "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
+                                      "    out[i - 2] = 0\n"
+                                      "  elseif stock <= held then\n"
+                                      "    out[i - 2] = 1\n"
+                                      "  else\n"
+                                      "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
+                                      "    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)\n"
+                                      "    held = held + 1\n"
+                                      "    added = true\n"
+                                      "    out[i - 2] = -1\n"
+                                      "  end\n"
+                                      "end\n"
+                                      "if added then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end\n"
+                                      "return out\n",
+                                      ""};
 
 /*
  * Makes the claims of one turn's delivered requests of one coupon last
@@ -116,10 +115,10 @@ static redis_script_t settle_batch_script = {
 
 /*
  * Drops the claim (ARGV[2] == "0"), only if it is still this request's: a
- * request that got no 202 (rare; one call each). It can also make it last. KEYS: the claim, the in-flight set. A dropped request
- * leaves the set; a delivered one stays in it (if the gate has not taken it
- * out already) for ARGV[3] ms more, and the set lives ARGV[4] ms. ARGV[5]
- * is "1" for a request the claim script counted, else "0".
+ * request that got no 202 (rare; one call each). It can also make it last. KEYS: the claim, the in-flight
+ * set. A dropped request leaves the set; a delivered one stays in it (if the gate has not taken it out
+ * already) for ARGV[3] ms more, and the set lives ARGV[4] ms. ARGV[5] is "1" for a request the claim script
+ * counted, else "0".
  */
 static redis_script_t settle_script = {
     "if ARGV[5] == '1' and ARGV[2] == '0' then\n"
@@ -208,15 +207,20 @@ static long long inflight_keep_ms(const config_t *cfg)
 /* Drops the claim and the in-flight entry: the request got no 202, the user may try again. */
 static void drop_claim(issue_t *is)
 {
-	const char *argv[] = {is->user_key, is->inflight_key,           is->ev.request_id, "0", "0",
-	                      is->ctx->issue_args.keep_ms, is->counted ? "1" : "0"};
+	const char *argv[] = {is->user_key,
+	                      is->inflight_key,
+	                      is->ev.request_id,
+	                      "0",
+	                      "0",
+	                      is->ctx->issue_args.keep_ms,
+	                      is->counted ? "1" : "0"};
 
 	if (!is->claimed)
 		return;
 	redis_async_eval(is->ctx->redis, &settle_script, ignore_reply, NULL, 2, 7, argv);
 }
 
-/* Makes the claim last (issue.result_ttl), in this turn's call for the coupon; on_confirmed gets the answer. */
+/* Makes the claim last (issue.result_ttl), in this turn's call for the coupon; on_confirmed answers. */
 static int keep_claim(issue_t *is)
 {
 	const issue_args_t *a = &is->ctx->issue_args;
@@ -427,7 +431,8 @@ static void claim(issue_t *is)
 	const issue_args_t *a = &is->ctx->issue_args;
 	const char *prefix = is->ctx->cfg->redis_key_prefix;
 	char stock_key[KEYS_MAX], remaining[24];
-	const char *fixed[] = {stock_key, is->inflight_key, a->claim_ms, remaining, a->keep_ms, a->count_from};
+	const char *fixed[] = {stock_key, is->inflight_key, a->claim_ms,
+	                       remaining, a->keep_ms,       a->count_from};
 	const char *item[] = {is->user_key, is->ev.request_id};
 
 	snprintf(remaining, sizeof(remaining), "%d", is->remaining);

@@ -33,7 +33,7 @@ struct redis_async {
 	struct event *deadline_ev; /* the oldest command's deadline: see send_cmd() */
 	int deadline_armed;
 	struct redis_cmd *oldest, *newest; /* commands awaiting a reply, in the order sent */
-	char *channel; /* subscriber mode */
+	char *channel;                     /* subscriber mode */
 	redis_message_fn on_message;
 	void (*on_subscribed)(void *arg);
 	void *message_arg;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* redis_batch.c: one script call per group (a coupon's Redis slot) per event-loop turn, instead of one per request. */
+/* redis_batch.c: one script call per coupon (one Redis slot) per event-loop turn, not one per request. */
 #include "http/redis_batch.h"
 
 #include "core/log.h"
@@ -92,7 +92,7 @@ static void on_reply(redisReply *reply, void *arg)
 	for (int i = 0; i < call->n; i++) {
 		redisReply *item = NULL;
 
-		if (array && (size_t)i < reply->elements)
+		if (array && reply != NULL && (size_t)i < reply->elements)
 			item = reply->element[i];
 		else if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 			item = reply;

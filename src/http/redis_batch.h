@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* redis_batch.h: one script call per group (a coupon's Redis slot) per event-loop turn, instead of one per request. */
+/* redis_batch.h: one script call per coupon (one Redis slot) per event-loop turn, not one per request. */
 #ifndef COUPONSD_REDIS_BATCH_H
 #define COUPONSD_REDIS_BATCH_H
 

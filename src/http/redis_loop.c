@@ -11,7 +11,7 @@ typedef struct {
 	struct event *flush_ev; /* activated by hand: the end of this turn */
 	int reading, waiting_write, flush_due;
 	int in_write; /* inside redisAsyncHandleWrite: a write left unfinished must wait for the socket */
-	int *freed;   /* set when hiredis frees the context inside a call of ours */
+	int dead;     /* hiredis freed the context meanwhile: e is freed once that call returns */
 } loop_t;
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -21,18 +21,16 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	redisAsyncHandleRead(e->ac);
 }
 
-/* hiredis may free the context (a write error disconnects): e is not touched after that. */
+/* hiredis may free the context (a write error disconnects): cleanup() then leaves e to us. */
 static void handle_write(loop_t *e)
 {
-	int freed = 0;
-
-	e->freed = &freed;
 	e->in_write = 1;
 	redisAsyncHandleWrite(e->ac);
-	if (freed)
+	if (e->dead) {
+		free(e);
 		return;
+	}
 	e->in_write = 0;
-	e->freed = NULL;
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
@@ -97,12 +95,13 @@ static void cleanup(void *privdata)
 {
 	loop_t *e = privdata;
 
-	if (e->freed != NULL)
-		*e->freed = 1;
 	event_free(e->rev);
 	event_free(e->wev);
 	event_free(e->flush_ev);
-	free(e);
+	if (e->in_write)
+		e->dead = 1;
+	else
+		free(e);
 }
 
 int redis_loop_attach(redisAsyncContext *ac, struct event_base *base)
