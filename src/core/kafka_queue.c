@@ -25,7 +25,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	kafka_queue_t *kq = arg;
 	char buf[256];
 
-	while (read(fd, buf, sizeof(buf)) > 0)
+	/* A short read emptied the pipe: reading on to EAGAIN would cost a syscall per wake-up. */
+	while (read(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
 		;
 	kq->serve(kq->arg);
 }

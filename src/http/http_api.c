@@ -450,7 +450,7 @@ int http_api_init(http_ctx_t *ctx, struct event_base *base, const config_t *cfg,
 	ctx->redis = redis_async_new(base, cfg, "gate");
 	ctx->pg = pg_async_new(base, cfg);
 	ctx->producer = producer_new(base, cfg, bootstrap);
-	if (ctx->redis == NULL || ctx->pg == NULL || ctx->producer == NULL)
+	if (ctx->redis == NULL || ctx->pg == NULL || ctx->producer == NULL || http_issue_init(ctx) != 0)
 		return -1;
 	ctx->coupons = coupon_cache_new(cfg, ctx->pg, ctx->redis);
 	ctx->sse = sse_new(base, cfg, http_recheck_stream, ctx);
@@ -467,6 +467,7 @@ void http_api_fini(http_ctx_t *ctx)
 	 */
 	producer_free(ctx->producer, (int)ctx->cfg->kafka_produce_timeout);
 	ctx->producer = NULL;
+	http_issue_fini(ctx); /* sends what the last delivery reports queued */
 	redis_async_free(ctx->redis);
 	pg_async_free(ctx->pg);
 	coupon_cache_free(ctx->coupons);

@@ -10,6 +10,7 @@
 #include "http/pg_async.h"
 #include "http/producer.h"
 #include "http/redis_async.h"
+#include "http/redis_batch.h"
 #include "core/shm.h"
 #include "http/sse.h"
 
@@ -23,10 +24,18 @@
 typedef struct admin_stream admin_stream_t;
 
 /* Everything a handler reaches: one per HTTP worker process. */
+/* The issue path's script arguments that only the configuration sets, formatted once (http_issue.c). */
+typedef struct {
+	char claim_ms[24], keep_ms[24], count_from[24], result_ttl_ms[24], after_ms[24], status_ttl_s[24];
+} issue_args_t;
+
 typedef struct http_ctx {
 	const config_t *cfg;
 	struct event_base *base;
 	redis_async_t *redis;
+	redis_batch_t *claims;  /* one claim call per coupon per loop turn (http_issue.c) */
+	redis_batch_t *settles; /* the same for making claims last after Kafka's delivery report */
+	issue_args_t issue_args;
 	pg_async_t *pg;
 	producer_t *producer;
 	coupon_cache_t *coupons;
@@ -53,6 +62,9 @@ void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, con
 void http_set_retry_after(struct evhttp_request *req, int seconds);
 
 /* Handlers (http_issue.c, http_status.c, http_admin.c). */
+/* The issue path's per-turn Redis batches: after the Redis client, freed before it. */
+int http_issue_init(http_ctx_t *ctx);
+void http_issue_fini(http_ctx_t *ctx);
 void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m);
 void http_handle_status(http_ctx_t *ctx, struct evhttp_request *req, const route_match_t *m, int stream);
 void http_handle_admin_create(http_ctx_t *ctx, struct evhttp_request *req);

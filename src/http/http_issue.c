@@ -8,6 +8,7 @@
 #include "core/keys.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/redis_batch.h"
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -24,12 +25,14 @@
 #define INFLIGHT_AFTER_DELIVERY_MS 30000
 
 /*
- * The per-(coupon, user) claim and the stock check, in one round trip.
- * KEYS: the claim, the coupon's Redis stock, its in-flight set (one hash
- * tag: one Redis Cluster slot). ARGV: requestId, the claim's first lifetime
- * (ms), PostgreSQL's remaining as cached (for a stock key the gate has not
- * loaded yet), the in-flight set's lifetime (ms), the stock from which on
- * requests are counted.
+ * The per-(coupon, user) claims and the stock check of one event-loop turn's
+ * requests for one coupon, in one script call (redis_batch.c): the keys of a
+ * coupon share a hash tag, so one Redis Cluster slot.
+ * KEYS: the coupon's Redis stock, its in-flight set, then one claim per
+ * request. ARGV: the claim's first lifetime (ms), PostgreSQL's remaining as
+ * cached (for a stock key the gate has not loaded yet), the in-flight set's
+ * lifetime (ms), the stock from which on requests are counted, then one
+ * requestId per claim.
  * The stock counts what the gate reserved; the in-flight set holds the
  * requests accepted here that the gate has not seen yet (it removes them as
  * it reserves, gate.c). Only while the stock exceeds them can one more
@@ -37,41 +40,85 @@
  * is stock. An entry stops counting at its score (Redis time, ms): a worker
  * that died before its produce leaves nothing behind for long.
  * Counting costs Redis about four times the bare claim, so a coupon is
- * counted only once its stock is down to ARGV[5], twice issue.max_pending:
+ * counted only once its stock is down to ARGV[4], twice issue.max_pending:
  * the requests accepted before, at most that limit in flight, are gated by
  * the time the stock comes near them.
+ * The claims are taken in the order the requests arrived, each as if alone:
+ * a request counted raises the in-flight count the next one sees.
  * The claim is taken for a short time first and only made to last
  * (issue.result_ttl) once Kafka confirmed the event: a worker that dies
  * between the claim and the produce must not lock the user out.
- * Returns nil when this request took the claim, -1 when it took it and is
- * counted, the requestId holding it, or how many are in flight (0 or more)
- * when no unit is left for this one (for redis-cli; the answer does not say).
+ * Answers, per request: 0 when it took the claim, -1 when it took it and is
+ * counted, the requestId holding the claim, or 1 when no unit is left for it.
  */
-static redis_script_t claim_script = {
-    "local prev = redis.call('GET', KEYS[1])\n"
-    "if prev then return prev end\n"
-    "local stock = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])\n"
-    "if not stock or stock > tonumber(ARGV[5]) then\n"
-    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "  return false\n"
+static redis_script_t claim_script = {"local out = {}\n"
+                                      "local stock = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])\n"
+                                      "local counting = stock and stock <= tonumber(ARGV[4])\n"
+                                      "local now, held, added\n"
+                                      "if counting then\n"
+                                      "  local t = redis.call('TIME')\n"
+                                      "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+                                      "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+                                      "  held = redis.call('ZCARD', KEYS[2])\n"
+                                      "end\n"
+                                      "for i = 3, #KEYS do\n"
+                                      "  local id = ARGV[i + 2]\n"
+                                      "  local prev = redis.call('GET', KEYS[i])\n"
+                                      "  if prev then\n"
+                                      "    out[i - 2] = prev\n"
+                                      "  elseif not counting then\n"
+                                      "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
+                                      "    out[i - 2] = 0\n"
+                                      "  elseif stock <= held then\n"
+                                      "    out[i - 2] = 1\n"
+                                      "  else\n"
+                                      "    redis.call('SET', KEYS[i], id, 'PX', ARGV[1])\n"
+                                      "    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)\n"
+                                      "    held = held + 1\n"
+                                      "    added = true\n"
+                                      "    out[i - 2] = -1\n"
+                                      "  end\n"
+                                      "end\n"
+                                      "if added then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end\n"
+                                      "return out\n",
+                                      ""};
+
+/*
+ * Makes the claims of one turn's delivered requests of one coupon last
+ * (ARGV[1] ms), each only if it is still that request's. KEYS: the
+ * in-flight set, then one claim per request. ARGV: the claim's lifetime, how
+ * long a delivered request stays in the in-flight set (if the gate has not
+ * taken it out already), the set's lifetime, then per request its requestId
+ * and "1" when the claim script counted it, else "0". Answers per request
+ * what PEXPIRE did, 0 when the claim is no longer the request's.
+ */
+static redis_script_t settle_batch_script = {
+    "local out, until_ms, touched = {}\n"
+    "for i = 2, #KEYS do\n"
+    "  local id = ARGV[2 * i]\n"
+    "  if ARGV[2 * i + 1] == '1' then\n"
+    "    if not until_ms then\n"
+    "      local t = redis.call('TIME')\n"
+    "      until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])\n"
+    "    end\n"
+    "    if redis.call('ZADD', KEYS[1], 'XX', 'CH', until_ms, id) == 1 then touched = true end\n"
+    "  end\n"
+    "  if redis.call('GET', KEYS[i]) ~= id then\n"
+    "    out[i - 1] = 0\n"
+    "  else\n"
+    "    out[i - 1] = redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
+    "  end\n"
     "end\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
-    "local held = redis.call('ZCARD', KEYS[3])\n"
-    "if stock <= held then return held end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])\n"
-    "redis.call('PEXPIRE', KEYS[3], ARGV[4])\n"
-    "return -1\n",
+    "if touched then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end\n"
+    "return out\n",
     ""};
 
 /*
- * Makes the claim last, or drops it (ARGV[2] == "0"), only if it is still
- * this request's. KEYS: the claim, the in-flight set. A dropped request
- * leaves the set; a delivered one stays in it (if the gate has not taken it
- * out already) for ARGV[3] ms more, and the set lives ARGV[4] ms. ARGV[5]
- * is "1" for a request the claim script counted, else "0".
+ * Drops the claim (ARGV[2] == "0"), only if it is still this request's: a
+ * request that got no 202 (rare; one call each). It can also make it last. KEYS: the claim, the in-flight
+ * set. A dropped request leaves the set; a delivered one stays in it (if the gate has not taken it out
+ * already) for ARGV[3] ms more, and the set lives ARGV[4] ms. ARGV[5] is "1" for a request the claim script
+ * counted, else "0".
  */
 static redis_script_t settle_script = {
     "if ARGV[5] == '1' and ARGV[2] == '0' then\n"
@@ -157,23 +204,36 @@ static long long inflight_keep_ms(const config_t *cfg)
 	return claim_ms(cfg) > INFLIGHT_AFTER_DELIVERY_MS ? claim_ms(cfg) : INFLIGHT_AFTER_DELIVERY_MS;
 }
 
-/* Sets the claim's lifetime (ms), 0 to drop it; fn gets the reply (may be NULL when Redis is gone). */
-static int settle_claim(issue_t *is, long long ttl_ms, redis_reply_fn fn, void *arg)
+/* Drops the claim and the in-flight entry: the request got no 202, the user may try again. */
+static void drop_claim(issue_t *is)
 {
-	char ttl[24], after[24], keep[24];
-	const char *argv[] = {is->user_key, is->inflight_key,       is->ev.request_id, ttl, after,
-	                      keep,         is->counted ? "1" : "0"};
+	const char *argv[] = {is->user_key,
+	                      is->inflight_key,
+	                      is->ev.request_id,
+	                      "0",
+	                      "0",
+	                      is->ctx->issue_args.keep_ms,
+	                      is->counted ? "1" : "0"};
 
-	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms);
-	snprintf(after, sizeof(after), "%d", INFLIGHT_AFTER_DELIVERY_MS);
-	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(is->ctx->cfg));
-	return redis_async_eval(is->ctx->redis, &settle_script, fn, arg, 2, 7, argv);
+	if (!is->claimed)
+		return;
+	redis_async_eval(is->ctx->redis, &settle_script, ignore_reply, NULL, 2, 7, argv);
+}
+
+/* Makes the claim last (issue.result_ttl), in this turn's call for the coupon; on_confirmed answers. */
+static int keep_claim(issue_t *is)
+{
+	const issue_args_t *a = &is->ctx->issue_args;
+	const char *fixed[] = {is->inflight_key, a->result_ttl_ms, a->after_ms, a->keep_ms};
+	const char *item[] = {is->user_key, is->ev.request_id, is->counted ? "1" : "0"};
+
+	return redis_batch_add(is->ctx->settles, is->ev.coupon_id, fixed, item, on_confirmed, is);
 }
 
 static int write_pending(issue_t *is)
 {
-	char key[KEYS_MAX], coupon[24], user[24], at[32], ttl[24];
-	const char *argv[] = {key, coupon, user, at, ttl};
+	char key[KEYS_MAX], coupon[24], user[24], at[32];
+	const char *argv[] = {key, coupon, user, at, is->ctx->issue_args.status_ttl_s};
 	const config_t *cfg = is->ctx->cfg;
 
 	if (keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key)) < 0)
@@ -181,7 +241,6 @@ static int write_pending(issue_t *is)
 	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
 	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
 	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)(cfg->issue_result_ttl / 1000));
 	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
 }
 
@@ -204,17 +263,18 @@ static void check_prediction(issue_t *is, int partition)
  * answer 202. These stay two scripts on purpose: the status hash is tagged by
  * requestId (req:{<uuid>}) and the claim by coupon ({<c>}:user:<u>), so they
  * sit in different Redis Cluster slots (SPEC 3 keeps the keys cluster-ready)
- * and one script touching both would fail with CROSSSLOT there. Both go out
- * back to back on the one connection, so hiredis writes them in one flush and
- * the replies come back together: one round trip, pipelined.
+ * and one script touching both would fail with CROSSSLOT there. The claims
+ * of one turn's delivery reports (librdkafka hands them over together) go
+ * out as one call per coupon at the end of the turn, behind the PENDING
+ * writes on the one connection: hiredis writes them all in one flush and the
+ * replies come back together, one round trip, pipelined.
  */
 static void on_delivered(produce_result_t result, int partition, int64_t offset, void *arg)
 {
 	issue_t *is = arg;
 
 	if (result != PRODUCE_OK) {
-		if (is->claimed)
-			settle_claim(is, 0, ignore_reply, NULL); /* let the user try again */
+		drop_claim(is); /* let the user try again */
 		http_set_retry_after(is->req, 1);
 		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE",
 		                 "the request could not be queued durably in time; try again");
@@ -226,7 +286,7 @@ static void on_delivered(produce_result_t result, int partition, int64_t offset,
 	is->confirmations = 1;
 	if (write_pending(is) == 0)
 		is->confirmations++;
-	if (is->claimed && settle_claim(is, is->ctx->cfg->issue_result_ttl, on_confirmed, is) == 0)
+	if (is->claimed && keep_claim(is) == 0)
 		is->confirmations++;
 	on_confirmed(NULL, is); /* drops the initial 1; answers now if Redis took nothing */
 }
@@ -239,8 +299,7 @@ static void produce(issue_t *is)
 
 	/* A 202 for an event that lands in a partition no consumer reads would be a promise never kept. */
 	if (producer_topic_problem(is->ctx->producer, why, sizeof(why)) != NULL) {
-		if (is->claimed)
-			settle_claim(is, 0, ignore_reply, NULL);
+		drop_claim(is);
 		http_set_retry_after(is->req, 1);
 		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE", "%s", why);
 		issue_free(is);
@@ -253,8 +312,7 @@ static void produce(issue_t *is)
 	                            on_delivered, is);
 	if (r == PRODUCE_OK)
 		return;
-	if (is->claimed)
-		settle_claim(is, 0, ignore_reply, NULL);
+	drop_claim(is);
 	http_set_retry_after(is->req, 1);
 	if (r == PRODUCE_FULL)
 		http_reply_error(is->ctx, is->req, 429, "OVERLOADED",
@@ -348,15 +406,14 @@ static void on_claim(redisReply *reply, void *arg)
 		already_requested(is, reply->str);
 		return;
 	}
-	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
 		stock_held(is);
 		return;
 	}
-	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
-		is->claimed = is->counted = 1;
-	else if (reply != NULL && reply->type == REDIS_REPLY_NIL)
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
 		is->claimed = 1;
-	else
+		is->counted = reply->integer < 0;
+	} else
 		log_warn(
 		    "redis claim for user %lld: %s; accepting without the edge dedupe (the consumer still "
 		    "enforces one per user)",
@@ -371,21 +428,19 @@ static void on_claim(redisReply *reply, void *arg)
  */
 static void claim(issue_t *is)
 {
-	const config_t *cfg = is->ctx->cfg;
-	const char *prefix = cfg->redis_key_prefix;
-	char stock_key[KEYS_MAX], ttl[24], remaining[24], keep[24], from[24];
-	const char *argv[] = {is->user_key, stock_key, is->inflight_key, is->ev.request_id, ttl, remaining,
-	                      keep,         from};
+	const issue_args_t *a = &is->ctx->issue_args;
+	const char *prefix = is->ctx->cfg->redis_key_prefix;
+	char stock_key[KEYS_MAX], remaining[24];
+	const char *fixed[] = {stock_key, is->inflight_key, a->claim_ms,
+	                       remaining, a->keep_ms,       a->count_from};
+	const char *item[] = {is->user_key, is->ev.request_id};
 
-	snprintf(ttl, sizeof(ttl), "%lld", claim_ms(cfg));
 	snprintf(remaining, sizeof(remaining), "%d", is->remaining);
-	snprintf(keep, sizeof(keep), "%lld", inflight_keep_ms(cfg));
-	snprintf(from, sizeof(from), "%lld", 2LL * cfg->issue_max_pending);
 	/* A cut key would be one claim shared by every user: go without the claim instead. */
 	if (keys_user(prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key)) < 0 ||
 	    keys_stock(prefix, is->ev.coupon_id, stock_key, sizeof(stock_key)) < 0 ||
 	    keys_inflight(prefix, is->ev.coupon_id, is->inflight_key, sizeof(is->inflight_key)) < 0 ||
-	    redis_async_eval(is->ctx->redis, &claim_script, on_claim, is, 3, 8, argv) != 0)
+	    redis_batch_add(is->ctx->claims, is->ev.coupon_id, fixed, item, on_claim, is) != 0)
 		on_claim(NULL, is);
 }
 
@@ -485,4 +540,27 @@ void http_handle_issue(http_ctx_t *ctx, struct evhttp_request *req, const route_
 	is->ev.user_id = user_id;
 	is->partition = admission_coupon_partition(m->coupon_id, ctx->cfg->kafka_partitions);
 	coupon_cache_get_meta(ctx->coupons, m->coupon_id, on_coupon, is);
+}
+
+int http_issue_init(http_ctx_t *ctx)
+{
+	const config_t *cfg = ctx->cfg;
+	issue_args_t *a = &ctx->issue_args;
+
+	snprintf(a->claim_ms, sizeof(a->claim_ms), "%lld", claim_ms(cfg));
+	snprintf(a->keep_ms, sizeof(a->keep_ms), "%lld", inflight_keep_ms(cfg));
+	snprintf(a->count_from, sizeof(a->count_from), "%lld", 2LL * cfg->issue_max_pending);
+	snprintf(a->result_ttl_ms, sizeof(a->result_ttl_ms), "%lld", (long long)cfg->issue_result_ttl);
+	snprintf(a->after_ms, sizeof(a->after_ms), "%d", INFLIGHT_AFTER_DELIVERY_MS);
+	snprintf(a->status_ttl_s, sizeof(a->status_ttl_s), "%lld", (long long)(cfg->issue_result_ttl / 1000));
+	ctx->claims = redis_batch_new(ctx->base, ctx->redis, &claim_script, 2, 4, 1, 1);
+	ctx->settles = redis_batch_new(ctx->base, ctx->redis, &settle_batch_script, 1, 3, 1, 2);
+	return ctx->claims == NULL || ctx->settles == NULL ? -1 : 0;
+}
+
+void http_issue_fini(http_ctx_t *ctx)
+{
+	redis_batch_free(ctx->claims);
+	redis_batch_free(ctx->settles);
+	ctx->claims = ctx->settles = NULL;
 }

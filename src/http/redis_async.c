@@ -6,7 +6,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-#include <hiredis/adapters/libevent.h>
+#include "http/redis_loop.h"
+
 #include <hiredis/async.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,8 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define EVAL_MAX_ARGS 16
+/* A script call's keys and arguments at most: a batch (redis_batch.c) is one call of many of them. */
+#define EVAL_MAX_ARGS 4096
 
 struct redis_async {
 	struct event_base *base;
@@ -28,24 +30,29 @@ struct redis_async {
 	int64_t backoff_ms;
 	struct event *reconnect_ev;
 	struct event *connect_timeout_ev;
-	char *channel; /* subscriber mode */
+	struct event *deadline_ev; /* the oldest command's deadline: see send_cmd() */
+	int deadline_armed;
+	struct redis_cmd *oldest, *newest; /* commands awaiting a reply, in the order sent */
+	char *channel;                     /* subscriber mode */
 	redis_message_fn on_message;
 	void (*on_subscribed)(void *arg);
 	void *message_arg;
 };
 
 /* One command in flight. Freed only from hiredis's callback, which runs exactly once per command. */
-typedef struct {
+typedef struct redis_cmd {
 	redis_async_t *ra;
 	redis_reply_fn fn;
 	void *arg;
-	struct event *timer;
+	int64_t deadline_ms;               /* monotonic */
+	struct redis_cmd *older, *younger; /* in ra's list while awaiting its reply */
+	int listed;
 	int finished;
 	redis_script_t *script; /* EVALSHA: kept to resend as EVAL on NOSCRIPT */
 	int argc;
-	const char *argv[EVAL_MAX_ARGS + 3];
 	char numkeys[16];
-	char *owned[EVAL_MAX_ARGS]; /* copies of the script's keys and arguments */
+	const char **argv; /* a script's: in the same allocation, followed by copies of its strings */
+	size_t *lens;
 } redis_cmd_t;
 
 static void start_connect(redis_async_t *ra);
@@ -67,12 +74,30 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 	start_connect(arg);
 }
 
+static void unlist(redis_cmd_t *cmd)
+{
+	redis_async_t *ra = cmd->ra;
+
+	if (!cmd->listed)
+		return;
+	cmd->listed = 0;
+	if (cmd->older != NULL)
+		cmd->older->younger = cmd->younger;
+	else
+		ra->oldest = cmd->younger;
+	if (cmd->younger != NULL)
+		cmd->younger->older = cmd->older;
+	else
+		ra->newest = cmd->older;
+	cmd->older = cmd->younger = NULL;
+}
+
 static void finish(redis_cmd_t *cmd, redisReply *reply)
 {
 	if (cmd->finished)
 		return;
 	cmd->finished = 1;
-	evtimer_del(cmd->timer);
+	unlist(cmd);
 	cmd->fn(reply, cmd->arg);
 }
 
@@ -82,13 +107,12 @@ static void cmd_drop(redis_cmd_t *cmd);
 /* NOSCRIPT after a Redis restart or SCRIPT FLUSH: the script is sent whole, which also caches it again. */
 static int retry_as_eval(redis_cmd_t *cmd)
 {
-	const char *argv[EVAL_MAX_ARGS + 3];
-
-	memcpy(argv, cmd->argv, sizeof(argv));
-	argv[0] = "EVAL";
-	argv[1] = cmd->script->body;
+	cmd->argv[0] = "EVAL";
+	cmd->argv[1] = cmd->script->body;
+	cmd->lens[0] = 4;
+	cmd->lens[1] = strlen(cmd->script->body);
 	cmd->script = NULL;
-	return send_cmd(cmd->ra, cmd, cmd->argc, argv, NULL);
+	return send_cmd(cmd->ra, cmd, cmd->argc, cmd->argv, cmd->lens);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -103,67 +127,149 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	cmd_drop(cmd);
 }
 
-static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+static void arm_deadline(redis_async_t *ra, int64_t in_ms)
 {
-	redis_cmd_t *cmd = arg;
-	redis_async_t *ra = cmd->ra;
+	struct timeval tv = clock_timeval(in_ms > 0 ? in_ms : 0);
 
+	if (evtimer_add(ra->deadline_ev, &tv) != 0)
+		log_error("redis %s: cannot arm a command deadline", ra->name);
+	else
+		ra->deadline_armed = 1;
+}
+
+/*
+ * One timer per connection rather than one per command: the list is in the
+ * order sent, so its oldest command has the nearest deadline. A command that
+ * times out fails, and the connection is reset; the others fail with it, or
+ * each at its own deadline while hiredis waits for their replies.
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	redis_async_t *ra = arg;
+	redis_cmd_t *cmd = ra->oldest;
+	int64_t now = clock_mono_ms();
+
+	ra->deadline_armed = 0;
+	if (cmd == NULL)
+		return;
+	if (cmd->deadline_ms > now) {
+		arm_deadline(ra, cmd->deadline_ms - now);
+		return;
+	}
 	metrics_inc(M_REDIS_ERRORS);
 	log_warn("redis %s: no reply within %lld ms; resetting the connection", ra->name,
 	         (long long)ra->cfg->redis_timeout);
 	finish(cmd, NULL);
 	if (ra->ac != NULL && ra->connected)
 		redisAsyncDisconnect(ra->ac);
+	if (ra->oldest != NULL && !ra->deadline_armed)
+		arm_deadline(ra, ra->oldest->deadline_ms - clock_mono_ms());
 }
 
+/* Decimal digits of v into p, which has room; returns the end. */
+static char *put_size(char *p, size_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/*
+ * The command in Redis's protocol, in one allocation. hiredis's own
+ * formatting (redisFormatSdsCommandArgv) grows an sds with sdscatfmt per
+ * argument: a batch call of hundreds of arguments spent most of its time
+ * there.
+ */
+static char *format_resp(int argc, const char **argv, const size_t *lens, size_t *len)
+{
+	size_t size = 16;
+	char *buf, *p;
+
+	for (int i = 0; i < argc; i++)
+		size += lens[i] + 24;
+	if ((p = buf = malloc(size)) == NULL)
+		return NULL;
+	*p++ = '*';
+	p = put_size(p, (size_t)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		*p++ = '$';
+		p = put_size(p, lens[i]);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], lens[i]);
+		p += lens[i];
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*len = (size_t)(p - buf);
+	return buf;
+}
+
+/* lens is required: every caller knows its lengths (redis_async_argv() measures them). */
 static int send_cmd(redis_async_t *ra, redis_cmd_t *cmd, int argc, const char **argv, const size_t *lens)
 {
-	size_t lengths[EVAL_MAX_ARGS + 3];
-	struct timeval tv = clock_timeval(ra->cfg->redis_timeout);
+	size_t len;
+	char *resp = format_resp(argc, argv, lens, &len);
+	int rc = resp != NULL ? redisAsyncFormattedCommand(ra->ac, on_reply, cmd, resp, len) : REDIS_ERR;
 
-	if (lens == NULL) {
-		for (int i = 0; i < argc; i++)
-			lengths[i] = strlen(argv[i]);
-		lens = lengths;
-	}
-	if (redisAsyncCommandArgv(ra->ac, on_reply, cmd, argc, argv, lens) != REDIS_OK)
+	free(resp);
+	if (rc != REDIS_OK)
 		return -1;
-	if (evtimer_add(cmd->timer, &tv) != 0)
-		log_error("redis %s: cannot arm a command deadline", ra->name);
+	unlist(cmd); /* a NOSCRIPT retry is sent again: it goes to the end, with a new deadline */
+	cmd->deadline_ms = clock_mono_ms() + ra->cfg->redis_timeout;
+	cmd->older = ra->newest;
+	if (ra->newest != NULL)
+		ra->newest->younger = cmd;
+	else
+		ra->oldest = cmd;
+	ra->newest = cmd;
+	cmd->listed = 1;
+	if (!ra->deadline_armed)
+		arm_deadline(ra, ra->cfg->redis_timeout);
 	return 0;
 }
 
-static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg)
+/* extra: bytes allocated after the command (a script's argv, lengths and strings). */
+static redis_cmd_t *cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg, size_t extra)
 {
-	redis_cmd_t *cmd = calloc(1, sizeof(*cmd));
+	redis_cmd_t *cmd = calloc(1, sizeof(*cmd) + extra);
 
 	if (cmd == NULL)
 		return NULL;
 	cmd->ra = ra;
 	cmd->fn = fn;
 	cmd->arg = arg;
-	cmd->timer = evtimer_new(ra->base, on_cmd_timeout, cmd);
-	if (cmd->timer == NULL) {
-		free(cmd);
-		return NULL;
-	}
 	return cmd;
 }
 
 static void cmd_drop(redis_cmd_t *cmd)
 {
-	for (int i = 0; i < EVAL_MAX_ARGS; i++)
-		free(cmd->owned[i]);
-	event_free(cmd->timer);
+	unlist(cmd);
 	free(cmd);
 }
 
 int redis_async_argv(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv,
                      const size_t *lens)
 {
+	size_t lengths[8];
 	redis_cmd_t *cmd;
 
-	if (!ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg)) == NULL)
+	if (lens == NULL) {
+		if (argc > (int)(sizeof(lengths) / sizeof(lengths[0])))
+			return -1;
+		for (int i = 0; i < argc; i++)
+			lengths[i] = strlen(argv[i]);
+		lens = lengths;
+	}
+	if (!ra->connected || ra->channel != NULL || (cmd = cmd_new(ra, fn, arg, 0)) == NULL)
 		return -1;
 	if (send_cmd(ra, cmd, argc, argv, lens) != 0) {
 		cmd_drop(cmd);
@@ -180,16 +286,35 @@ static void on_script_loaded(redisReply *reply, void *arg)
 		memcpy(script->sha, reply->str, 41);
 }
 
-/* The script's keys and arguments are copied: a NOSCRIPT retry may need them after the caller moved on. */
-static int copy_args(redis_cmd_t *cmd, int argc, const char **argv)
+/*
+ * A script's keys and arguments are copied (a NOSCRIPT retry may need them
+ * after the caller moved on), into the command's own allocation: one malloc
+ * per call however many there are, since a batch has hundreds.
+ */
+static redis_cmd_t *eval_cmd_new(redis_async_t *ra, redis_reply_fn fn, void *arg, int argc, const char **argv)
 {
+	size_t bytes = 0;
+	redis_cmd_t *cmd;
+	char *p;
+
+	for (int i = 0; i < argc; i++)
+		bytes += strlen(argv[i]) + 1;
+	cmd = cmd_new(ra, fn, arg, (size_t)(argc + 3) * (sizeof(char *) + sizeof(size_t)) + bytes);
+	if (cmd == NULL)
+		return NULL;
+	cmd->argv = (const char **)(cmd + 1);
+	cmd->lens = (size_t *)(cmd->argv + argc + 3);
+	p = (char *)(cmd->lens + argc + 3);
 	for (int i = 0; i < argc; i++) {
-		cmd->owned[i] = strdup(argv[i]);
-		if (cmd->owned[i] == NULL)
-			return -1;
-		cmd->argv[3 + i] = cmd->owned[i];
+		size_t len = strlen(argv[i]);
+
+		memcpy(p, argv[i], len + 1);
+		cmd->argv[3 + i] = p;
+		cmd->lens[3 + i] = len;
+		p += len + 1;
 	}
-	return 0;
+	cmd->argc = argc + 3;
+	return cmd;
 }
 
 int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn fn, void *arg, int nkeys,
@@ -198,15 +323,16 @@ int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn f
 	redis_cmd_t *cmd;
 
 	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL ||
-	    (cmd = cmd_new(ra, fn, arg)) == NULL)
+	    (cmd = eval_cmd_new(ra, fn, arg, argc, argv)) == NULL)
 		return -1;
 	snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", nkeys);
-	cmd->argc = argc + 3;
 	cmd->argv[0] = script->sha[0] != '\0' ? "EVALSHA" : "EVAL";
 	cmd->argv[1] = script->sha[0] != '\0' ? script->sha : script->body;
 	cmd->argv[2] = cmd->numkeys;
+	for (int i = 0; i < 3; i++)
+		cmd->lens[i] = strlen(cmd->argv[i]);
 	cmd->script = script->sha[0] != '\0' ? script : NULL;
-	if (copy_args(cmd, argc, argv) != 0 || send_cmd(ra, cmd, cmd->argc, cmd->argv, NULL) != 0) {
+	if (send_cmd(ra, cmd, cmd->argc, cmd->argv, cmd->lens) != 0) {
 		cmd_drop(cmd);
 		return -1;
 	}
@@ -310,7 +436,7 @@ static void start_connect(redis_async_t *ra)
 		return;
 	}
 	ac->data = ra;
-	if (redisLibeventAttach(ac, ra->base) != REDIS_OK ||
+	if (redis_loop_attach(ac, ra->base) != REDIS_OK ||
 	    redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
 	    redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
 		redisAsyncFree(ac);
@@ -334,7 +460,8 @@ redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, con
 	snprintf(ra->name, sizeof(ra->name), "%s", name);
 	ra->reconnect_ev = evtimer_new(base, on_reconnect_timer, ra);
 	ra->connect_timeout_ev = evtimer_new(base, on_connect_timeout, ra);
-	if (ra->reconnect_ev == NULL || ra->connect_timeout_ev == NULL) {
+	ra->deadline_ev = evtimer_new(base, on_deadline, ra);
+	if (ra->reconnect_ev == NULL || ra->connect_timeout_ev == NULL || ra->deadline_ev == NULL) {
 		redis_async_free(ra);
 		return NULL;
 	}
@@ -374,6 +501,8 @@ void redis_async_free(redis_async_t *ra)
 		event_free(ra->reconnect_ev);
 	if (ra->connect_timeout_ev != NULL)
 		event_free(ra->connect_timeout_ev);
+	if (ra->deadline_ev != NULL)
+		event_free(ra->deadline_ev);
 	free(ra->channel);
 	free(ra);
 }
