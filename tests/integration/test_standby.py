@@ -143,17 +143,6 @@ def wait_owned(hosts, want, timeout):
     return wait_for(lambda: all(owners(hosts.k).get(p, ("", 0))[0] == n for p, n in want.items()), timeout, step=0.1)
 
 
-def kill_tree(d):
-    """SIGKILL of the master and every child at once: the host dies (its Kafka is k's, so the log survives)."""
-    pids = [d.pid] + [pid for pid, _, _ in d.children()]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    d.proc.wait()
-
-
 def takeover_times(hosts, partitions, node, since_fault):
     """{partition: seconds from the fault to node's partition_owners row}, waiting up to 15 s for the rows."""
     wait_owned(hosts, {p: node for p in partitions}, BUDGET.left(15))
@@ -245,7 +234,7 @@ def run(t, hosts):
     def kill_h1(load):
         load.wait_until(0.4)
         killed["at"] = time.time()
-        kill_tree(h1)
+        h1.kill_tree()
         load.ports.remove(h1.port)  # the load balancer's health check takes it out
         t.diag(f"sigkill of h1's process tree at {load.elapsed():.2f}s into the load")
     sale_with(t, "standby-sigkill", hosts, [h2], [h1.port, h2.port], coupons, kill_h1, 1_000_000)

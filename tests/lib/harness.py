@@ -240,6 +240,25 @@ class Daemon:
     def children(self):
         return proc_children(self.proc.pid)
 
+    def tree_pids(self):
+        """The master and every process under it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return [self.proc.pid] + [pid for pid, _, _ in self.children()]
+
+    def kill_tree(self):
+        """SIGKILL to the master and all its children at once: the daemon dies as in a power cut, while
+        its kernel lives on and closes its sockets. Returns the pids, once every one of them is gone."""
+        pids = self.tree_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids[1:]), 10, 0.05)
+        return pids
+
     def titled(self, title):
         return [pid for pid, t, state in self.children() if t == title and state != "Z"]
 

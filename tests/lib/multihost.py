@@ -103,25 +103,6 @@ class HostDaemon(Daemon):
             self.launcher = ["setpriv", "--pdeathsig", "KILL", "--"] + self.launcher
         self.set("http", "listen", [f"{host.addr}:{HTTP_PORT}"])
 
-    def tree_pids(self):
-        """The master and every process under it."""
-        if self.proc is None or self.proc.poll() is not None:
-            return []
-        return [self.proc.pid] + [pid for pid, _, _ in self.children()]
-
-    def kill_tree(self):
-        """SIGKILL to the master and all its children at once: the host's couponsd dies as in a power cut,
-        while its kernel (the namespace) lives on and closes its sockets."""
-        pids = self.tree_pids()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait()
-        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids[1:]), 10, 0.05)
-        return pids
-
     def wait_ready(self, timeout, start=0):
         """READY=1 (from notification index start on): True, else False once timeout passed."""
         return bool(self.wait_note("READY=1", timeout, start))
