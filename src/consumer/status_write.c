@@ -113,7 +113,8 @@ static int append_call(redisContext *rc, const config_t *cfg, call_t *c, item_t 
 		push_str(c, reason != NULL ? reason : "");
 		push(c, t->coupon,
 		     (size_t)snprintf(t->coupon, sizeof(t->coupon), "%lld", (long long)st->event.coupon_id));
-		push(c, t->user, (size_t)snprintf(t->user, sizeof(t->user), "%lld", (long long)st->event.user_id));
+		push(c, t->user,
+		     (size_t)snprintf(t->user, sizeof(t->user), "%lld", (long long)st->event.user_id));
 		push_str(c, t->accepted);
 		push_str(c, t->decided);
 		push_str(c, items[idx[k]].json);
