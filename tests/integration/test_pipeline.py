@@ -475,9 +475,9 @@ def test_sse_missed_result(t):
              "a result never published ends the stream at the next keep-alive tick", (list(ev), out.get("seconds")))
 
 
-def test_status_chunks(t):
-    """A batch's statuses go to Redis in script calls of 128: with a 1 s linger on one partition, 300 requests
-    make batches of more than 128, and every status hash in Redis is final with all its fields and a TTL within
+def test_status_hashes(t):
+    """A batch's statuses go to Redis in one pipeline: with a 1 s linger on one partition, 300 requests make
+    batches of more than 128, and every status hash in Redis is final with all its fields and a TTL within
     issue.result_ttl (the API alone would not tell: it falls back to PostgreSQL; part_sse checks the published
     results)."""
     with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
@@ -490,7 +490,7 @@ def test_status_chunks(t):
         t.eq([r for r, f in finals.items() if (f or {}).get("status") not in FINAL][:5], [],
              f"every accepted request ({len(rids)}) decided")
         sizes = [int(n) for n in re.findall(r"batch of (\d+) up to offset \d+ done", d.log())]
-        t.ok(max(sizes or [0]) > 128, "a batch held more than one script call's statuses", f"batch sizes {sizes}")
+        t.ok(max(sizes or [0]) > 128, "a batch held more than 128 statuses", f"batch sizes {sizes}")
         bad = []
         for rid in rids:
             key = f"{d.redis_prefix}req:{{{rid}}}"
@@ -534,4 +534,4 @@ def test_batch_linger(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_pipeline, test_batch_linger, test_status_chunks, test_partition_never_wedges, test_sse_missed_result)
+    Tap().run(test_pipeline, test_batch_linger, test_status_hashes, test_partition_never_wedges, test_sse_missed_result)
