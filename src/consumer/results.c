@@ -5,7 +5,6 @@
 #include "core/clock.h"
 #include "core/kafka_conf.h"
 #include "core/kafka_queue.h"
-#include "core/keys.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -302,87 +301,6 @@ void results_report_failures(results_t *r)
 	log_warn("%d kafka deliveries failed (last: %s); they are sent again", r->failed,
 	         rd_kafka_err2str(r->last_error));
 	r->failed = 0;
-}
-
-/* Queues HSET, EXPIRE and PUBLISH for one status; returns the number of commands queued, or -1. */
-static int append_status(redisContext *rc, const config_t *cfg, const request_status_t *st, const char *json,
-                         long long ttl_s)
-{
-	char key[KEYS_MAX], channel[KEYS_MAX], accepted[32], decided[32];
-	const char *reason = status_reason_name(st->reason);
-	int ok;
-
-	if (keys_status(cfg->redis_key_prefix, st->event.request_id, key, sizeof(key)) < 0 ||
-	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0)
-		return -1;
-	clock_format_iso(st->event.accepted_ms, accepted, sizeof(accepted));
-	clock_format_iso(st->decided_ms, decided, sizeof(decided));
-	ok = redisAppendCommand(
-	         rc, "HSET %s status %s reason %s couponId %lld userId %lld acceptedAt %s decidedAt %s", key,
-	         status_state_name(st->state), reason != NULL ? reason : "", (long long)st->event.coupon_id,
-	         (long long)st->event.user_id, accepted, decided) == REDIS_OK &&
-	     redisAppendCommand(rc, "EXPIRE %s %lld", key, ttl_s) == REDIS_OK &&
-	     redisAppendCommand(rc, "PUBLISH %s %s", channel, json) == REDIS_OK;
-	return ok ? 3 : -1;
-}
-
-/*
- * A decision never changes once made, so its JSON is encoded once and kept
- * with the item (a retried batch reuses it) for the PUBLISH and the results
- * topic alike.
- */
-static int encode_status(item_t *it)
-{
-	if (it->json == NULL && (it->json = status_to_json(&it->status)) == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-static int unwritten(const item_t *it)
-{
-	return it->decided && !it->written;
-}
-
-int results_write_redis(redisContext *rc, const config_t *cfg, item_t *items, int n)
-{
-	long long ttl_s = cfg->issue_result_ttl / 1000 > 0 ? cfg->issue_result_ttl / 1000 : 1;
-	int queued = 0, rc_all = 0, q;
-
-	for (int i = 0; i < n; i++) {
-		if (unwritten(&items[i]) && encode_status(&items[i]) != 0)
-			return -1;
-	}
-	for (int i = 0; i < n; i++) {
-		if (!unwritten(&items[i]))
-			continue;
-		if ((q = append_status(rc, cfg, &items[i].status, items[i].json, ttl_s)) < 0) {
-			/* Out of memory with part of a status queued: the pipeline can no longer be read in
-			 * step. */
-			log_error("cannot queue a status write");
-			rc->err = REDIS_ERR_OTHER;
-			snprintf(rc->errstr, sizeof(rc->errstr), "pipeline abandoned");
-			return -1;
-		}
-		queued += q;
-	}
-	for (int i = 0; i < queued; i++) {
-		void *reply = NULL;
-
-		if (redisGetReply(rc, &reply) != REDIS_OK) {
-			log_warn("redis: %s", rc->errstr);
-			return -1;
-		}
-		if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
-			log_error("redis status write: %s", ((redisReply *)reply)->str);
-			rc_all = -1;
-		}
-		freeReplyObject(reply);
-	}
-	for (int i = 0; i < n && rc_all == 0; i++)
-		items[i].written |= items[i].decided;
-	return rc_all;
 }
 
 int results_fatal(results_t *r)

@@ -34,6 +34,7 @@ void results_free(results_t *r);
  * with EXPIRE issue.result_ttl, and PUBLISH of the JSON on
  * keys_results_channel(). Pipelined; sets written in each on success. 0 or
  * -1; after an I/O error rc->err is set and the caller reconnects.
+ * Implemented in status_write.c.
  */
 int results_write_redis(redisContext *rc, const config_t *cfg, item_t *items, int n);
 

@@ -475,6 +475,35 @@ def test_sse_missed_result(t):
              "a result never published ends the stream at the next keep-alive tick", (list(ev), out.get("seconds")))
 
 
+def test_status_hashes(t):
+    """A batch's statuses go to Redis in one pipeline: with a 1 s linger on one partition, 300 requests make
+    batches of more than 128, and every status hash in Redis is final with all its fields and a TTL within
+    issue.result_ttl (the API alone would not tell: it falls back to PostgreSQL; part_sse checks the published
+    results)."""
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                overrides={"issue": {"batch_linger": "1s", "result_ttl": "1h"}, "log": {"level": "debug"}}) as d:
+        d.start()
+        c = d.create_coupon(200, name="chunks")
+        answers = issue_burst(d.port, c, list(range(1, 301)), threads=48, timeout=60)
+        rids = [rid_of(b) for _, st, b in answers if st == 202]
+        finals = wait_all_final(d.port, rids, timeout=60)
+        t.eq([r for r, f in finals.items() if (f or {}).get("status") not in FINAL][:5], [],
+             f"every accepted request ({len(rids)}) decided")
+        sizes = [int(n) for n in re.findall(r"batch of (\d+) up to offset \d+ done", d.log())]
+        t.ok(max(sizes or [0]) > 128, "a batch held more than 128 statuses", f"batch sizes {sizes}")
+        bad = []
+        for rid in rids:
+            key = f"{d.redis_prefix}req:{{{rid}}}"
+            h = d.redis.cli("HGETALL", key).split("\n")
+            fields = dict(zip(h[0::2], h[1::2]))
+            ttl = int(d.redis.cli("TTL", key))
+            if not 3500 <= ttl <= 3600 or set(fields) != {"status", "reason", "couponId", "userId", "acceptedAt",
+                                                          "decidedAt"} or fields["couponId"] != str(c) or \
+                    fields["status"] not in FINAL or not fields["decidedAt"]:
+                bad.append((rid, ttl, fields))
+        t.eq(bad[:3], [], f"all {len(rids)} status hashes are final, with every field and a TTL within issue.result_ttl")
+
+
 def test_batch_linger(t):
     """issue.batch_linger: a consumer holding a short batch waits that long for more before deciding it. Five
     events arrive one by one, each as its own produce (a new Kafka client each time, so tens of ms apart), mostly
@@ -505,4 +534,4 @@ def test_batch_linger(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_pipeline, test_batch_linger, test_partition_never_wedges, test_sse_missed_result)
+    Tap().run(test_pipeline, test_batch_linger, test_status_hashes, test_partition_never_wedges, test_sse_missed_result)
