@@ -24,7 +24,8 @@ static void test_format_and_uniqueness(void)
 		if (uuid_generate(ids[i]) != 0)
 			valid = 0;
 		valid &= uuid_valid(ids[i], strlen(ids[i])) && ids[i][14] == '4' &&
-		         strchr("89ab", ids[i][19]) != NULL && strspn(ids[i], "0123456789abcdef-") == UUID_TEXT_LEN;
+		         strchr("89ab", ids[i][19]) != NULL &&
+		         strspn(ids[i], "0123456789abcdef-") == UUID_TEXT_LEN;
 	}
 	ok(valid, "%d ids: lowercase 8-4-4-4-12, version 4, RFC 4122 variant (e.g. %s)", MANY, ids[0]);
 	qsort(ids, MANY, sizeof(ids[0]), cmp);
