@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/migrate.h"
 #include "core/pg_session.h"
+#include "core/worker.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -349,6 +350,7 @@ static int session_open(store_t *s)
 	         cfg->daemon_node);
 	s->conn = pg_session_connect(cfg->postgres_conninfo, cfg->postgres_timeout,
 	                             cfg->postgres_dead_session_timeout, app, err, sizeof(err));
+	worker_beat(); /* each blocking step is bounded on its own, not their sum: say we are alive between */
 	if (s->conn == NULL) {
 		log_warn("postgresql: %s", err);
 		return -1;
@@ -356,9 +358,11 @@ static int session_open(store_t *s)
 	if (set_statement_timeout(s) != 0)
 		return -1;
 	if (cfg->postgres_auto_migrate && migrate_apply(s->conn, err, sizeof(err)) != 0) {
+		worker_beat();
 		log_warn("migrations: %s", err);
 		return -1;
 	}
+	worker_beat();
 	return session_setup(s);
 }
 

@@ -69,11 +69,20 @@ static void on_channel(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* This process's worker (one per child), for worker_beat(). */
+static worker_t *current;
+
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	worker_t *w = arg;
 
 	atomic_store(&w->args.shm->slots[w->args.shm_slot].heartbeat_ms, clock_mono_ms());
+}
+
+void worker_beat(void)
+{
+	if (current != NULL && current->args.shm != NULL)
+		on_heartbeat(-1, 0, current);
 }
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
@@ -118,6 +127,7 @@ int worker_init(worker_t *w, const worker_args_t *args)
 {
 	memset(w, 0, sizeof(*w));
 	w->args = *args;
+	current = w;
 	w->base = event_base_new();
 	if (w->base == NULL) {
 		log_error("event_base_new failed");
@@ -169,6 +179,8 @@ void worker_cleanup(worker_t *w)
 		event_base_free(w->base);
 	close(w->args.chan_fd);
 	w->base = NULL;
+	if (current == w)
+		current = NULL;
 }
 
 static void set_identity(const worker_args_t *args)

@@ -49,5 +49,11 @@ int worker_ready(worker_t *w, const char *payload);
 int worker_run(worker_t *w);
 void worker_finish(worker_t *w, int code);
 void worker_cleanup(worker_t *w);
+/*
+ * A heartbeat now, from inside a callback that made a blocking call: the
+ * watchdog bounds each blocking call (half of daemon.worker_timeout), not a
+ * run of them within one callback or one loop turn.
+ */
+void worker_beat(void);
 
 #endif
