@@ -30,21 +30,16 @@ import chaos
 import multihost
 import netns
 from harness import wait_for
-from multihost import Scenario, known_keys, writes_by
+from multihost import Scenario, writes_by
 from tap import Tap
 
 SITE = multihost.Site(hosts=3)
-KEYS = known_keys()
-DEAD_SESSION = 3.0  # postgres.dead_session_timeout, where the product has the key (issue 13)
-# Without that key the consumers' sessions end within postgres.timeout (default 5 s) + 3 s (docs/data.md).
-DEAD_SESSION_BOUND = DEAD_SESSION if "postgres.dead_session_timeout" in KEYS else 5.0 + 3.0
+DEAD_SESSION = 3.0  # postgres.dead_session_timeout
 CUT_MARGIN = 3.0
 
 
 def overrides():
-    if "postgres.dead_session_timeout" in KEYS:
-        return {"postgres": {"dead_session_timeout": f"{DEAD_SESSION:g}s"}}
-    return None
+    return {"postgres": {"dead_session_timeout": f"{DEAD_SESSION:g}s"}}
 
 
 def standby_evidence(s, d, since, what):
@@ -87,7 +82,7 @@ def test_host_kill(t):
 
 def test_link_cut(t):
     seen = {}
-    cut_for = DEAD_SESSION_BOUND + CUT_MARGIN
+    cut_for = DEAD_SESSION + CUT_MARGIN
 
     def fault(f):
         f.load.wait_until(0.2)
@@ -114,7 +109,7 @@ def test_link_cut(t):
                  f"decisions after the cut (requests already on the wire), the last "
                  f"{(max(w[3] for w in after) - seen['at']) if after else 0:.3f}s after it")
         yield not late, f"{d.node} wrote no decision after it lost ownership (link cut for {cut_for:g}s, " \
-                        f"dead-session bound {DEAD_SESSION_BOUND:g}s; a test trigger notes each decision's writer)", \
+                        f"dead-session bound {DEAD_SESSION:g}s; a test trigger notes each decision's writer)", \
             f"{len(late)} rows (table, requestId, partition, time - cut): " \
             f"{[(tb, r, p, round(at - seen['at'], 3)) for tb, r, p, at in late[:10]]}; lost at {lost}"
         yield from standby_evidence(s, d, seen["restored"], "after its link came back")
@@ -162,7 +157,7 @@ def main():
             return 0
         t.diag(f"site: bridge {SITE.topology.bridge} {SITE.addr} ({SITE.topology.subnet}), hosts {SITE.hosts}, "
                f"kafka {SITE.kafka.bootstrap}; up in {time.monotonic() - began:.1f}s; dead-session bound "
-               f"{DEAD_SESSION_BOUND:g}s"
+               f"{DEAD_SESSION:g}s"
                + (f"; removed leftovers {SITE.topology.swept}" if SITE.topology.swept else ""))
         t.run(test_host_kill, test_link_cut, test_rolling_restart)
     finally:

@@ -27,7 +27,7 @@ import time
 import chaos
 import netns
 import servers
-from harness import Budget, Daemon, http_request, kafka_partition, parse_json, run_cli, wait_for
+from harness import Budget, Daemon, http_request, kafka_partition, parse_json, wait_for
 
 PARTITIONS = chaos.PARTITIONS
 HTTP_PORT = 8080  # every host has a port space of its own
@@ -42,13 +42,6 @@ UNHEALTHY_AFTER = 1  # failed probes before the balancer takes a host out
 # that as the margin for a machine shared with other tests (issue 13: a rolling restart resets nothing).
 STOP_DRAIN = 2 * (PROBE_INTERVAL * UNHEALTHY_AFTER + PROBE_TIMEOUT)
 ANSWER_TIMEOUT = 15.0
-
-
-def known_keys():
-    """The configuration keys this couponsd has (couponsd --list-keys): the harness sets the keys of issue 13
-    (daemon.node, postgres.dead_session_timeout) only where the product has them."""
-    rc, out, _ = run_cli("--list-keys")
-    return {line.split()[0] for line in out.splitlines()[1:] if line.split()} if rc == 0 else set()
 
 
 # ---- the machine room --------------------------------------------------------------------------------------
@@ -134,21 +127,14 @@ class Fleet:
         name = servers.unique_name(stem)
         self.topics = {"topic": f"{name}-issue", "results_topic": f"{name}-results", "dlq_topic": f"{name}-dlq"}
         self.kafka_cluster.create_topics(*(f"{t}:{PARTITIONS}" for t in self.topics.values()))
-        keys = known_keys()
-        self.has_node_key = "daemon.node" in keys
-        self.has_dead_session_key = "postgres.dead_session_timeout" in keys
-        self.has_stop_drain_key = "daemon.stop_drain" in keys
         self.daemons = [self._daemon(h, conninfo, name, workers, overrides) for h in site.hosts]
 
     def _daemon(self, host, conninfo, name, workers, overrides):
         tree = {"issue": {"retry_initial": "50ms", "retry_max": "1s"},
-                "daemon": {"worker_timeout": "10s", "shutdown_timeout": "15s"},
+                "daemon": {"worker_timeout": "10s", "shutdown_timeout": "15s", "node": host.name,
+                           "stop_drain": f"{round(STOP_DRAIN * 1000)}ms"},
                 "kafka": dict(self.topics, brokers=self.kafka_cluster.bootstrap, group_id=f"{name}-group",
                               owned_partitions="all")}
-        if self.has_node_key:
-            tree["daemon"]["node"] = host.name
-        if self.has_stop_drain_key:
-            tree["daemon"]["stop_drain"] = f"{round(STOP_DRAIN * 1000)}ms"
         for section, keys in (overrides or {}).items():
             tree.setdefault(section, {}).update(keys)
         return HostDaemon(host, redis=self.redis, postgres=self.pg, postgres_conninfo=conninfo,
@@ -392,12 +378,11 @@ LOCKS = ("SELECT l.objid, host(a.client_addr), a.pid FROM pg_locks l JOIN pg_sta
 class Owners:
     """Polls who owns each partition every 100 ms. history: [(time, partition, (addr, backend pid) or None)],
     a row each time a partition's holder changes; table: [(partition, node, since)] each time partition_owners
-    shows a new (node, since), where the product has that table."""
+    shows a new (node, since)."""
 
     def __init__(self, fleet, interval=0.1):
         self.fleet, self.interval = fleet, interval
         self.psql = Psql(fleet.pg, fleet.dbname)
-        self.has_table = self.psql.rows("SELECT to_regclass('partition_owners') IS NOT NULL")[0][0] == "t"
         self.now = {}
         self.table_now = {}
         self.history, self.table = [], []
@@ -410,11 +395,9 @@ class Owners:
     def poll(self):
         at = time.time()
         held = {int(p): (addr, int(pid)) for p, addr, pid in self.psql.rows(LOCKS)}
-        table = {}
-        if self.has_table:
-            q = ("SELECT partition, node, extract(epoch FROM since) FROM partition_owners WHERE topic = '"
-                 + self.fleet.topic() + "'")
-            table = {int(p): (node, float(since)) for p, node, since in self.psql.rows(q)}
+        q = ("SELECT partition, node, extract(epoch FROM since) FROM partition_owners WHERE topic = '"
+             + self.fleet.topic() + "'")
+        table = {int(p): (node, float(since)) for p, node, since in self.psql.rows(q)}
         with self.lock:
             for p in range(PARTITIONS):
                 if held.get(p) != self.now.get(p, "unseen"):
@@ -445,8 +428,8 @@ class Owners:
 
     def takeover(self, partition, at, was, until=float("inf")):
         """After a fault at time at on the session was = (addr, pid) holding partition: (seconds until another
-        session held it, its addr) from pg_locks, and (seconds, node) from partition_owners.since (None where the
-        product has no such table, or no new row came before until, the next fault)."""
+        session held it, its addr) from pg_locks, and (seconds, node) from partition_owners.since (None where no
+        new row came before until, the next fault)."""
         with self.lock:
             seen = next(((t - at, h[0]) for t, p, h in self.history
                          if p == partition and at <= t < until and h is not None and h != was), None)
@@ -672,7 +655,7 @@ class Scenario:
 
     def lost_at(self, node, what):
         """{partition: Unix time another session took it} for the partitions node held when the fault what hit
-        it (the new owner's partition_owners.since, else when pg_locks showed it)."""
+        it (the new owner's partition_owners.since)."""
         out = {}
         hits = self.faults.hits
         for i, (at, n, w, held, _) in enumerate(hits):
@@ -680,10 +663,9 @@ class Scenario:
                 continue
             until = hits[i + 1][0] if i + 1 < len(hits) else float("inf")
             for p, was in held.items():
-                seen, row = self.owners.takeover(p, at, was, until)
-                got = row if self.owners.has_table else seen
-                if got is not None:
-                    out[p] = at + got[0]
+                _, row = self.owners.takeover(p, at, was, until)
+                if row is not None:
+                    out[p] = at + row[0]
         return out
 
     # ---- takeover figures ----
@@ -695,14 +677,11 @@ class Scenario:
             until = hits[i + 1][0] if i + 1 < len(hits) else float("inf")
             for p, was in sorted(held.items()):
                 seen, row = self.owners.takeover(p, at, was, until)
-                got = row if self.owners.has_table else seen
-                if got is None and not must_move:
+                if row is None and not must_move:
                     continue
-                secs, new = got if got else (None, None)
-                new_node = new if self.owners.has_table else (self.fleet.by_addr(new).node if new else None)
-                obs = f"; pg_locks saw it after {seen[0]:.2f}s" if seen and self.owners.has_table else ""
-                src = "partition_owners.since" if self.owners.has_table else "pg_locks, polled every 100 ms"
-                out.append((node, what, p, secs, new_node, f"{src}{obs}"))
+                secs, new_node = row if row else (None, None)
+                obs = f"; pg_locks saw it after {seen[0]:.2f}s" if seen else ""
+                out.append((node, what, p, secs, new_node, f"partition_owners.since{obs}"))
         return out
 
     def takeover_verdict(self):
