@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
+
+from procs import free_port, pid_alive  # tests/lib, on the path bench/run.py sets
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A fresh clone has shared/ as its sibling (the same layout as the source tree's, ../shared/peer).
@@ -31,20 +32,6 @@ def locate(explicit=None):
     if not os.path.isfile(os.path.join(path, "run-stack.sh")):
         return None, f"{path} has no run-stack.sh (shared/ is absent)"
     return os.path.abspath(path), None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class PeerStack:
@@ -130,10 +117,10 @@ class PeerStack:
         text = self.read(os.path.join(self.state, "pids")) or ""
         for line in text.splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit() and alive(int(parts[1])):
+            if len(parts) >= 2 and parts[1].isdigit() and pid_alive(int(parts[1])):
                 out.setdefault(names.get(parts[0], "peer " + parts[0]), []).append(int(parts[1]))
         workers = self.read(os.path.join(self.state, "http-workers.pids")) or ""
-        out.setdefault("peer http", []).extend(int(p) for p in workers.split() if p.isdigit() and alive(int(p)))
+        out.setdefault("peer http", []).extend(int(p) for p in workers.split() if p.isdigit() and pid_alive(int(p)))
         pg = out.get("peer postgres")
         if pg:  # the backends, which do the work
             out["peer postgres"] = pg + [p for p in self.children(pg[0])]
@@ -162,7 +149,7 @@ class PeerStack:
                     cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:
                 continue
-            if any(cwd.startswith(r) for r in roots) and alive(int(name)):
+            if any(cwd.startswith(r) for r in roots) and pid_alive(int(name)):
                 out.append((int(name), cwd.rstrip(os.sep), cmd[:120]))
         return out
 
@@ -191,9 +178,9 @@ class PeerStack:
             except OSError:
                 return
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and alive(pid):
+            while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.1)
-            if not alive(pid):
+            if not pid_alive(pid):
                 return
 
     # ---- the peer's API and database ----
