@@ -174,6 +174,20 @@ static void fault_after_gate(batch_t *b, int reserved)
 	}
 }
 
+/*
+ * Test builds: the results producer raises a fatal error once this batch's
+ * results are queued (once per Redis database), as librdkafka 2.0.2's
+ * idempotent producer can after a broker stall: the next batch then cannot
+ * produce, and the process must leave and replay it.
+ */
+static void fault_results_fatal(batch_t *b)
+{
+	if (fault_value("consumer_kafka_fatal") != b->partition)
+		return;
+	if (gate_claim_once(b->gate, "consumer_kafka_fatal") == 1)
+		results_test_fatal(b->results);
+}
+
 /* Answers read before a failure are real reservations: gate_reserve() keeps them in the items. */
 static int gate_round(batch_t *b)
 {
@@ -412,5 +426,6 @@ batch_rc_t batch_advance(batch_t *b)
 		return rc;
 	if (publish_redis(b) != 0 || produce_pending(b, 0) != 0)
 		return BATCH_RETRY;
+	fault_results_fatal(b);
 	return batch_deliveries(b);
 }

@@ -303,6 +303,14 @@ void results_report_failures(results_t *r)
 	r->failed = 0;
 }
 
+void results_test_fatal(results_t *r)
+{
+	log_error("fault injection: the results producer fails fatally");
+	if (rd_kafka_test_fatal_error(r->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+	                              "fault injection") != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("fault injection: cannot raise a fatal kafka error");
+}
+
 int results_fatal(results_t *r)
 {
 	char reason[512];

@@ -67,6 +67,9 @@ void results_report_failures(results_t *r);
  */
 int results_fatal(results_t *r);
 
+/* Test builds (fault.h, consumer_kafka_fatal): a fabricated fatal error, as librdkafka raises one. */
+void results_test_fatal(results_t *r);
+
 /* Purges every queued or in-flight message and stops writing delivery states (before they are freed). */
 void results_abandon(results_t *r);
 

@@ -13,6 +13,9 @@
  *         http_kafka_fatal=N
  *                          HTTP worker N's producer raises a fatal error (rd_kafka_test_fatal_error)
  *                          right after queueing its first message, which is then in flight
+ *         http_kafka_fatal_after=K
+ *                          with http_kafka_fatal: after its K-th message instead of its first, so
+ *                          that K requests can be in flight (under `kafka rtt`) when it comes
  *         http_pg_connect_delay=MS
  *                          every HTTP worker's PostgreSQL client starts its first connect MS later,
  *                          as a slow PostgreSQL would (the worker waits for it before it accepts)
@@ -25,6 +28,10 @@
  *                          It fires once per Redis database (it first sets the marker key
  *                          <prefix>fault:consumer_kill_after_gate with SET NX), so the restarted
  *                          consumer replays the batch instead of dying again.
+ *         consumer_kafka_fatal=P
+ *                          the results producer of partition P's consumer raises a fatal error
+ *                          (rd_kafka_test_fatal_error) once a batch's results are queued; once per
+ *                          Redis database (marker <prefix>fault:consumer_kafka_fatal, as above)
  *
  * Kafka faults (embedded mode only) are not switches but a control command,
  * `couponsd -c FILE -s 'kafka CMD'`: the master relays CMD over the channel

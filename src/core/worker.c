@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void begin_stop(worker_t *w)
+void worker_stop(worker_t *w)
 {
 	if (w->stopping)
 		return;
@@ -31,7 +31,7 @@ static void dispatch(worker_t *w, const channel_msg_t *msg)
 {
 	switch (msg->type) {
 	case CHANNEL_STOP:
-		begin_stop(w);
+		worker_stop(w);
 		break;
 	case CHANNEL_REOPEN:
 		if (log_reopen() != 0)
@@ -87,7 +87,7 @@ void worker_beat(void)
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
-	begin_stop(arg);
+	worker_stop(arg);
 }
 
 static int heartbeat_start(worker_t *w)

@@ -48,6 +48,8 @@ int worker_init(worker_t *w, const worker_args_t *args);
 int worker_ready(worker_t *w, const char *payload);
 int worker_run(worker_t *w);
 void worker_finish(worker_t *w, int code);
+/* The graceful stop a STOP message starts (w->on_stop), once: also for a worker that decides to leave. */
+void worker_stop(worker_t *w);
 void worker_cleanup(worker_t *w);
 /*
  * A heartbeat now, from inside a callback that made a blocking call: the

@@ -20,6 +20,8 @@
 
 /* A drained worker exits once its connections are gone and nothing arrived for this long. */
 #define DRAIN_QUIET_MS 250
+/* After a fatal Kafka error: the last delivery reports' slack beyond kafka.produce_timeout. */
+#define FATAL_DRAIN_SLACK_MS 1000
 /* How often a worker whose Kafka topics disagree with the configuration looks again. */
 #define TOPICS_RECHECK_MS 500
 /* After a failed accept (EMFILE, ENFILE, ENOBUFS) the listeners rest this long instead of spinning. */
@@ -38,6 +40,8 @@ typedef struct {
 	ptrset_t conns;        /* connections that have carried a request and are still open */
 	int64_t last_activity; /* clock_mono_ms() of the last accepted request */
 	int draining;
+	int drain_code;         /* the exit status once drained: 1 when it leaves on a fatal Kafka error */
+	int64_t drain_deadline; /* clock_mono_ms() past which it leaves anyway; 0: the master bounds it */
 	struct event *drain_ev;
 	struct event *hang_ev;
 	struct event *topics_ev; /* while the topics disagree: READY is withheld */
@@ -210,9 +214,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	http_worker_t *hw = arg;
 
-	if (hw->conns.count == 0 && clock_mono_ms() - hw->last_activity >= DRAIN_QUIET_MS) {
+	int64_t now = clock_mono_ms();
+
+	if (hw->conns.count == 0 && now - hw->last_activity >= DRAIN_QUIET_MS) {
 		log_info("drained; exiting");
-		worker_finish(hw->w, 0);
+		worker_finish(hw->w, hw->drain_code);
+	} else if (hw->drain_deadline != 0 && now >= hw->drain_deadline) {
+		log_warn("%zu connections still open at the end of the drain; exiting", hw->conns.count);
+		worker_finish(hw->w, hw->drain_code);
 	}
 }
 
@@ -272,9 +281,10 @@ static void on_hang(evutil_socket_t fd, short what, void *arg)
 static void arm_hang_fault(http_worker_t *hw)
 {
 	struct timeval tv = clock_timeval(100);
+	long after = fault_value("http_kafka_fatal_after");
 
 	if (fault_value("http_kafka_fatal") == hw->w->args.index)
-		producer_arm_fatal_fault(hw->api.producer);
+		producer_arm_fatal_fault(hw->api.producer, after > 0 ? after : 1);
 	if (fault_value("http_hang") != hw->w->args.index)
 		return;
 	hw->hang_ev = evtimer_new(hw->w->base, on_hang, hw);
@@ -378,13 +388,25 @@ static int warmup_begin(http_worker_t *hw)
 	return hw->warmup_ev != NULL && event_add(hw->warmup_ev, &tick) == 0 ? 0 : -1;
 }
 
-/* Requests would get 503 forever while /readyz said 200 (issue 11): a fresh process gets a new producer. */
+/*
+ * Requests would get 503 forever while /readyz said 200 (issue 11): a fresh
+ * process gets a new producer. It drains first, as on a stop: the requests in
+ * flight get their answer (202 for what Kafka had taken, 503 for what
+ * librdkafka failed) rather than a cut connection, whose outcome a client
+ * cannot know. A fatal error under a broker stall (librdkafka 2.0.2, a
+ * request timed out in flight) left tens of requests cut this way. Every
+ * delivery report comes within kafka.produce_timeout, so that bounds the wait
+ * for idle keep-alive connections too.
+ */
 static void on_producer_fatal(void *arg)
 {
 	http_worker_t *hw = arg;
 
-	log_error("exiting: the kafka producer cannot produce any more; the master starts a new worker");
-	worker_finish(hw->w, 1);
+	log_error("the kafka producer cannot produce any more: answering the requests in flight, then "
+	          "exiting; the master starts a new worker");
+	hw->drain_code = 1;
+	hw->drain_deadline = clock_mono_ms() + hw->w->args.cfg->kafka_produce_timeout + FATAL_DRAIN_SLACK_MS;
+	worker_stop(hw->w);
 }
 
 static void http_destroy(http_worker_t *hw)

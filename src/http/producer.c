@@ -25,8 +25,9 @@ struct producer {
 	rd_kafka_topic_t *topics[KAFKA_TOPICS_COUNT]; /* held from the start: see producer_new() */
 	kafka_topics_t topic_state;                   /* what the metadata says of them */
 	int brokers_up;
-	int fatal;       /* librdkafka raised a fatal error: nothing can be produced any more */
-	int fault_fatal; /* test builds: fabricate one after the next message (producer_arm_fatal_fault) */
+	int fatal;        /* librdkafka raised a fatal error: nothing can be produced any more */
+	long fault_fatal; /* test builds: fabricate one after this many more messages
+	                     (producer_arm_fatal_fault) */
 	producer_fatal_fn on_fatal;
 	void *on_fatal_arg;
 };
@@ -108,12 +109,16 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka producer: %s", reason);
 }
 
-/* After a fatal error the worker is leaving: what is still queued is served by the flush at teardown. */
+/*
+ * Also after a fatal error: librdkafka then fails what it still queues and
+ * reports on what was already sent, and the draining worker answers each of
+ * those requests before it leaves (http_worker.c) instead of cutting them.
+ */
 static void serve(void *arg)
 {
 	producer_t *p = arg;
 
-	while (!p->fatal && rd_kafka_poll(p->rk, 0) > 0)
+	while (rd_kafka_poll(p->rk, 0) > 0)
 		;
 }
 
@@ -225,8 +230,7 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
 		return PRODUCE_FAILED;
 	}
-	if (p->fault_fatal) {
-		p->fault_fatal = 0;
+	if (p->fault_fatal > 0 && --p->fault_fatal == 0) {
 		if (rd_kafka_test_fatal_error(p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
 		                              "fault injection") != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_warn("fault injection: cannot raise a fatal kafka error");
@@ -245,9 +249,9 @@ void producer_on_fatal(producer_t *p, producer_fatal_fn fn, void *arg)
 	p->on_fatal_arg = arg;
 }
 
-void producer_arm_fatal_fault(producer_t *p)
+void producer_arm_fatal_fault(producer_t *p, long after)
 {
-	p->fault_fatal = 1;
+	p->fault_fatal = after;
 }
 
 const char *producer_topic_problem(const producer_t *p, char *buf, size_t size)

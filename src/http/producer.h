@@ -45,9 +45,9 @@ const char *producer_topic_problem(const producer_t *p, char *buf, size_t size);
 typedef void (*producer_fatal_fn)(void *arg);
 void producer_on_fatal(producer_t *p, producer_fatal_fn fn, void *arg);
 
-/* Test builds (fault.h, http_kafka_fatal): the next message queued is followed by a fabricated fatal error.
- */
-void producer_arm_fatal_fault(producer_t *p);
+/* Test builds (fault.h, http_kafka_fatal): the after-th message queued from now on is followed by a
+ * fabricated fatal error. */
+void producer_arm_fatal_fault(producer_t *p, long after);
 
 /* Waits up to timeout_ms for outstanding deliveries, then destroys the handle. */
 void producer_free(producer_t *p, int timeout_ms);

@@ -6,6 +6,7 @@ import pwd
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import harness
@@ -152,7 +153,8 @@ def test_kafka_fatal_error_restarts_worker(t):
         coupon = d.create_coupon(5)
         before = d.http_workers()
         status = issue_quietly(d, coupon, 1)
-        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(status in (202, 503), "the request caught by the fatal error is answered: 202 if Kafka had it, "
+             "else 503 (the worker drains before it exits)", status)
         t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
              "the worker exits and the master starts a new one", (before, d.http_workers()))
         log = d.log()
@@ -176,12 +178,83 @@ def test_exit_with_request_in_flight(t):
         idle.request("GET", "/healthz")
         idle.getresponse().read()
         status = issue_quietly(d, coupon, 1)  # the second connection: accepting pauses
-        t.ok(status != 202, "the request caught by the fatal error is not accepted", status)
+        t.ok(status in (202, 503), "the request caught by the fatal error is answered: 202 if Kafka had it, "
+             "else 503 (the worker drains before it exits)", status)
         t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
              "the worker exits and the master starts a new one", (before, d.http_workers()))
         idle.close()
         clean, text = d.sanitizer_clean()
         t.ok(clean, "no sanitizer report from the worker's teardown", text)
+
+
+def test_fatal_error_answers_requests_in_flight(t):
+    """A fatal producer error with many requests in flight (as a broker stall gives librdkafka 2.0.2's
+    idempotent producer): each of them gets an HTTP answer, 202 for what Kafka took and 503 for what
+    librdkafka failed, before the worker exits with status 1. It used to exit at once, and every client
+    waiting on it saw its connection cut without knowing whether its request was accepted."""
+    if harness.REAL_KAFKA:
+        t.skip("a fatal error with requests in flight", "needs the embedded Kafka's rtt fault to hold them")
+        return
+    n = 12
+    with Daemon(workers=1, redis=True, postgres=True, admin_token="t0ken",
+                faults=f"http_kafka_fatal=0,http_kafka_fatal_after={n}") as d:
+        d.start()
+        coupon = d.create_coupon(100)
+        before = d.http_workers()
+        t.eq(d.ctl("kafka rtt all 1500")[0], 0, "every embedded broker answers 1.5 s late")
+        answers = [None] * n
+
+        def one(i):
+            answers[i] = issue_quietly(d, coupon, 1000 + i)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        t.ok(all(a in (202, 503) for a in answers),
+             f"each of the {n} requests in flight at the fatal error got 202 or 503, none a cut connection",
+             answers)
+        t.ok(wait_for(lambda: d.http_workers() and d.http_workers() != before, 15),
+             "then the worker exits and the master starts a new one", (before, d.http_workers()))
+        log = d.log()
+        t.ok(re.search(r"\(pid %d\) exited with status 1" % before[0], log) is not None,
+             "the old worker exited with status 1", log[-2000:])
+        d.ctl("kafka rtt all 0")
+        t.eq(issue_quietly(d, coupon, 5000), 202, "the new worker accepts")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report from the worker's drain and exit", text)
+
+
+def test_consumer_fatal_error_replays(t):
+    """The consumers' results producer is idempotent too, and librdkafka 2.0.2 can fail it fatally after a broker
+    stall. The consumer of that partition cannot produce any more: it exits with status 1, the master starts a
+    new one, and the new one replays the batch the old one could not finish. Each request is decided once, and
+    the exit (purging what was in flight) leaves no sanitizer report."""
+    with Daemon(workers=1, partitions=1, redis=True, postgres=True, admin_token="t0ken",
+                faults="consumer_kafka_fatal=0") as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        before = d.consumers()
+        first = d.issue(coupon, 1)[1]["requestId"]
+        t.eq((d.wait_final(first) or {}).get("status"), "ISSUED",
+             "the batch whose results were queued when the fatal error came is decided")
+        second = d.issue(coupon, 2)[1]["requestId"]
+        t.ok(wait_for(lambda: d.consumers() and d.consumers() != before, 20),
+             "the next batch cannot produce: the consumer exits and the master starts a new one",
+             (before, d.consumers()))
+        t.eq((d.wait_final(second, timeout=30) or {}).get("status"), "ISSUED",
+             "the new consumer replays that batch and decides it")
+        log = d.log()
+        t.ok("the results producer failed fatally: OUT_OF_ORDER_SEQUENCE_NUMBER" in log,
+             "the log names the fatal error", log[-2000:])
+        old = list(before.values())[0]
+        t.ok(re.search(r"\(pid %d\) exited with status 1" % old, log) is not None,
+             "the old consumer exited with status 1", log[-2000:])
+        t.eq(d.sql_scalar(f"SELECT count(*) || '/' || min(remaining) FROM issued_coupons i JOIN coupons c "
+                          f"ON c.id = i.coupon_id WHERE c.id = {coupon}"), "2/3",
+             "two units issued, once each, and remaining says 3")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report from the consumer's exit", text)
 
 
 def _tcp_sockets():
@@ -322,6 +395,7 @@ if __name__ == "__main__":
               test_crash_loop_backs_off,
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
-              test_exit_with_request_in_flight, test_consumer_session_keepalives,
+              test_exit_with_request_in_flight, test_fatal_error_answers_requests_in_flight, test_consumer_fatal_error_replays,
+              test_consumer_session_keepalives,
               test_migration_lock_wait_is_bounded,
               test_privilege_drop, test_pid_file_symlink_refused)
