@@ -31,6 +31,10 @@ tally() { # TEST_SUITE_LOG RC: adds its counts; prints it whole when something f
 	failed=$((failed + $(count "$1" FAIL) + $(count "$1" ERROR) + $(count "$1" XPASS)))
 	skip=$((skip + $(count "$1" SKIP)))
 	[ -f "$1" ] || failed=$((failed + 1))
+	# Each failed assertion with the diagnostic lines under it, printed again at the end: CI keeps the head
+	# and the tail of this output, and a long suite log puts the reason out of both.
+	[ -f "$1" ] && awk '/^not ok /{n=25; print FILENAME ": " $0; next} /^(FAIL|ERROR): /{next} n>0 && /^#/{n--; print; next} {n=0}' \
+		"$1" >>"$build/failures.txt"
 }
 make -j1 check
 tally test-suite.log $?
@@ -81,6 +85,10 @@ else
 	failed=$((failed + 1))
 fi
 
+if [ -s "$build/failures.txt" ]; then
+	echo "---- the failed assertions again, with their diagnostics (the first 300 lines) ----"
+	cut -c1-600 "$build/failures.txt" | head -n 300
+fi
 echo "${skip:-0} skipped"
 # The last line, as CI reads it.
 echo "${passed} passed, ${failed} failed"

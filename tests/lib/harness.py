@@ -29,6 +29,11 @@ KAFKA_CHILDREN = 0 if REAL_KAFKA else 1  # the master's embedded kafka child, in
 
 # Sanitizer reports found in the stderr of any daemon this test file started (see Tap.run).
 SANITIZER_REPORTS = []
+# LeakSanitizer's tracer failing at a process's exit (see Daemon.sanitizer_clean): a tool failure, not a report.
+LSAN_TOOL_FAILURE = re.compile(r"==\d+==LeakSanitizer has encountered a fatal error\.\n"
+                               r"==\d+==HINT: For debugging, try setting environment variable LSAN_OPTIONS=\S*\n"
+                               r"==\d+==HINT: LeakSanitizer does not work under ptrace \(strace, gdb, etc\)\n?")
+LSAN_TOOL_FAILURES = []
 
 
 def yaml_scalar(v):
@@ -282,8 +287,16 @@ class Daemon:
             return ""
 
     def sanitizer_clean(self):
+        """(no report, the stderr's tail). LeakSanitizer's own failure to stop a process's threads at exit (its
+        ptrace tracer fails now and then, and says "has encountered a fatal error" and two HINT lines) is not
+        a report: that process's leak check did not run. It is counted in LSAN_TOOL_FAILURES and printed as a
+        diagnostic (tap.py); any other sanitizer line in the same stderr still fails."""
         text = self.stderr_text()
-        return "Sanitizer" not in text and "runtime error:" not in text, text[-4000:]
+        rest, n = LSAN_TOOL_FAILURE.subn("", text)
+        if n:
+            LSAN_TOOL_FAILURES.append(f"{self.dir}: {n} x LeakSanitizer could not stop the threads of a process "
+                                      "at its exit; its leak check did not run")
+        return "Sanitizer" not in rest and "runtime error:" not in rest, text[-4000:]
 
     def ctl(self, command, config_path=None):
         r = subprocess.run([BIN, "-c", config_path or self.config_path, "-s", command], capture_output=True,

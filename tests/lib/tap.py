@@ -36,6 +36,8 @@ class Tap:
         """Every daemon a file started had its stderr read at cleanup: ASan, UBSan and LSan report there."""
         import harness
         reports = harness.SANITIZER_REPORTS
+        for line in harness.LSAN_TOOL_FAILURES:
+            self.diag(line)
         self.ok(not reports, "no sanitizer report from any daemon process started here",
                 "\n----\n".join(reports)[-6000:])
 
