@@ -108,7 +108,11 @@ def main(argv=None):
     argv = ["gnuplot", "-e", f"datafile='{dat}'; output='{out}'; title='couponsd against the peer, "
                              f"same run, same machine ({started})'",
             os.path.join(SRCDIR, "bench", "plot_peer.gp")]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:  # no gnuplot: the JSON results stand without the plot
+        print(f"peer_plot: gnuplot: {e}", file=sys.stderr)
+        return 1
     if r.returncode != 0:
         print(f"peer_plot: gnuplot failed: {r.stderr[-500:]}", file=sys.stderr)
         return 1
