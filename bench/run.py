@@ -74,6 +74,7 @@ from harness import count_fds, kafka_partition, pid_alive as alive, proc_childre
 from servers import stop_pid  # noqa: E402
 sys.path.insert(0, os.path.join(SRCDIR, "bench"))
 import peer as peerlib  # noqa: E402
+import peer_plot  # noqa: E402
 import targets  # noqa: E402
 
 PHASES = ["warmup", "pgbench", "accept", "soldout", "hot", "sellout", "peer", "backlog", "backlog1", "flash",
@@ -1616,6 +1617,9 @@ def main():
         print(side_by_side(*done))
     if done:
         save_targets(done, stamp, args.results)
+    if any((b.out["phases"].get("peer") or {}).get("hot") for b in done):  # STAMP-peer.png: couponsd vs the peer
+        peer_plot.main(["-o", os.path.join(os.path.abspath(args.results), f"{stamp}-peer.png")] +
+                       [os.path.join(SRCDIR, b.out["json"]) for b in done])
     return 0
 
 
