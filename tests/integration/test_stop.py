@@ -488,7 +488,9 @@ def rotate_and_reopen(t, d, suffix, reopen, what):
         new = read(d.log_path)
         return all(f"[{pid}]: drained; exiting" in new for pid in old_http) and \
             all(f"[{pid}]: stopped;" in new for pid in old_consumers)
-    t.ok(harness.wait_for(lines_from_old, 5),
+    # Not a timing check: the old generation's last lines only have to land in the new file (a loaded CI machine
+    # once took over 5 s to retire it).
+    t.ok(harness.wait_for(lines_from_old, 20),
          f"{what}: the new file gets the last lines of the old http workers and consumers", read(d.log_path)[-3000:])
     late = read(rotated, rotated_size)
     t.eq(late, "", f"{what}: nothing was written to the renamed file after the reopen")
