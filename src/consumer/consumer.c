@@ -92,7 +92,8 @@ typedef struct {
 	const config_t *cfg;
 	int partition;
 	rd_kafka_t *rk;
-	kafka_queue_t *queue; /* the partition's messages */
+	rd_kafka_topic_t *topic; /* held so that the topic's metadata (its leaders) stays known */
+	kafka_queue_t *queue;    /* the partition's messages */
 	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev, *assign_ev;
 	gate_t *gate;
 	store_t *store;
@@ -456,6 +457,34 @@ static int assign_at(consumer_t *c, int64_t offset)
 }
 
 /*
+ * Asks for the topic's metadata before the assignment, bounded by
+ * timeout_ms. librdkafka 2.0.2 resolves a logical start offset (BEGINNING,
+ * what a partition with no committed offset starts at) only once it knows
+ * the partition's leader, and otherwise tries again on a fixed 500 ms
+ * timer: a consumer assigned right after its start, before its first
+ * metadata answer, fetched nothing for about a second (the first decision
+ * of a sale on a fresh daemon came 1.0 s after its first 202). A failure
+ * here only costs that second: the assignment goes on.
+ */
+static void learn_leader(consumer_t *c, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t err;
+
+	if (c->topic == NULL && (c->topic = rd_kafka_topic_new(c->rk, c->cfg->kafka_topic, NULL)) == NULL) {
+		log_warn("kafka topic %s: %s", c->cfg->kafka_topic, rd_kafka_err2str(rd_kafka_last_error()));
+		return;
+	}
+	err = rd_kafka_metadata(c->rk, 0, c->topic, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("%s[%d]: no metadata yet (%s); assigning anyway", c->cfg->kafka_topic, c->partition,
+		         rd_kafka_err2str(err));
+		return;
+	}
+	rd_kafka_metadata_destroy(md);
+}
+
+/*
  * The committed offset is where the first message should be (a later one
  * means a gap), and admission control starts from it. Without a committed
  * offset the previous admission value stands until the first batch (or the
@@ -474,6 +503,7 @@ static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try agai
 		log_info("%s[%d]: no committed offset; starting from the earliest", c->cfg->kafka_topic,
 		         c->partition);
 	admission_start(c->w->args.shm, c->partition, c->next_offset, -1);
+	learn_leader(c, timeout_ms);
 	if (assign_at(c, offset) != 0)
 		return -1;
 	c->assigned = 1;
@@ -762,6 +792,8 @@ static void consumer_destroy(consumer_t *c)
 	results_free(c->results);
 	batch_fini(&c->batch);
 	kafka_queue_free(c->queue);
+	if (c->topic != NULL)
+		rd_kafka_topic_destroy(c->topic);
 	if (c->rk != NULL) {
 		rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
 
