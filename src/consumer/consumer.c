@@ -327,16 +327,17 @@ static void take_messages(consumer_t *c)
  * and it is dropped with batch on every path that drops batch. Not after an
  * admin event held by batch: that one comes first, alone.
  */
-static void pregate(void *arg)
+static int pregate(void *arg)
 {
 	consumer_t *c = arg;
 
 	if (c->own != OWN_OWNER || c->w->stopping || c->next.count > 0 || c->batch.held != NULL)
-		return;
+		return 0;
 	take_into(c, &c->next);
 	if (batch_pregate(&c->next) != 0)
 		log_warn("%s[%d]: redis failed while gating the next batch ahead; its own attempt asks again",
 		         c->cfg->kafka_topic, c->partition);
+	return c->next.count > 0;
 }
 
 /* A finished batch's successor, gated ahead, becomes the batch, topped up to full: it has waited already. */

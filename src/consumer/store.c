@@ -4,6 +4,7 @@
 
 #include "consumer/pg_pipeline.h"
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/migrate.h"
 #include "core/pg_session.h"
@@ -175,6 +176,8 @@ struct store {
 	PGconn *conn;
 	int owned;       /* conn holds the partition's ownership lock */
 	int full_lookup; /* the next batch looks its rows up by request id too (existing_full_sql) */
+	int fault_short; /* test builds: the next INSERT expects one row more than it plans */
+	int fault_fired;
 	char previous[STORE_NODE]; /* partition_owners' node before the last acquisition ("" if none) */
 	int cap;                   /* items the arrays below hold */
 	decide_facts_t facts;      /* what the batch's lookups found */
@@ -651,7 +654,8 @@ static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 	}
 	if (planned == 0)
 		return -1;
-	snprintf(planned_text, sizeof(planned_text), "%d", planned);
+	snprintf(planned_text, sizeof(planned_text), "%d", planned + s->fault_short);
+	s->fault_short = 0;
 	params[4] = planned_text;
 	return pg_pipeline_send(p, "insert issued", "couponsd_insert", 5, params, PGRES_TUPLES_OK);
 }
@@ -809,6 +813,22 @@ static void collect_coupons(store_t *s, const store_coupon_t **coupons, int *nco
 	*ncoupons = s->facts.ncoupons;
 }
 
+/*
+ * Test builds (consumer_fail_commit_ahead=P): the first transaction of
+ * partition P whose overlap gated a batch ahead fails its INSERT's count
+ * check, as when a row meets another writer: aborted, nothing committed,
+ * with the next batch's reservations already in Redis. The overlap runs
+ * before the writes are sent then, which changes nothing it does.
+ */
+static void fault_fail_ahead(store_t *s, store_overlap_fn overlap, void *arg)
+{
+	if (overlap == NULL || s->fault_fired || fault_value("consumer_fail_commit_ahead") != s->partition ||
+	    overlap(arg) == 0)
+		return;
+	s->fault_fired = s->fault_short = 1;
+	log_error("fault injection: failing a transaction while the next batch is gated ahead");
+}
+
 store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overlap, void *arg,
                         const decision_t **decisions, const store_coupon_t **coupons, int *ncoupons)
 {
@@ -822,6 +842,7 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overl
 		log_error("out of memory");
 		return abandon(s);
 	}
+	fault_fail_ahead(s, overlap, arg);
 	switch (write_batch(s, items, n, overlap, arg)) {
 	case 0:
 		break;

@@ -25,6 +25,12 @@
  *                          It fires once per Redis database (it first sets the marker key
  *                          <prefix>fault:consumer_kill_after_gate with SET NX), so the restarted
  *                          consumer replays the batch instead of dying again.
+ *         consumer_fail_commit_ahead=P
+ *                          the first transaction of partition P's consumer that runs while the next
+ *                          batch is already gated in Redis (src/consumer/consumer.c, pregate()) fails
+ *                          its INSERT's count check, as when a row meets another writer: rolled
+ *                          back and retried, with the batch ahead's reservations made (once per
+ *                          process)
  *
  * Kafka faults (embedded mode only) are not switches but a control command,
  * `couponsd -c FILE -s 'kafka CMD'`: the master relays CMD over the channel
