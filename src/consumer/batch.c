@@ -284,17 +284,17 @@ static int release_round(batch_t *b)
 }
 
 /*
- * The units the batch ahead (gated while this one was in PostgreSQL) took
- * from a coupon's Redis stock: its fresh reservations, which no commit has
- * counted yet.
+ * The units x's undecided requests took from a coupon's Redis stock: fresh
+ * reservations no commit has counted yet (x is the batch ahead, gated while
+ * this one was in PostgreSQL, or this batch's requests that wait behind one
+ * without a stock key: decide.h).
  */
-static int reserved_ahead(const batch_t *b, int64_t coupon_id)
+static int reserved_undecided(const batch_t *x, int64_t coupon_id)
 {
-	const batch_t *next = b->ahead;
 	int units = 0;
 
-	for (int i = 0; next != NULL && i < next->count; i++) {
-		const item_t *it = &next->items[i];
+	for (int i = 0; x != NULL && i < x->count; i++) {
+		const item_t *it = &x->items[i];
 
 		units += item_valid(it) && it->admin == NULL && !it->decided && it->gate == GATE_RESERVED &&
 		         it->status.event.coupon_id == coupon_id;
@@ -304,9 +304,9 @@ static int reserved_ahead(const batch_t *b, int64_t coupon_id)
 
 /*
  * Only after every release: a release after the SET would count its unit
- * twice. Redis should hold PostgreSQL's remaining less what the batch ahead
- * reserved since: converging to the bare remaining would hand those units
- * out a second time.
+ * twice. Redis should hold PostgreSQL's remaining less what is reserved and
+ * not committed yet (reserved_undecided()): converging to the bare remaining
+ * would hand those units out a second time.
  */
 static int sync_round(batch_t *b)
 {
@@ -318,7 +318,8 @@ static int sync_round(batch_t *b)
 
 		for (int k = 0; k < n; k++) {
 			ids[k] = b->sync[b->nsync - n + k].coupon_id;
-			remaining[k] = b->sync[b->nsync - n + k].remaining - reserved_ahead(b, ids[k]);
+			remaining[k] = b->sync[b->nsync - n + k].remaining - reserved_undecided(b, ids[k]) -
+			               reserved_undecided(b->ahead, ids[k]);
 		}
 		if (gate_sync_stock(b->gate, ids, remaining, n) != 0)
 			return -1;
