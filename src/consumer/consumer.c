@@ -792,7 +792,7 @@ static void consumer_stop_now(consumer_t *c)
 		results_abandon(c->results);
 		batch_drop(c);
 	} else if (c->next.count > 0) {
-		/* Gated ahead, never decided: its reservations are the successor's to find, as after a crash. */
+		/* Gated ahead, not decided: the successor finds its reservations, as after a crash. */
 		log_info("abandoning a batch of %d gated ahead from offset %lld; it will be delivered again",
 		         c->next.count, (long long)c->next.items[0].msg->offset);
 		batch_drop(c);

@@ -56,7 +56,7 @@ const char *store_previous_owner(const store_t *s);
 /* The owner's node and since (ISO 8601, UTC) from partition_owners: 1, 0 when no row, -1 on failure. */
 int store_owner_of(store_t *s, char *node, size_t nodesize, char *since, size_t sincesize);
 
-/* Work done while PostgreSQL writes and commits a batch (see store_commit()); 1 when it gated a batch ahead. */
+/* Work done while PostgreSQL writes and commits a batch (store_commit()); 1: it gated a batch ahead. */
 typedef int (*store_overlap_fn)(void *arg);
 
 /*
