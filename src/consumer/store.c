@@ -669,7 +669,13 @@ static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
  */
 static void check_inserted(store_t *s, const pg_pipeline_t *p, int insert)
 {
+	const char *state;
+
 	if (insert < 0 || p->res[insert] == NULL || PQresultStatus(p->res[insert]) != PGRES_FATAL_ERROR)
+		return;
+	/* 22P02, invalid_text_representation: the count check's cast (insert_sql), not another failure. */
+	state = PQresultErrorField(p->res[insert], PG_DIAG_SQLSTATE);
+	if (state == NULL || strcmp(state, "22P02") != 0)
 		return;
 	s->full_lookup = 1;
 	log_warn("postgresql: issued rows met a concurrent writer; retrying");
