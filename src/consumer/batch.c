@@ -199,6 +199,24 @@ static int gate_round(batch_t *b)
 	return 0;
 }
 
+int batch_pregate(batch_t *b)
+{
+	if (b->count == 0 || b->items[0].admin != NULL || gate_redis(b->gate) == NULL)
+		return 0;
+	return gate_round(b);
+}
+
+void batch_swap(batch_t *a, batch_t *b)
+{
+	batch_t t = *a;
+	batch_stats_t stats = a->stats;
+
+	*a = *b;
+	*b = t;
+	b->stats = a->stats; /* the counts stay with their struct: they are the consumer's, not a batch's */
+	a->stats = stats;
+}
+
 static void count_decision(batch_t *b, const item_t *it)
 {
 	if (it->status.state == STATUS_ISSUED) {
@@ -260,7 +278,8 @@ static store_rc_t store_round(batch_t *b)
 		any = item_for_store(&b->items[i]);
 	if (!any)
 		return STORE_OK;
-	rc = store_commit(b->store, b->items, b->count, &decisions, &coupons, &ncoupons);
+	rc = store_commit(b->store, b->items, b->count, b->overlap, b->overlap_arg, &decisions, &coupons,
+	                  &ncoupons);
 	if (rc != STORE_OK)
 		return rc;
 	apply_decisions(b, decisions);
@@ -278,7 +297,31 @@ static int release_round(batch_t *b)
 	return rc;
 }
 
-/* Only after every release: a release after the SET would count its unit twice. */
+/*
+ * The units x's undecided requests took from a coupon's Redis stock: fresh
+ * reservations no commit has counted yet (x is the batch ahead, gated while
+ * this one was in PostgreSQL, or this batch's requests that wait behind one
+ * without a stock key: decide.h).
+ */
+static int reserved_undecided(const batch_t *x, int64_t coupon_id)
+{
+	int units = 0;
+
+	for (int i = 0; x != NULL && i < x->count; i++) {
+		const item_t *it = &x->items[i];
+
+		units += item_valid(it) && it->admin == NULL && !it->decided && it->gate == GATE_RESERVED &&
+		         it->status.event.coupon_id == coupon_id;
+	}
+	return units;
+}
+
+/*
+ * Only after every release: a release after the SET would count its unit
+ * twice. Redis should hold PostgreSQL's remaining less what is reserved and
+ * not committed yet (reserved_undecided()): converging to the bare remaining
+ * would hand those units out a second time.
+ */
 static int sync_round(batch_t *b)
 {
 	int64_t ids[SYNC_CHUNK];
@@ -289,7 +332,8 @@ static int sync_round(batch_t *b)
 
 		for (int k = 0; k < n; k++) {
 			ids[k] = b->sync[b->nsync - n + k].coupon_id;
-			remaining[k] = b->sync[b->nsync - n + k].remaining;
+			remaining[k] = b->sync[b->nsync - n + k].remaining - reserved_undecided(b, ids[k]) -
+			               reserved_undecided(b->ahead, ids[k]);
 		}
 		if (gate_sync_stock(b->gate, ids, remaining, n) != 0)
 			return -1;

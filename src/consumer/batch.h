@@ -23,7 +23,7 @@ typedef struct {
 	int64_t rejected[REASON_NOT_OPEN + 1];
 } batch_stats_t;
 
-typedef struct {
+typedef struct batch {
 	const config_t *cfg;
 	int partition;
 	gate_t *gate;
@@ -35,6 +35,16 @@ typedef struct {
 	int nsync;
 	int fault_checked;
 	rd_kafka_message_t *held; /* an admin event read after requests: the first of the next batch */
+	/*
+	 * Run while PostgreSQL writes and commits this batch (store_commit());
+	 * the consumer takes and gates the next batch there (batch_pregate()).
+	 * ahead is that next batch: its fresh reservations are not in
+	 * PostgreSQL's remaining yet, and this batch's convergence of Redis
+	 * stock must leave them taken.
+	 */
+	store_overlap_fn overlap;
+	void *overlap_arg;
+	const struct batch *ahead;
 	batch_stats_t stats;
 } batch_t;
 
@@ -61,6 +71,21 @@ void batch_add(batch_t *b, rd_kafka_message_t *m);
  * once reports arrive.
  */
 batch_rc_t batch_advance(batch_t *b);
+
+/*
+ * The Redis gate for a batch taken while the one before it is still in
+ * PostgreSQL: its requests are reserved now, after every reservation of the
+ * batch before (one connection, so Redis runs them in that order), and its
+ * own attempt later goes straight to PostgreSQL. Nothing else happens here:
+ * dead letters, decisions and offsets wait for its turn. Only on a
+ * connection already open (the overlap must not wait for a reconnect): 0,
+ * or -1 when Redis failed (the unanswered items stay GATE_PENDING, asked
+ * again by the batch's own attempt).
+ */
+int batch_pregate(batch_t *b);
+
+/* Exchanges two batches (the next one becomes the current one); the statistics stay where they were. */
+void batch_swap(batch_t *a, batch_t *b);
 
 /* BATCH_DONE when every delivery is reported done, BATCH_DELIVERING while some are in flight, else
  * BATCH_RETRY. */

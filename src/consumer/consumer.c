@@ -92,13 +92,15 @@ typedef struct {
 	const config_t *cfg;
 	int partition;
 	rd_kafka_t *rk;
-	kafka_queue_t *queue; /* the partition's messages */
+	rd_kafka_topic_t *topic; /* held so that the topic's metadata (its leaders) stays known */
+	kafka_queue_t *queue;    /* the partition's messages */
 	struct event *poll_ev, *next_ev, *retry_ev, *owner_ev, *prune_ev, *linger_ev, *deliver_ev, *assign_ev;
 	gate_t *gate;
 	store_t *store;
 	results_t *results;
 	stock_check_t *stock_check;
 	batch_t batch;
+	batch_t next;        /* taken and gated while batch was in PostgreSQL (pregate()); runs after it */
 	int filling;         /* the batch still takes messages: nothing of it has run yet */
 	int delivering;      /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	int64_t retry_ms;    /* current back-off; 0 after a success */
@@ -114,6 +116,7 @@ typedef struct {
 } consumer_t;
 
 static void batch_run(consumer_t *c);
+static void start_batch(consumer_t *c);
 static void consumer_stop_now(consumer_t *c);
 static void stand_by(consumer_t *c);
 
@@ -149,6 +152,8 @@ static void batch_drop(consumer_t *c)
 {
 	batch_clear(&c->batch);
 	batch_drop_held(&c->batch);
+	batch_clear(&c->next);
+	batch_drop_held(&c->next);
 	if (c->filling && c->linger_ev != NULL && event_del(c->linger_ev) != 0)
 		log_error("cannot cancel the batch linger timer");
 	c->filling = 0;
@@ -291,21 +296,59 @@ static void handle_error_message(consumer_t *c, const rd_kafka_message_t *m)
 		log_warn("consume: %s", rd_kafka_message_errstr(m));
 }
 
-/* Adds what librdkafka has queued, without blocking, until the batch is full. */
-static void take_messages(consumer_t *c)
+/* Adds what librdkafka has queued, without blocking, until the batch b is full. */
+static void take_into(consumer_t *c, batch_t *b)
 {
 	rd_kafka_message_t *m;
 
-	batch_add_held(&c->batch);
-	while (!batch_full(&c->batch) && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
+	batch_add_held(b);
+	while (!batch_full(b) && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle_error_message(c, m);
 			rd_kafka_message_destroy(m);
 			continue;
 		}
 		check_offset(c, m->offset);
-		batch_add(&c->batch, m);
+		batch_add(b, m);
 	}
+}
+
+static void take_messages(consumer_t *c)
+{
+	take_into(c, &c->batch);
+}
+
+/*
+ * batch's store_commit() overlap: while PostgreSQL inserts and commits
+ * batch, the next messages are taken, decoded and gated in Redis, so that
+ * batch's successor needs only its own transaction. Order holds: the next
+ * batch's reservations follow batch's on the same Redis connection, its
+ * decisions and offsets wait until batch is done (or retried until done),
+ * and it is dropped with batch on every path that drops batch. Not after an
+ * admin event held by batch: that one comes first, alone.
+ */
+static int pregate(void *arg)
+{
+	consumer_t *c = arg;
+
+	if (c->own != OWN_OWNER || c->w->stopping || c->next.count > 0 || c->batch.held != NULL)
+		return 0;
+	take_into(c, &c->next);
+	if (batch_pregate(&c->next) != 0)
+		log_warn("%s[%d]: redis failed while gating the next batch ahead; its own attempt asks again",
+		         c->cfg->kafka_topic, c->partition);
+	return c->next.count > 0;
+}
+
+/* A finished batch's successor, gated ahead, becomes the batch, topped up to full: it has waited already. */
+static int promote_next(consumer_t *c)
+{
+	if (c->batch.count > 0 || c->next.count == 0)
+		return 0;
+	batch_swap(&c->batch, &c->next);
+	take_messages(c);
+	start_batch(c);
+	return 1;
 }
 
 static void start_batch(consumer_t *c)
@@ -327,6 +370,8 @@ static void fill_batch(consumer_t *c)
 {
 	if (c->own != OWN_OWNER || c->w->stopping || (c->batch.count > 0 && !c->filling))
 		return; /* a batch waits for its retry: the rest stays queued in librdkafka */
+	if (promote_next(c))
+		return;
 	take_messages(c);
 	if (c->batch.count == 0)
 		return;
@@ -456,6 +501,34 @@ static int assign_at(consumer_t *c, int64_t offset)
 }
 
 /*
+ * Asks for the topic's metadata before the assignment, bounded by
+ * timeout_ms. librdkafka 2.0.2 resolves a logical start offset (BEGINNING,
+ * what a partition with no committed offset starts at) only once it knows
+ * the partition's leader, and otherwise tries again on a fixed 500 ms
+ * timer: a consumer assigned right after its start, before its first
+ * metadata answer, fetched nothing for about a second (the first decision
+ * of a sale on a fresh daemon came 1.0 s after its first 202). A failure
+ * here only costs that second: the assignment goes on.
+ */
+static void learn_leader(consumer_t *c, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t err;
+
+	if (c->topic == NULL && (c->topic = rd_kafka_topic_new(c->rk, c->cfg->kafka_topic, NULL)) == NULL) {
+		log_warn("kafka topic %s: %s", c->cfg->kafka_topic, rd_kafka_err2str(rd_kafka_last_error()));
+		return;
+	}
+	err = rd_kafka_metadata(c->rk, 0, c->topic, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("%s[%d]: no metadata yet (%s); assigning anyway", c->cfg->kafka_topic, c->partition,
+		         rd_kafka_err2str(err));
+		return;
+	}
+	rd_kafka_metadata_destroy(md);
+}
+
+/*
  * The committed offset is where the first message should be (a later one
  * means a gap), and admission control starts from it. Without a committed
  * offset the previous admission value stands until the first batch (or the
@@ -474,6 +547,7 @@ static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try agai
 		log_info("%s[%d]: no committed offset; starting from the earliest", c->cfg->kafka_topic,
 		         c->partition);
 	admission_start(c->w->args.shm, c->partition, c->next_offset, -1);
+	learn_leader(c, timeout_ms);
 	if (assign_at(c, offset) != 0)
 		return -1;
 	c->assigned = 1;
@@ -717,6 +791,11 @@ static void consumer_stop_now(consumer_t *c)
 		         c->batch.count, (long long)c->batch.items[0].msg->offset);
 		results_abandon(c->results);
 		batch_drop(c);
+	} else if (c->next.count > 0) {
+		/* Gated ahead, not decided: the successor finds its reservations, as after a crash. */
+		log_info("abandoning a batch of %d gated ahead from offset %lld; it will be delivered again",
+		         c->next.count, (long long)c->next.items[0].msg->offset);
+		batch_drop(c);
 	}
 	/* A standby has nothing assigned, and so nothing to commit. */
 	err = c->assigned ? rd_kafka_commit(c->rk, NULL, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -761,7 +840,10 @@ static void consumer_destroy(consumer_t *c)
 	/* Before the batch is freed: delivery reports write into its items. */
 	results_free(c->results);
 	batch_fini(&c->batch);
+	batch_fini(&c->next);
 	kafka_queue_free(c->queue);
+	if (c->topic != NULL)
+		rd_kafka_topic_destroy(c->topic);
 	if (c->rk != NULL) {
 		rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
 
@@ -779,7 +861,7 @@ static int consumer_idle(void *arg)
 {
 	const consumer_t *c = arg;
 
-	return c->own == OWN_OWNER && c->batch.count == 0 && !c->w->stopping;
+	return c->own == OWN_OWNER && c->batch.count == 0 && c->next.count == 0 && !c->w->stopping;
 }
 
 static int consumer_start(consumer_t *c)
@@ -789,8 +871,13 @@ static int consumer_start(consumer_t *c)
 	if ((c->gate = gate_new(c->cfg)) == NULL || (c->store = store_new(c->cfg, c->partition)) == NULL ||
 	    (c->results = results_new(c->cfg, args->kafka_bootstrap, c->partition, c->w->base, on_results,
 	                              c)) == NULL ||
-	    batch_init(&c->batch, c->cfg, c->partition, c->gate, c->store, c->results) != 0)
+	    batch_init(&c->batch, c->cfg, c->partition, c->gate, c->store, c->results) != 0 ||
+	    batch_init(&c->next, c->cfg, c->partition, c->gate, c->store, c->results) != 0)
 		return -1;
+	/* Both: they change places after every batch gated ahead (batch_swap()). */
+	c->batch.overlap = c->next.overlap = pregate;
+	c->batch.overlap_arg = c->next.overlap_arg = c;
+	c->batch.ahead = c->next.ahead = &c->next;
 	if (consumer_create(c) != 0 || events_start(c) != 0 ||
 	    (c->stock_check = stock_check_new(c->w->base, c->cfg, c->partition, c->store, c->gate,
 	                                      consumer_idle, c)) == NULL)

@@ -209,6 +209,8 @@ static void decide_one(decider_t *d, int i)
 		set_decision(out, STATUS_REJECTED, REASON_COUPON_NOT_FOUND, reserved);
 	else if (!coupon_open(c, ev->accepted_ms))
 		set_decision(out, STATUS_REJECTED, REASON_NOT_OPEN, reserved);
+	else if (c->waiting || it->gate == GATE_NO_STOCK)
+		c->waiting = 1; /* undecided: the stock is loaded from PostgreSQL and the gate asked again */
 	else if (it->gate == GATE_SOLD_OUT)
 		decide_by_room(d, i, c, 0);
 	else if (it->gate == GATE_RELEASED_EARLIER)
@@ -216,7 +218,6 @@ static void decide_one(decider_t *d, int i)
 		             user_holds(d->facts, ev) ? REASON_ALREADY_ISSUED : REASON_SOLD_OUT, 0);
 	else if (reserved)
 		decide_by_room(d, i, c, 1);
-	/* GATE_NO_STOCK stays undecided: the stock is loaded from PostgreSQL and the gate asked again. */
 }
 
 int decide_batch(const item_t *items, int n, decide_facts_t *facts, decision_t *out)
@@ -231,6 +232,7 @@ int decide_batch(const item_t *items, int n, decide_facts_t *facts, decision_t *
 	for (int k = 0; k < facts->ncoupons; k++) {
 		facts->coupons[k].room = facts->coupons[k].remaining;
 		facts->coupons[k].issued = 0;
+		facts->coupons[k].waiting = 0;
 	}
 	for (int i = 0; i < n; i++) {
 		if (item_for_store(&items[i]) && d.group[i].primary == i)

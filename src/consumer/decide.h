@@ -16,6 +16,7 @@ typedef struct {
 	int remaining; /* as locked (store.c later sets it to what the UPDATE returned) */
 	int room;      /* out: what this batch could still issue after its decisions */
 	int issued;    /* out: rows this batch inserts */
+	int waiting;   /* out: a request met no stock key: it and the coupon's later requests wait */
 	int has_start, has_end;
 	int64_t start_us, end_us; /* [starts_at, ends_at) in microseconds since the epoch */
 	int closed;               /* closed early by an admin change: every fresh request is NOT_OPEN */
@@ -81,7 +82,14 @@ void decide_sort_facts(decide_facts_t *facts);
  *    earlier stays rejected;
  *  - every rejected request's reservation is given back;
  *  - the same request twice in the batch (a producer retry) is decided once:
- *    the later copy follows the first and releases nothing.
+ *    the later copy follows the first and releases nothing;
+ *  - a request the gate found no stock key for (GATE_NO_STOCK) stays
+ *    undecided until the stock is loaded and it is asked again, and so do
+ *    the coupon's later requests of the batch, whatever the gate told them
+ *    (their answers are kept): a later request's answer may come from after
+ *    the key was loaded again (a partly answered gate round, or one asked
+ *    ahead of the previous batch's convergence), and deciding it now would
+ *    give it a unit before an earlier request.
  */
 int decide_batch(const item_t *items, int n, decide_facts_t *facts, decision_t *out);
 

@@ -96,19 +96,29 @@ static int synced(pg_pipeline_t *p)
 	return ok && PQexitPipelineMode(p->conn) == 1 ? 0 : -1;
 }
 
+int pg_pipeline_sync(pg_pipeline_t *p)
+{
+	if (!p->entered || p->synced)
+		return 0;
+	if (PQpipelineSync(p->conn) != 1)
+		return lost(p, "pipeline sync");
+	p->synced = 1;
+	return 0;
+}
+
 int pg_pipeline_close(pg_pipeline_t *p)
 {
 	if (!p->entered)
 		return p->failed ? -1 : 0;
-	if (PQpipelineSync(p->conn) != 1)
-		return lost(p, "pipeline sync");
+	if (pg_pipeline_sync(p) != 0)
+		return -1;
 	for (int i = 0; i < p->n; i++) {
 		if (collect(p, i) != 0)
 			return lost(p, p->what[i]);
 	}
 	if (synced(p) != 0)
 		return lost(p, "pipeline sync");
-	p->entered = 0;
+	p->entered = p->synced = 0;
 	return p->failed ? -1 : 0;
 }
 

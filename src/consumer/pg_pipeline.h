@@ -21,6 +21,7 @@ typedef struct {
 	PGresult *res[PG_PIPELINE_MAX];
 	int n;
 	int entered; /* the connection is in pipeline mode */
+	int synced;  /* the Sync is sent (pg_pipeline_sync()) */
 	int failed;  /* a statement was not sent, failed or was aborted: the transaction is lost */
 	int logged;  /* one line per failed pipeline: the statements after an error only say "aborted" */
 	int lost;    /* the session is in a state nobody can leave: the caller must close it */
@@ -46,6 +47,14 @@ int pg_pipeline_send_sql(pg_pipeline_t *p, const char *sql, ExecStatusType expec
  * pipeline had failed before (pg_pipeline_fail()).
  */
 int pg_pipeline_close(pg_pipeline_t *p);
+
+/*
+ * Sends the Sync now (libpq flushes it with every statement before it), so
+ * the server runs the pipeline while the caller does something else before
+ * pg_pipeline_close() reads the answers. 0, or -1 (p->lost: the session is
+ * unusable).
+ */
+int pg_pipeline_sync(pg_pipeline_t *p);
 
 /* Marks the pipeline failed (the caller could not build a statement's parameters). */
 void pg_pipeline_fail(pg_pipeline_t *p);

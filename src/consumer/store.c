@@ -4,6 +4,7 @@
 
 #include "consumer/pg_pipeline.h"
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/migrate.h"
 #include "core/pg_session.h"
@@ -53,13 +54,19 @@ static const char existing_full_sql[] =
 
 /*
  * ORDER BY n keeps Kafka log order, so row ids follow first-come-first-served
- * too. Only the count of rows inserted is checked (the command tag): a
- * RETURNING row per insert cost PostgreSQL and libpq a text row each.
+ * too. The count of rows inserted is checked by the server, in the
+ * statement: fewer than $5 (a row that met another writer's under ON
+ * CONFLICT DO NOTHING) fails the cast to int, which aborts the transaction
+ * and the COMMIT queued behind it in the same pipeline (write_batch()), so
+ * the COMMIT needs no round trip of its own after a client-side check.
  */
-static const char insert_sql[] = "INSERT INTO issued_coupons (request_id, coupon_id, user_id, accepted_at)"
-                                 " SELECT r, c, u, a FROM unnest($1::uuid[], $2::bigint[], $3::bigint[],"
-                                 " $4::timestamptz[]) WITH ORDINALITY AS t(r, c, u, a, n) ORDER BY n"
-                                 " ON CONFLICT DO NOTHING";
+static const char insert_sql[] = "WITH ins AS (INSERT INTO issued_coupons (request_id, coupon_id, user_id,"
+                                 " accepted_at) SELECT r, c, u, a FROM unnest($1::uuid[], $2::bigint[],"
+                                 " $3::bigint[], $4::timestamptz[]) WITH ORDINALITY AS t(r, c, u, a, n)"
+                                 " ORDER BY n ON CONFLICT DO NOTHING RETURNING 1)"
+                                 " SELECT CASE WHEN count(*) = $5::int THEN count(*) ELSE"
+                                 " ('issued rows short of the plan: ' || count(*) || ' of ' || $5::int)::int"
+                                 " END FROM ins";
 
 static const char update_sql[] = "UPDATE coupons SET remaining = coupons.remaining - d.k"
                                  " FROM unnest($1::bigint[], $2::int[]) AS d(id, k) WHERE coupons.id = d.id"
@@ -169,6 +176,8 @@ struct store {
 	PGconn *conn;
 	int owned;       /* conn holds the partition's ownership lock */
 	int full_lookup; /* the next batch looks its rows up by request id too (existing_full_sql) */
+	int fault_short; /* test builds: the next INSERT expects one row more than it plans */
+	int fault_fired;
 	char previous[STORE_NODE]; /* partition_owners' node before the last acquisition ("" if none) */
 	int cap;                   /* items the arrays below hold */
 	decide_facts_t facts;      /* what the batch's lookups found */
@@ -621,12 +630,12 @@ static int load_batch(store_t *s, const item_t *items, int n)
 
 /* Queues the INSERT of the rows decide_batch() planned; its index in the pipeline, or -1 (none, or failed).
  */
-static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n, int *planned)
+static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 {
-	const char *params[4];
-	char at[32];
+	const char *params[5];
+	char at[32], planned_text[16];
+	int planned = 0;
 
-	*planned = 0;
 	for (int a = 0; a < 4; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
@@ -637,33 +646,39 @@ static int send_insert(store_t *s, pg_pipeline_t *p, const item_t *items, int n,
 		clock_format_iso(ev->accepted_ms, at, sizeof(at));
 		add_request(s, ev);
 		buf_element(&s->arg[3], at);
-		(*planned)++;
+		planned++;
 	}
 	if (close_args(s, 4, params) != 0) {
 		pg_pipeline_fail(p);
 		return -1;
 	}
-	if (*planned == 0)
+	if (planned == 0)
 		return -1;
-	return pg_pipeline_send(p, "insert issued", "couponsd_insert", 4, params, PGRES_COMMAND_OK);
+	snprintf(planned_text, sizeof(planned_text), "%d", planned + s->fault_short);
+	s->fault_short = 0;
+	params[4] = planned_text;
+	return pg_pipeline_send(p, "insert issued", "couponsd_insert", 5, params, PGRES_TUPLES_OK);
 }
 
 /*
  * Under the coupon row locks and the partition's ownership nothing else
- * inserts these rows, so a row not inserted means another writer
- * exists: the transaction is abandoned and retried, and the retry's lookup
- * sees that writer's rows.
+ * inserts these rows, so a row not inserted (the INSERT failed its count
+ * check) means another writer exists: the transaction is abandoned and
+ * retried, and the retry's lookup, by request id too, sees that writer's
+ * rows.
  */
-static int check_inserted(store_t *s, PGresult *res, int planned)
+static void check_inserted(store_t *s, const pg_pipeline_t *p, int insert)
 {
-	int inserted = (int)strtol(PQcmdTuples(res), NULL, 10);
+	const char *state;
 
-	if (inserted == planned)
-		return 0;
+	if (insert < 0 || p->res[insert] == NULL || PQresultStatus(p->res[insert]) != PGRES_FATAL_ERROR)
+		return;
+	/* 22P02, invalid_text_representation: the count check's cast (insert_sql), not another failure. */
+	state = PQresultErrorField(p->res[insert], PG_DIAG_SQLSTATE);
+	if (state == NULL || strcmp(state, "22P02") != 0)
+		return;
 	s->full_lookup = 1;
-	log_warn("postgresql: %d of %d issued rows met a concurrent writer; retrying", planned - inserted,
-	         planned);
-	return -1;
+	log_warn("postgresql: issued rows met a concurrent writer; retrying");
 }
 
 /*
@@ -740,23 +755,29 @@ static void send_rejections(store_t *s, pg_pipeline_t *p, const item_t *items, i
 }
 
 /*
- * Inserts the issued rows, decrements remaining and records the rejections:
- * one round trip (none when the round decided nothing). The INSERT's count is
- * checked here, before the COMMIT that store_commit() sends on its own.
+ * Inserts the issued rows, decrements remaining, records the rejections and
+ * commits: one round trip, sent before overlap runs (the caller's work for
+ * the next batch) and read after it, so PostgreSQL writes and flushes this
+ * batch meanwhile. 0, 1 when the COMMIT's outcome is unknown (the session
+ * died after it was sent), or -1 (nothing committed).
  */
-static int write_batch(store_t *s, const item_t *items, int n)
+static int write_batch(store_t *s, const item_t *items, int n, store_overlap_fn overlap, void *arg)
 {
 	pg_pipeline_t p = {.conn = s->conn};
-	int planned = 0, insert, update, rc;
+	int insert, update, commit, rc;
 
-	insert = send_insert(s, &p, items, n, &planned);
+	insert = send_insert(s, &p, items, n);
 	update = send_update(s, &p);
 	send_rejections(s, &p, items, n);
+	commit = pg_pipeline_send_sql(&p, "COMMIT", PGRES_COMMAND_OK);
+	if (pg_pipeline_sync(&p) == 0 && !p.failed && overlap != NULL)
+		overlap(arg);
 	rc = pipeline_close(s, &p);
-	if (rc == 0 && insert >= 0)
-		rc = check_inserted(s, p.res[insert], planned);
+	check_inserted(s, &p, insert);
 	if (rc == 0 && update >= 0)
 		read_remaining(s, p.res[update]);
+	if (rc != 0 && commit >= 0 && (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK))
+		rc = 1;
 	pg_pipeline_clear(&p);
 	return rc;
 }
@@ -798,8 +819,24 @@ static void collect_coupons(store_t *s, const store_coupon_t **coupons, int *nco
 	*ncoupons = s->facts.ncoupons;
 }
 
-store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **decisions,
-                        const store_coupon_t **coupons, int *ncoupons)
+/*
+ * Test builds (consumer_fail_commit_ahead=P): the first transaction of
+ * partition P whose overlap gated a batch ahead fails its INSERT's count
+ * check, as when a row meets another writer: aborted, nothing committed,
+ * with the next batch's reservations already in Redis. The overlap runs
+ * before the writes are sent then, which changes nothing it does.
+ */
+static void fault_fail_ahead(store_t *s, store_overlap_fn overlap, void *arg)
+{
+	if (overlap == NULL || s->fault_fired || fault_value("consumer_fail_commit_ahead") != s->partition ||
+	    overlap(arg) == 0)
+		return;
+	s->fault_fired = s->fault_short = 1;
+	log_error("fault injection: failing a transaction while the next batch is gated ahead");
+}
+
+store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overlap, void *arg,
+                        const decision_t **decisions, const store_coupon_t **coupons, int *ncoupons)
 {
 	*ncoupons = 0;
 	*decisions = NULL;
@@ -811,11 +848,15 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **dec
 		log_error("out of memory");
 		return abandon(s);
 	}
-	if (write_batch(s, items, n) != 0)
-		return abandon(s);
-	/* On its own, so nothing commits before write_batch() has checked the INSERT's count. */
-	if (run_simple(s, "COMMIT", PGRES_COMMAND_OK) != 0)
+	fault_fail_ahead(s, overlap, arg);
+	switch (write_batch(s, items, n, overlap, arg)) {
+	case 0:
+		break;
+	case 1:
 		return commit_failed(s, items, n);
+	default:
+		return abandon(s);
+	}
 	s->full_lookup = 0;
 	collect_coupons(s, coupons, ncoupons);
 	*decisions = s->decisions;

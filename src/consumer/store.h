@@ -56,18 +56,24 @@ const char *store_previous_owner(const store_t *s);
 /* The owner's node and since (ISO 8601, UTC) from partition_owners: 1, 0 when no row, -1 on failure. */
 int store_owner_of(store_t *s, char *node, size_t nodesize, char *since, size_t sincesize);
 
+/* Work done while PostgreSQL writes and commits a batch (store_commit()); 1: it gated a batch ahead. */
+typedef int (*store_overlap_fn)(void *arg);
+
 /*
  * One transaction for the items that item_for_store() names (in Kafka log
  * order): locks their coupon rows, reads their issued and rejected rows,
  * decides them (decide_batch()), inserts the issued rows, decrements
- * remaining and records the rejections. On STORE_OK, *decisions (n long,
- * indexed like items) holds what was decided and is now committed, and
- * *coupons every existing coupon of the items with its remaining after the
- * commit; both valid until the next call. After a COMMIT of unknown outcome
- * a fresh reservation becomes GATE_RESERVED_EARLIER in its item.
+ * remaining, records the rejections and commits. Two round trips: the
+ * writes and the COMMIT go out together, and overlap(arg) (may be NULL)
+ * runs while the server executes and flushes them; it must not use this
+ * session. On STORE_OK, *decisions (n long, indexed like items) holds what
+ * was decided and is now committed, and *coupons every existing coupon of
+ * the items with its remaining after the commit; both valid until the next
+ * call. After a COMMIT of unknown outcome a fresh reservation becomes
+ * GATE_RESERVED_EARLIER in its item.
  */
-store_rc_t store_commit(store_t *s, item_t *items, int n, const decision_t **decisions,
-                        const store_coupon_t **coupons, int *ncoupons);
+store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overlap, void *arg,
+                        const decision_t **decisions, const store_coupon_t **coupons, int *ncoupons);
 
 /*
  * Deletes up to 10000 of this partition's rejected_requests rows older than

@@ -32,6 +32,12 @@
  *                          the results producer of partition P's consumer raises a fatal error
  *                          (rd_kafka_test_fatal_error) once a batch's results are queued; once per
  *                          Redis database (marker <prefix>fault:consumer_kafka_fatal, as above)
+ *         consumer_fail_commit_ahead=P
+ *                          the first transaction of partition P's consumer that runs while the next
+ *                          batch is already gated in Redis (src/consumer/consumer.c, pregate()) fails
+ *                          its INSERT's count check, as when a row meets another writer: rolled
+ *                          back and retried, with the batch ahead's reservations made (once per
+ *                          process)
  *
  * Kafka faults (embedded mode only) are not switches but a control command,
  * `couponsd -c FILE -s 'kafka CMD'`: the master relays CMD over the channel

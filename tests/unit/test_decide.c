@@ -231,6 +231,34 @@ static void test_reservations_given_back(void)
 	is_int(f.coupons[0].issued, 0, "release: nothing issued");
 }
 
+/*
+ * A request without a stock key holds back the coupon's later requests: their
+ * answers may come from after the key was loaded again (a gate round answered
+ * in part before a failure, or the batch gated ahead of the previous one's
+ * convergence), and deciding them first would break first come, first served.
+ */
+static void test_no_stock_holds_later_requests(void)
+{
+	fixture_t f;
+
+	fixture_init(&f);
+	coupon(&f, 1, 1);
+	coupon(&f, 2, 5);
+	request(&f, 1, 1, 100, GATE_RESERVED);
+	request(&f, 2, 2, 200, GATE_NO_STOCK);
+	request(&f, 3, 2, 201, GATE_RESERVED);
+	request(&f, 4, 2, 202, GATE_SOLD_OUT);
+	request(&f, 5, 1, 101, GATE_SOLD_OUT);
+	run(&f);
+	expect(&f, 0, STATUS_ISSUED, REASON_NONE, 0, "another coupon goes on");
+	expect(&f, 1, STATUS_PENDING, REASON_NONE, 0, "no stock key: waits for the stock");
+	expect(&f, 2, STATUS_PENDING, REASON_NONE, 0, "a later reservation of that coupon waits too");
+	expect(&f, 3, STATUS_PENDING, REASON_NONE, 0, "so does a later sold out");
+	expect(&f, 4, STATUS_REJECTED, REASON_SOLD_OUT, 0, "the other coupon: sold out after the first");
+	is_int(f.coupons[1].issued, 0, "nothing of the waiting coupon issued");
+	is_int(f.coupons[1].waiting, 1, "the coupon waits");
+}
+
 /* Items the store does not decide now: not asked yet, decided already, or undecodable. */
 static void test_not_for_the_store(void)
 {
@@ -342,5 +370,6 @@ int main(void)
 	test_replays();
 	test_reservations_given_back();
 	test_not_for_the_store();
+	test_no_stock_holds_later_requests();
 	return done_testing();
 }
