@@ -53,7 +53,12 @@ void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, cons
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
+	const char *date = clock_http_date(clock_real_ms());
+
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
+	/* libevent writes a Date only where none is set, and costs more to write it (clock.c). */
+	if (date != NULL)
+		evhttp_add_header(h, "Date", date);
 	/*
 	 * While draining, keep-alive clients are told to reconnect: a new
 	 * generation is listening. While stopping, so that they reconnect
