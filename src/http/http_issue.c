@@ -454,6 +454,19 @@ static void claim(issue_t *is)
 		on_claim(NULL, is);
 }
 
+/* The answer once a sale is over: the one every later request gets, so written without printf. */
+static void sold_out(issue_t *is, int64_t coupon_id)
+{
+	char message[64];
+	text_t t;
+
+	text_init(&t, message, sizeof(message));
+	text_str(&t, "coupon ");
+	text_i64(&t, coupon_id);
+	text_str(&t, " is sold out");
+	http_reply_error_message(is->ctx, is->req, 409, "SOLD_OUT", message);
+}
+
 static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
 {
 	int64_t now = clock_real_ms();
@@ -468,8 +481,7 @@ static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
 		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now",
 		                 (long long)c->id);
 	} else if (coupon_cache_sold_out(c)) {
-		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
-		                 (long long)c->id);
+		sold_out(is, c->id);
 	} else {
 		return 0;
 	}
@@ -488,15 +500,22 @@ static int overloaded(issue_t *is)
 {
 	const config_t *cfg = is->ctx->cfg;
 	int64_t pending = admission_pending(is->ctx->shm, cfg, is->partition);
+	char message[160];
+	text_t t;
 
 	if (pending < cfg->issue_max_pending)
 		return 0;
 	metrics_inc(M_ADMISSION_REJECTS);
 	http_set_retry_after(is->req, 1);
-	http_reply_error(
-	    is->ctx, is->req, 429, "OVERLOADED",
-	    "%lld requests of partition %d wait for a decision (issue.max_pending %d); try again",
-	    (long long)pending, is->partition, cfg->issue_max_pending);
+	/* A hot coupon's consumer behind: as many of these as 202s, so written without printf. */
+	text_init(&t, message, sizeof(message));
+	text_i64(&t, pending);
+	text_str(&t, " requests of partition ");
+	text_i64(&t, is->partition);
+	text_str(&t, " wait for a decision (issue.max_pending ");
+	text_i64(&t, cfg->issue_max_pending);
+	text_str(&t, "); try again");
+	http_reply_error_message(is->ctx, is->req, 429, "OVERLOADED", message);
 	return 1;
 }
 
