@@ -2,6 +2,8 @@
 /* admission.c: lag-aware admission control: which partition a coupon is in and how far behind it is. */
 #include "core/admission.h"
 
+#include "core/text.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -50,12 +52,11 @@ int admission_partition(const void *key, size_t len, int partitions)
 
 int admission_coupon_partition(int64_t coupon_id, int partitions)
 {
-	char key[24];
-	int n = snprintf(key, sizeof(key), "%lld", (long long)coupon_id);
+	char key[21];
 
-	if (coupon_id <= 0 || n <= 0 || (size_t)n >= sizeof(key))
+	if (coupon_id <= 0)
 		return -1;
-	return admission_partition(key, (size_t)n, partitions);
+	return admission_partition(key, (size_t)text_format_i64(coupon_id, key), partitions);
 }
 
 static shm_partition_t *part(shm_t *shm, int partition)

@@ -3,6 +3,7 @@
 #include "core/issue_event.h"
 
 #include "core/clock.h"
+#include "core/text.h"
 #include "core/ids.h"
 #include "core/json_escape.h"
 
@@ -125,14 +126,23 @@ int time_parse_iso(const char *text, int64_t *ms)
 int issue_event_encode(const issue_event_t *ev, char *buf, size_t size)
 {
 	char at[32];
-	int n;
+	text_t t;
 
+	/* Every accepted request encodes one: appended, not snprintf'd (text.h). */
 	clock_format_iso(ev->accepted_ms, at, sizeof(at));
-	n = snprintf(
-	    buf, size,
-	    "{\"v\":%d,\"requestId\":\"%s\",\"couponId\":%lld,\"userId\":%lld,\"acceptedAt\":\"%s\"}",
-	    EVENT_VERSION, ev->request_id, (long long)ev->coupon_id, (long long)ev->user_id, at);
-	return n < 0 || (size_t)n >= size ? -1 : n;
+	text_init(&t, buf, size);
+	text_str(&t, "{\"v\":");
+	text_i64(&t, EVENT_VERSION);
+	text_str(&t, ",\"requestId\":\"");
+	text_str(&t, ev->request_id);
+	text_str(&t, "\",\"couponId\":");
+	text_i64(&t, ev->coupon_id);
+	text_str(&t, ",\"userId\":");
+	text_i64(&t, ev->user_id);
+	text_str(&t, ",\"acceptedAt\":\"");
+	text_str(&t, at);
+	text_str(&t, "\"}");
+	return text_end(&t);
 }
 
 /* A JSON integer member that must be a positive 64-bit id. */

@@ -6,6 +6,7 @@
 #include "core/json_escape.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/text.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -53,7 +54,12 @@ void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, cons
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
+	const char *date = clock_http_date(clock_real_ms());
+
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
+	/* libevent writes a Date only where none is set, and costs more to write it (clock.c). */
+	if (date != NULL)
+		evhttp_add_header(h, "Date", date);
 	/*
 	 * While draining, keep-alive clients are told to reconnect: a new
 	 * generation is listening. While stopping, so that they reconnect
@@ -90,34 +96,58 @@ void http_reply_json(http_ctx_t *ctx, struct evhttp_request *req, int code, json
 /*
  * Written by hand, not with jansson: every refusal (429s under load first of all)
  * comes this way. error is always one of our constant codes; only the message
- * needs escaping.
+ * (at most HTTP_MESSAGE_MAX bytes with its NUL) needs escaping.
  */
+static void reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                        const char *message)
+{
+	char escaped[JSON_ESCAPE_SIZE(HTTP_MESSAGE_MAX)], body[sizeof(escaped) + 64];
+	text_t t;
+	int n;
+
+	/* The message may carry a client's bytes: escaped, it is valid JSON whatever they are. */
+	if (json_escape(message, escaped, sizeof(escaped)) < 0) {
+		http_reply_body(ctx, req, code, NULL, 0);
+		return;
+	}
+	text_init(&t, body, sizeof(body));
+	text_str(&t, "{\"error\":\"");
+	text_str(&t, error);
+	text_str(&t, "\",\"message\":\"");
+	text_str(&t, escaped);
+	text_str(&t, "\"}");
+	n = text_end(&t);
+	http_reply_body(ctx, req, code, n < 0 ? NULL : body, n < 0 ? 0 : (size_t)n);
+}
+
 void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
                       const char *fmt, ...)
 {
-	char message[HTTP_MESSAGE_MAX], escaped[JSON_ESCAPE_SIZE(HTTP_MESSAGE_MAX)];
-	char body[sizeof(escaped) + 64];
+	char message[HTTP_MESSAGE_MAX];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	/* The message may carry a client's bytes: escaped, it is valid JSON whatever they are. */
-	if (json_escape(message, escaped, sizeof(escaped)) < 0 ||
-	    (n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", error, escaped)) < 0 ||
-	    (size_t)n >= sizeof(body)) {
-		http_reply_body(ctx, req, code, NULL, 0);
-		return;
-	}
-	http_reply_body(ctx, req, code, body, (size_t)n);
+	reply_error(ctx, req, code, error, message);
+}
+
+void http_reply_error_message(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                              const char *message)
+{
+	char cut[HTTP_MESSAGE_MAX];
+	text_t t;
+
+	text_init(&t, cut, sizeof(cut));
+	text_str(&t, message); /* a longer one is cut, as vsnprintf cuts http_reply_error's */
+	reply_error(ctx, req, code, error, cut);
 }
 
 void http_set_retry_after(struct evhttp_request *req, int seconds)
 {
-	char value[16];
+	char value[21];
 
-	snprintf(value, sizeof(value), "%d", seconds);
+	text_format_i64(seconds, value);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);
 }
 

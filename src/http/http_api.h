@@ -59,6 +59,9 @@ void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, cons
 #define HTTP_MESSAGE_MAX 512
 void http_reply_error(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same with the message already written (cut at HTTP_MESSAGE_MAX too): the 429s and 409s under load. */
+void http_reply_error_message(http_ctx_t *ctx, struct evhttp_request *req, int code, const char *error,
+                              const char *message);
 void http_set_retry_after(struct evhttp_request *req, int seconds);
 
 /* Handlers (http_issue.c, http_status.c, http_admin.c). */

@@ -8,6 +8,7 @@
 #include "core/keys.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "http/redis_batch.h"
 
 #include <event2/http.h>
@@ -166,17 +167,26 @@ static void issue_free(issue_t *is)
 static void reply_accepted(issue_t *is)
 {
 	char url[64], body[256];
+	text_t t;
 	int n;
 
-	snprintf(url, sizeof(url), "/api/requests/%s", is->ev.request_id);
+	text_init(&t, url, sizeof(url));
+	text_str(&t, "/api/requests/");
+	text_str(&t, is->ev.request_id);
 	evhttp_add_header(evhttp_request_get_output_headers(is->req), "Location", url);
 	/* Every member is ours: a UUID we generated, two ids, a constant and the URL built from them. */
-	n = snprintf(body, sizeof(body),
-	             "{\"requestId\":\"%s\",\"status\":\"PENDING\",\"couponId\":%lld,\"userId\":%lld,"
-	             "\"statusUrl\":\"%s\"}",
-	             is->ev.request_id, (long long)is->ev.coupon_id, (long long)is->ev.user_id, url);
-	http_reply_body(is->ctx, is->req, 202, n < 0 || (size_t)n >= sizeof(body) ? NULL : body,
-	                n < 0 ? 0 : (size_t)n);
+	text_init(&t, body, sizeof(body));
+	text_str(&t, "{\"requestId\":\"");
+	text_str(&t, is->ev.request_id);
+	text_str(&t, "\",\"status\":\"PENDING\",\"couponId\":");
+	text_i64(&t, is->ev.coupon_id);
+	text_str(&t, ",\"userId\":");
+	text_i64(&t, is->ev.user_id);
+	text_str(&t, ",\"statusUrl\":\"");
+	text_str(&t, url);
+	text_str(&t, "\"}");
+	n = text_end(&t);
+	http_reply_body(is->ctx, is->req, 202, n < 0 ? NULL : body, n < 0 ? 0 : (size_t)n);
 	issue_free(is);
 }
 
@@ -232,14 +242,14 @@ static int keep_claim(issue_t *is)
 
 static int write_pending(issue_t *is)
 {
-	char key[KEYS_MAX], coupon[24], user[24], at[32];
+	char key[KEYS_MAX], coupon[21], user[21], at[32];
 	const char *argv[] = {key, coupon, user, at, is->ctx->issue_args.status_ttl_s};
 	const config_t *cfg = is->ctx->cfg;
 
 	if (keys_status(cfg->redis_key_prefix, is->ev.request_id, key, sizeof(key)) < 0)
 		return -1; /* like a Redis that took nothing: the consumer still writes the outcome */
-	snprintf(coupon, sizeof(coupon), "%lld", (long long)is->ev.coupon_id);
-	snprintf(user, sizeof(user), "%lld", (long long)is->ev.user_id);
+	text_format_i64(is->ev.coupon_id, coupon);
+	text_format_i64(is->ev.user_id, user);
 	clock_format_iso(is->ev.accepted_ms, at, sizeof(at));
 	return redis_async_eval(is->ctx->redis, &pending_script, on_confirmed, is, 1, 5, argv);
 }
@@ -293,7 +303,7 @@ static void on_delivered(produce_result_t result, int partition, int64_t offset,
 
 static void produce(issue_t *is)
 {
-	char value[256], key[24], why[256];
+	char value[256], key[21], why[256];
 	int len = issue_event_encode(&is->ev, value, sizeof(value));
 	produce_result_t r;
 
@@ -306,7 +316,7 @@ static void produce(issue_t *is)
 		return;
 	}
 
-	snprintf(key, sizeof(key), "%lld", (long long)is->ev.coupon_id);
+	text_format_i64(is->ev.coupon_id, key);
 	r = len < 0 ? PRODUCE_FAILED
 	            : producer_send(is->ctx->producer, is->ctx->cfg->kafka_topic, key, value, (size_t)len,
 	                            on_delivered, is);
@@ -430,18 +440,31 @@ static void claim(issue_t *is)
 {
 	const issue_args_t *a = &is->ctx->issue_args;
 	const char *prefix = is->ctx->cfg->redis_key_prefix;
-	char stock_key[KEYS_MAX], remaining[24];
+	char stock_key[KEYS_MAX], remaining[21];
 	const char *fixed[] = {stock_key, is->inflight_key, a->claim_ms,
 	                       remaining, a->keep_ms,       a->count_from};
 	const char *item[] = {is->user_key, is->ev.request_id};
 
-	snprintf(remaining, sizeof(remaining), "%d", is->remaining);
+	text_format_i64(is->remaining, remaining);
 	/* A cut key would be one claim shared by every user: go without the claim instead. */
 	if (keys_user(prefix, is->ev.coupon_id, is->ev.user_id, is->user_key, sizeof(is->user_key)) < 0 ||
 	    keys_stock(prefix, is->ev.coupon_id, stock_key, sizeof(stock_key)) < 0 ||
 	    keys_inflight(prefix, is->ev.coupon_id, is->inflight_key, sizeof(is->inflight_key)) < 0 ||
 	    redis_batch_add(is->ctx->claims, is->ev.coupon_id, fixed, item, on_claim, is) != 0)
 		on_claim(NULL, is);
+}
+
+/* The answer once a sale is over: the one every later request gets, so written without printf. */
+static void sold_out(issue_t *is, int64_t coupon_id)
+{
+	char message[64];
+	text_t t;
+
+	text_init(&t, message, sizeof(message));
+	text_str(&t, "coupon ");
+	text_i64(&t, coupon_id);
+	text_str(&t, " is sold out");
+	http_reply_error_message(is->ctx, is->req, 409, "SOLD_OUT", message);
 }
 
 static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
@@ -458,8 +481,7 @@ static int reject_by_coupon(issue_t *is, const coupon_info_t *c)
 		http_reply_error(is->ctx, is->req, 409, "NOT_OPEN", "coupon %lld is not open now",
 		                 (long long)c->id);
 	} else if (coupon_cache_sold_out(c)) {
-		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
-		                 (long long)c->id);
+		sold_out(is, c->id);
 	} else {
 		return 0;
 	}
@@ -478,15 +500,22 @@ static int overloaded(issue_t *is)
 {
 	const config_t *cfg = is->ctx->cfg;
 	int64_t pending = admission_pending(is->ctx->shm, cfg, is->partition);
+	char message[160];
+	text_t t;
 
 	if (pending < cfg->issue_max_pending)
 		return 0;
 	metrics_inc(M_ADMISSION_REJECTS);
 	http_set_retry_after(is->req, 1);
-	http_reply_error(
-	    is->ctx, is->req, 429, "OVERLOADED",
-	    "%lld requests of partition %d wait for a decision (issue.max_pending %d); try again",
-	    (long long)pending, is->partition, cfg->issue_max_pending);
+	/* A hot coupon's consumer behind: as many of these as 202s, so written without printf. */
+	text_init(&t, message, sizeof(message));
+	text_i64(&t, pending);
+	text_str(&t, " requests of partition ");
+	text_i64(&t, is->partition);
+	text_str(&t, " wait for a decision (issue.max_pending ");
+	text_i64(&t, cfg->issue_max_pending);
+	text_str(&t, "); try again");
+	http_reply_error_message(is->ctx, is->req, 429, "OVERLOADED", message);
 	return 1;
 }
 

@@ -5,6 +5,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/text.h"
 
 #include "http/redis_loop.h"
 
@@ -50,7 +51,7 @@ typedef struct redis_cmd {
 	int finished;
 	redis_script_t *script; /* EVALSHA: kept to resend as EVAL on NOSCRIPT */
 	int argc;
-	char numkeys[16];
+	char numkeys[21];
 	const char **argv; /* a script's: in the same allocation, followed by copies of its strings */
 	size_t *lens;
 } redis_cmd_t;
@@ -325,7 +326,7 @@ int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn f
 	if (argc > EVAL_MAX_ARGS || !ra->connected || ra->channel != NULL ||
 	    (cmd = eval_cmd_new(ra, fn, arg, argc, argv)) == NULL)
 		return -1;
-	snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", nkeys);
+	text_format_i64(nkeys, cmd->numkeys);
 	cmd->argv[0] = script->sha[0] != '\0' ? "EVALSHA" : "EVAL";
 	cmd->argv[1] = script->sha[0] != '\0' ? script->sha : script->body;
 	cmd->argv[2] = cmd->numkeys;

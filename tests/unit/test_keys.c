@@ -2,6 +2,7 @@
 /* test_keys.c: TAP unit tests of the Redis key builders (keys.c) and clock_timeval() (clock.c). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/keys.h"
@@ -59,11 +60,37 @@ static void test_timeval(void)
 	ok(tv.tv_sec == 86400 && tv.tv_usec == 0, "clock_timeval: a day");
 }
 
+/* The Date the HTTP workers add themselves: what libevent would have written (RFC 9110 IMF-fixdate). */
+static void test_http_date(void)
+{
+	const int64_t times[] = {784111777000LL, 0, 951782400999LL, 1767225599500LL, 4102444800000LL};
+	int same = 0, count = (int)(sizeof(times) / sizeof(times[0]));
+
+	for (int i = 0; i < count; i++) {
+		time_t t = (time_t)(times[i] / 1000);
+		struct tm tm;
+		char want[64];
+		const char *got = clock_http_date(times[i]);
+
+		strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&t, &tm));
+		same += got != NULL && strcmp(got, want) == 0;
+		if (got == NULL || strcmp(got, want) != 0)
+			diag("%lld: got %s, want %s", (long long)times[i], got != NULL ? got : "NULL", want);
+	}
+	is_int(same, count,
+	       "clock_http_date writes strftime's \"%%a, %%d %%b %%Y %%H:%%M:%%S GMT\" (C locale)");
+	is_str(clock_http_date(784111777000LL), "Sun, 06 Nov 1994 08:49:37 GMT", "RFC 9110's own example");
+	is_str(clock_http_date(784111778999LL), "Sun, 06 Nov 1994 08:49:38 GMT",
+	       "the next second, from the cache's slot");
+	ok(clock_http_date(-1000) == NULL, "before 1970: NULL (libevent then writes its own)");
+}
+
 int main(void)
 {
-	plan(14);
+	plan(18);
 	test_shapes();
 	test_truncation();
 	test_timeval();
+	test_http_date();
 	return done_testing();
 }
