@@ -646,6 +646,19 @@ static void own_partition(consumer_t *c)
 		         previous[0] != '\0' ? previous : "(none)",
 		         (long long)(clock_mono_ms() - c->standby_since_ms));
 	}
+	/*
+	 * Losing the partition with a batch in flight detached the results
+	 * producer (stop_consuming()): without this, no delivery would ever be
+	 * recorded again and the regained partition would retry its first batch
+	 * for good, the loop alive and the watchdog content.
+	 */
+	if (results_reattach(c->results) != 0) {
+		log_warn("%s[%d]: results abandoned at the loss of the partition are still unreported; "
+		         "exiting so that a new process owns it",
+		         c->cfg->kafka_topic, c->partition);
+		worker_finish(c->w, 1);
+		return;
+	}
 	c->own = OWN_OWNER;
 	metrics_set_owner(c->partition, 1);
 	/* A first try now; the event loop takes over (assign_ev) if Kafka does not answer. */

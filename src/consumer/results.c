@@ -191,6 +191,14 @@ void results_abandon(results_t *r)
 	r->detached = 1;
 }
 
+int results_reattach(results_t *r)
+{
+	if (r->detached && r->in_flight > 0)
+		return -1;
+	r->detached = 0;
+	return 0;
+}
+
 void results_free(results_t *r)
 {
 	if (r == NULL)

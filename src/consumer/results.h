@@ -73,4 +73,11 @@ void results_test_fatal(results_t *r);
 /* Purges every queued or in-flight message and stops writing delivery states (before they are freed). */
 void results_abandon(results_t *r);
 
+/*
+ * Writes delivery states again after results_abandon(), for a consumer that
+ * owns its partition once more: 0, or -1 while a purged message is still
+ * unreported (its state may be freed memory: only a new process is safe).
+ */
+int results_reattach(results_t *r);
+
 #endif
