@@ -334,6 +334,10 @@ static int sync_round(batch_t *b)
 			ids[k] = b->sync[b->nsync - n + k].coupon_id;
 			remaining[k] = b->sync[b->nsync - n + k].remaining - reserved_undecided(b, ids[k]) -
 			               reserved_undecided(b->ahead, ids[k]);
+			/* More reserved than PostgreSQL has left (a reservation counted twice after a lost
+			 * reply): nothing is left to hand out, and no reader may see negative stock. */
+			if (remaining[k] < 0)
+				remaining[k] = 0;
 		}
 		if (gate_sync_stock(b->gate, ids, remaining, n) != 0)
 			return -1;
