@@ -217,14 +217,22 @@ void batch_swap(batch_t *a, batch_t *b)
 	a->stats = stats;
 }
 
-static void count_decision(batch_t *b, const item_t *it)
+/*
+ * The batch's log counts every outcome it reports; the metrics count each
+ * decision once: a replay after a crash (the row or the rejection was
+ * already written) and a second copy of a request add nothing, or
+ * couponsd_issued_total would exceed the coupons issued.
+ */
+static void count_decision(batch_t *b, const item_t *it, const decision_t *d)
 {
 	if (it->status.state == STATUS_ISSUED) {
 		b->stats.issued++;
-		metrics_inc(M_ISSUED);
+		if (d->insert)
+			metrics_inc(M_ISSUED);
 	} else {
 		b->stats.rejected[it->status.reason]++;
-		metrics_inc((metric_t)(M_REJECTED_SOLD_OUT + it->status.reason - REASON_SOLD_OUT));
+		if (d->record && !d->replay)
+			metrics_inc((metric_t)(M_REJECTED_SOLD_OUT + it->status.reason - REASON_SOLD_OUT));
 	}
 }
 
@@ -263,7 +271,7 @@ static void apply_decisions(batch_t *b, const decision_t *decisions)
 		it->status.state = decisions[i].state;
 		it->status.reason = decisions[i].reason;
 		it->status.decided_ms = now;
-		count_decision(b, it);
+		count_decision(b, it, &decisions[i]);
 	}
 }
 

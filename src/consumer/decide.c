@@ -199,13 +199,15 @@ static void decide_one(decider_t *d, int i)
 	 * A replay. If the gate reserved afresh, Redis had forgotten the request
 	 * and loaded stock from PostgreSQL, which already counted it: give it back.
 	 */
-	if (request_issued(d->facts, ev->request_id))
+	if (request_issued(d->facts, ev->request_id)) {
 		set_decision(out, STATUS_ISSUED, REASON_NONE, it->gate == GATE_RESERVED);
-	else if ((prior = prior_rejection(d->facts, ev->request_id)) != NULL)
+		out->replay = 1;
+	} else if ((prior = prior_rejection(d->facts, ev->request_id)) != NULL) {
 		/* Rejected before: say so again, and give back any reservation this replay took or left
 		 * behind. */
 		set_decision(out, STATUS_REJECTED, prior->reason, reserved);
-	else if ((c = find_coupon(d->facts, ev->coupon_id)) == NULL)
+		out->replay = 1;
+	} else if ((c = find_coupon(d->facts, ev->coupon_id)) == NULL)
 		set_decision(out, STATUS_REJECTED, REASON_COUPON_NOT_FOUND, reserved);
 	else if (!coupon_open(c, ev->accepted_ms))
 		set_decision(out, STATUS_REJECTED, REASON_NOT_OPEN, reserved);

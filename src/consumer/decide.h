@@ -56,6 +56,7 @@ typedef struct {
 	int release;            /* the gate's reservation must be given back (compensation) */
 	int insert;             /* a new issued_coupons row (its count is checked by INSERT ... RETURNING) */
 	int record;             /* a new rejection for rejected_requests (first copy of a request only) */
+	int replay;             /* decided before (its row or rejection exists): not a new decision */
 } decision_t;
 
 void decide_sort_facts(decide_facts_t *facts);

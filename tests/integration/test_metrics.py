@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """test_metrics.py: GET /metrics sums the whole daemon through shared memory, and counters survive restarts."""
+import json
 import os
 import re
 import signal
+import uuid
 
+import harness
 from harness import Daemon, wait_for
 from tap import Tap
 
@@ -68,6 +71,23 @@ def test_counters_move_and_survive(t):
         t.ok(wait_for(lambda: issued_total(d) == 3, 10), "issued_total is 3 (stock 3)", body[-2000:])
         rejected = value(scrape(d)[1], "couponsd_rejected_total", 'reason="SOLD_OUT"') or 0
         t.eq(rejected, len(rids) - 3, "rejected_total{reason=SOLD_OUT} counts the other decisions")
+        # Every event once more, as a consumer restarted before its offsets were committed reads them: replays
+        # are not new decisions. One more request behind them (same coupon, same partition) marks their end.
+        events = harness.kafka_consume(d.kafka_bootstrap(), d.topic())
+        for m in events:
+            harness.kafka_produce(d.kafka_bootstrap(), d.topic(), m["value"].encode("latin-1"), key=m["key"],
+                                  partition=m["partition"], headers=m["headers"])
+        fresh = json.loads(events[-1]["value"])
+        fresh.update(requestId=str(uuid.uuid4()), userId=99)
+        harness.kafka_produce(d.kafka_bootstrap(), d.topic(), json.dumps(fresh), key=events[-1]["key"],
+                              partition=events[-1]["partition"])
+        t.eq((d.wait_final(fresh["requestId"], 20) or {}).get("status"), "REJECTED",
+             f"the {len(events)} events replayed, then a new request behind them, rejected (sold out)")
+        after_replay = scrape(d)[1]
+        t.eq((value(after_replay, "couponsd_issued_total"), value(after_replay, "couponsd_rejected_total",
+                                                                   'reason="SOLD_OUT"')),
+             (3.0, float(len(rids) - 3 + 1)),
+             "replayed events count no decision twice: issued_total stays 3, SOLD_OUT only gains the new one")
         t.ok((value(body, "couponsd_kafka_produce_duration_seconds_count") or 0) >= len(rids),
              "produce latency observed for every event")
         # SIGKILL everything that counted: the counts live in the master's memory, not the workers'.
