@@ -462,9 +462,12 @@ def read(path, offset=0):
         return ""
 
 
-def rotate_and_reopen(t, d, suffix, reopen, what):
+def rotate_and_reopen(t, d, suffix, reopen, what, workers=2, consumers=1):
     """Renames the log, asks for a reopen, checks every process moved to the new file and children log there."""
     rotated = d.log_path + suffix
+    # The generation an earlier reload retired may still be draining: its last line would then go to the file
+    # renamed here, before the reopen reaches it. Only the running generation's children are this call's.
+    harness.wait_for(lambda: len(d.http_workers()) == workers and len(d.consumers()) == consumers, 10)
     procs = [d.pid] + [pid for pid, _, s in d.children() if s != "Z"]
     old_http = d.http_workers()
     old_consumers = list(d.consumers().values())
