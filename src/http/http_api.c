@@ -53,7 +53,6 @@ void http_reply_body(http_ctx_t *ctx, struct evhttp_request *req, int code, cons
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-
 	const char *date = clock_http_date(clock_real_ms());
 
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");

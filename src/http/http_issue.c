@@ -375,14 +375,26 @@ static void already_requested(issue_t *is, const char *request_id)
 		on_existing_status(NULL, is);
 }
 
+/* The answer once a sale is over: the one every later request gets, so written without printf. */
+static void sold_out(issue_t *is, int64_t coupon_id)
+{
+	char message[64];
+	text_t t;
+
+	text_init(&t, message, sizeof(message));
+	text_str(&t, "coupon ");
+	text_i64(&t, coupon_id);
+	text_str(&t, " is sold out");
+	http_reply_error_message(is->ctx, is->req, 409, "SOLD_OUT", message);
+}
+
 /* PostgreSQL's remaining, at most 100 ms old: 0 makes it final. */
 static void on_rechecked(const coupon_info_t *c, void *arg)
 {
 	issue_t *is = arg;
 
 	if (c != NULL && c->exists && coupon_cache_sold_out(c)) {
-		http_reply_error(is->ctx, is->req, 409, "SOLD_OUT", "coupon %lld is sold out",
-		                 (long long)is->ev.coupon_id);
+		sold_out(is, is->ev.coupon_id);
 	} else {
 		http_set_retry_after(is->req, 1);
 		http_reply_error(
@@ -452,19 +464,6 @@ static void claim(issue_t *is)
 	    keys_inflight(prefix, is->ev.coupon_id, is->inflight_key, sizeof(is->inflight_key)) < 0 ||
 	    redis_batch_add(is->ctx->claims, is->ev.coupon_id, fixed, item, on_claim, is) != 0)
 		on_claim(NULL, is);
-}
-
-/* The answer once a sale is over: the one every later request gets, so written without printf. */
-static void sold_out(issue_t *is, int64_t coupon_id)
-{
-	char message[64];
-	text_t t;
-
-	text_init(&t, message, sizeof(message));
-	text_str(&t, "coupon ");
-	text_i64(&t, coupon_id);
-	text_str(&t, " is sold out");
-	http_reply_error_message(is->ctx, is->req, 409, "SOLD_OUT", message);
 }
 
 static int reject_by_coupon(issue_t *is, const coupon_info_t *c)

@@ -213,7 +213,6 @@ static int http_setup(http_worker_t *hw)
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	http_worker_t *hw = arg;
-
 	int64_t now = clock_mono_ms();
 
 	if (hw->conns.count == 0 && now - hw->last_activity >= DRAIN_QUIET_MS) {
