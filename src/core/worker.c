@@ -10,6 +10,7 @@
 #include "core/proctitle.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,14 +168,32 @@ void worker_finish(worker_t *w, int code)
 	event_base_loopbreak(w->base);
 }
 
+/* Blocks SIGTERM in this thread, so that none is handled between freeing its event and ignoring it. */
+static int sigterm_hold(void)
+{
+	sigset_t set;
+
+	if (sigemptyset(&set) != 0 || sigaddset(&set, SIGTERM) != 0)
+		return -1;
+	errno = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	return errno == 0 ? 0 : -1;
+}
+
 void worker_cleanup(worker_t *w)
 {
 	struct event *evs[] = {w->chan_ev, w->beat_ev, w->term_ev};
 
+	/* Freeing term_ev gives SIGTERM back its default action, and the exit still ahead (the sanitizers'
+	 * leak check makes it long) is when a late SIGTERM comes: the master's fallback to a closed channel,
+	 * or systemd's to the whole cgroup. It must not turn a clean exit into a kill. */
+	if (sigterm_hold() != 0)
+		log_warn("cannot block SIGTERM for the exit: %s", strerror(errno));
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (evs[i] != NULL)
 			event_free(evs[i]);
 	}
+	if (signal(SIGTERM, SIG_IGN) == SIG_ERR)
+		log_warn("cannot ignore SIGTERM for the exit: %s", strerror(errno));
 	if (w->base != NULL)
 		event_base_free(w->base);
 	close(w->args.chan_fd);
