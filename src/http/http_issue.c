@@ -156,7 +156,8 @@ typedef struct {
 	int partition;     /* where the producer's partitioner will put the event (admission.c) */
 	int claimed;       /* this request holds the per-user claim in Redis */
 	int counted;       /* and is in the coupon's in-flight set */
-	int confirmations; /* Redis replies still awaited before the 202 */
+	int confirmations; /* what the 202 still waits for: the delivery report, the PENDING write */
+	int answered;      /* the request already has its answer (a failed produce): only free it */
 } issue_t;
 
 static void issue_free(issue_t *is)
@@ -194,7 +195,11 @@ static void on_confirmed(redisReply *reply, void *arg)
 {
 	issue_t *is = arg;
 
-	if (--is->confirmations == 0)
+	if (--is->confirmations > 0)
+		return;
+	if (is->answered)
+		issue_free(is);
+	else
 		reply_accepted(is);
 }
 
@@ -230,14 +235,24 @@ static void drop_claim(issue_t *is)
 	redis_async_eval(is->ctx->redis, &settle_script, ignore_reply, NULL, 2, 7, argv);
 }
 
-/* Makes the claim last (issue.result_ttl), in this turn's call for the coupon; on_confirmed answers. */
-static int keep_claim(issue_t *is)
+/*
+ * Makes the claim last (issue.result_ttl), in this turn's call for the
+ * coupon. The 202 does not wait for it: until it lands, the claim still holds
+ * for its first lifetime (claim_ms), so a retry meets it either way, and
+ * anything later on this connection is ordered behind it. Only a worker that
+ * dies in the instant between the two would leave the claim to expire early;
+ * the user could then ask again, and the consumer's one-per-user constraint
+ * in PostgreSQL rejects the second request (ALREADY_ISSUED).
+ */
+static void keep_claim(issue_t *is)
 {
 	const issue_args_t *a = &is->ctx->issue_args;
 	const char *fixed[] = {is->inflight_key, a->result_ttl_ms, a->after_ms, a->keep_ms};
 	const char *item[] = {is->user_key, is->ev.request_id, is->counted ? "1" : "0"};
 
-	return redis_batch_add(is->ctx->settles, is->ev.coupon_id, fixed, item, on_confirmed, is);
+	if (redis_batch_add(is->ctx->settles, is->ev.coupon_id, fixed, item, ignore_reply, NULL) != 0)
+		log_warn("redis: cannot make the claim of user %lld last; it expires after %lld ms",
+		         (long long)is->ev.user_id, claim_ms(is->ctx->cfg));
 }
 
 static int write_pending(issue_t *is)
@@ -269,15 +284,15 @@ static void check_prediction(issue_t *is, int partition)
 }
 
 /*
- * The event is durably in Kafka: record PENDING and make the claim last, then
- * answer 202. These stay two scripts on purpose: the status hash is tagged by
- * requestId (req:{<uuid>}) and the claim by coupon ({<c>}:user:<u>), so they
- * sit in different Redis Cluster slots (SPEC 3 keeps the keys cluster-ready)
- * and one script touching both would fail with CROSSSLOT there. The claims
- * of one turn's delivery reports (librdkafka hands them over together) go
- * out as one call per coupon at the end of the turn, behind the PENDING
- * writes on the one connection: hiredis writes them all in one flush and the
- * replies come back together, one round trip, pipelined.
+ * The event is durably in Kafka: make the claim last (not awaited, see
+ * keep_claim) and answer 202 once the PENDING write, sent beside the produce,
+ * has landed too. These stay two scripts on purpose: the status hash is
+ * tagged by requestId (req:{<uuid>}) and the claim by coupon
+ * ({<c>}:user:<u>), so they sit in different Redis Cluster slots (SPEC 3
+ * keeps the keys cluster-ready) and one script touching both would fail with
+ * CROSSSLOT there. The claims of one turn's delivery reports (librdkafka
+ * hands them over together) go out as one call per coupon at the end of the
+ * turn.
  */
 static void on_delivered(produce_result_t result, int partition, int64_t offset, void *arg)
 {
@@ -288,17 +303,15 @@ static void on_delivered(produce_result_t result, int partition, int64_t offset,
 		http_set_retry_after(is->req, 1);
 		http_reply_error(is->ctx, is->req, 503, "UNAVAILABLE",
 		                 "the request could not be queued durably in time; try again");
-		issue_free(is);
+		is->answered = 1;
+		on_confirmed(NULL, is); /* frees it once the PENDING write has answered too */
 		return;
 	}
 	admission_delivered(is->ctx->shm, partition, offset);
 	check_prediction(is, partition);
-	is->confirmations = 1;
-	if (write_pending(is) == 0)
-		is->confirmations++;
-	if (is->claimed && keep_claim(is) == 0)
-		is->confirmations++;
-	on_confirmed(NULL, is); /* drops the initial 1; answers now if Redis took nothing */
+	if (is->claimed)
+		keep_claim(is);
+	on_confirmed(NULL, is); /* the delivery report's part; answers now if PENDING has landed */
 }
 
 static void produce(issue_t *is)
@@ -320,8 +333,21 @@ static void produce(issue_t *is)
 	r = len < 0 ? PRODUCE_FAILED
 	            : producer_send(is->ctx->producer, is->ctx->cfg->kafka_topic, key, value, (size_t)len,
 	                            on_delivered, is);
-	if (r == PRODUCE_OK)
+	if (r == PRODUCE_OK) {
+		/*
+		 * PENDING goes to Redis while Kafka takes the event, rather than after
+		 * its delivery report: the 202 then waits for the slower of the two,
+		 * not for both in turn. Nobody knows this requestId before the 202, so
+		 * a PENDING whose produce fails is never read; it expires
+		 * (issue.result_ttl) unless the event did reach Kafka after all (a
+		 * timeout can hide a success), and then the consumer's outcome
+		 * replaces it. If Redis takes nothing, the 202 still goes.
+		 */
+		is->confirmations = 1;
+		if (write_pending(is) == 0)
+			is->confirmations++;
 		return;
+	}
 	drop_claim(is);
 	http_set_retry_after(is->req, 1);
 	if (r == PRODUCE_FULL)
