@@ -117,9 +117,11 @@ static void serve(void *arg)
 
 /*
  * Nothing flushes this producer any more: a batch's results leave after
- * linger.ms, which kafka_conf_producer() sets to 1 ms before kafka.producer's
- * overrides (an operator's larger value delays each batch's end, and so the
- * next batch, but never a client's answer: the Redis status is written first).
+ * linger.ms: 1 ms here, set before kafka.producer's overrides (an operator's
+ * larger value delays each batch's end, and so the next batch, but never a
+ * client's answer: the Redis status is written first). The HTTP producer's
+ * reason for more on real brokers (kafka_conf_http_linger) does not apply:
+ * a batch's results leave as one burst, and its next batch waits for them.
  */
 static rd_kafka_t *producer_create(results_t *r, const char *bootstrap, int partition)
 {
@@ -128,7 +130,7 @@ static rd_kafka_t *producer_create(results_t *r, const char *bootstrap, int part
 	rd_kafka_t *rk;
 
 	snprintf(client_id, sizeof(client_id), "couponsd-consumer-%d-results", partition);
-	if ((conf = kafka_conf_producer(r->cfg, bootstrap, client_id)) == NULL)
+	if ((conf = kafka_conf_producer(r->cfg, bootstrap, client_id, "1")) == NULL)
 		return NULL;
 	rd_kafka_conf_set_opaque(conf, r);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);

@@ -98,7 +98,8 @@ rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap,
 	return conf;
 }
 
-rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id)
+rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id,
+                                     const char *linger_ms)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char timeout[32];
@@ -109,20 +110,36 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 	 * acks=all and idempotence: a delivery report means every in-sync
 	 * replica has the message, exactly once and in order per partition.
 	 * murmur2_random is the Java client's partitioner, so JVM producers and
-	 * couponsd put one coupon's events in the same partition. A 202 waits
-	 * for the delivery report, so linger.ms is 1 rather than librdkafka's 5
-	 * (bench: 3.8k/s against 3.1k/s at 64 connections, p50 2 ms against 6);
-	 * kafka.producer may still set it.
+	 * couponsd put one coupon's events in the same partition. linger.ms is
+	 * the caller's (kafka_conf_http_linger() says why it differs), set
+	 * before kafka.producer so that an operator's value wins.
 	 */
 	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
 	    kafka_conf_set(conf, "client.id", client_id) != 0 || kafka_conf_set(conf, "acks", "all") != 0 ||
 	    kafka_conf_set(conf, "enable.idempotence", "true") != 0 ||
 	    kafka_conf_set(conf, "partitioner", "murmur2_random") != 0 ||
 	    kafka_conf_set(conf, "message.timeout.ms", timeout) != 0 ||
-	    kafka_conf_set(conf, "linger.ms", "1") != 0 ||
+	    kafka_conf_set(conf, "linger.ms", linger_ms) != 0 ||
 	    kafka_conf_apply(conf, cfg->kafka_producer, cfg->kafka_producer_count) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
 	return conf;
+}
+
+/*
+ * A 202 waits for its delivery report, so the HTTP producer lingers little.
+ * On the embedded mock 1 ms is best (bench: 3.8k/s against 3.1k/s at 64
+ * connections for librdkafka's 5 ms, p50 2 ms against 6). On real brokers a
+ * batch of one message per ProduceRequest meets acks=all's replication
+ * round trip: once five requests to a leader are in flight (idempotence's
+ * cap), librdkafka 2.0.2's broker thread polls with a zero timeout until an
+ * answer comes, and spends more CPU than the whole request path (300 202s/s:
+ * ~650 polls per message, 1.1 ms of worker CPU per 202 at 1 ms, 0.27 ms at
+ * 10 ms). 5 ms fills batches enough to stay under the cap at a flash sale's
+ * rates for up to 5 ms more per 202 (docs/performance.md, round 2d).
+ */
+const char *kafka_conf_http_linger(const config_t *cfg)
+{
+	return strcmp(cfg->kafka_brokers, "embedded") == 0 ? "1" : "5";
 }

@@ -17,10 +17,14 @@ rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap,
 /*
  * A producer configuration: bootstrap servers, client.id, acks=all,
  * enable.idempotence=true, partitioner=murmur2_random, message.timeout.ms =
- * kafka.produce_timeout, then kafka.producer passed verbatim. The caller adds
- * its callbacks. Returns NULL after logging.
+ * kafka.produce_timeout, linger.ms = linger_ms, then kafka.producer passed
+ * verbatim. The caller adds its callbacks. Returns NULL after logging.
  */
-rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id);
+rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id,
+                                     const char *linger_ms);
+
+/* The HTTP producer's default linger.ms: "1" on the embedded cluster, "5" on real brokers. */
+const char *kafka_conf_http_linger(const config_t *cfg);
 
 /* Sets one property, logging librdkafka's reason when it refuses. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value);

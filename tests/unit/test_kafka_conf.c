@@ -62,12 +62,48 @@ static void test_refusal_hides_value(const char *name, const char *what)
 	rd_kafka_conf_destroy(conf);
 }
 
+/* linger.ms of a producer built from this YAML, as librdkafka holds it. */
+static void producer_linger(const char *yaml, int http, char *value, size_t size)
+{
+	config_errors_t errs = {0};
+	config_t *cfg = config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+	rd_kafka_conf_t *conf = NULL;
+
+	value[0] = '\0';
+	if (cfg != NULL)
+		conf = kafka_conf_producer(cfg, "127.0.0.1:9092", "t", http ? kafka_conf_http_linger(cfg) : "1");
+	if (conf == NULL || rd_kafka_conf_get(conf, "linger.ms", value, &size) != RD_KAFKA_CONF_OK)
+		diag("no producer configuration for: %s", yaml);
+	if (conf != NULL)
+		rd_kafka_conf_destroy(conf);
+	config_free(cfg);
+	config_errors_clear(&errs);
+}
+
+/* The HTTP producer lingers 1 ms on the mock and 5 ms on real brokers; kafka.producer wins over both. */
+static void test_http_linger(void)
+{
+	char v[32];
+
+	producer_linger("kafka:\n  brokers: embedded\n", 1, v, sizeof(v));
+	is_str(v, "1", "embedded: the HTTP producer lingers 1 ms");
+	producer_linger("kafka:\n  brokers: 127.0.0.1:9092\n", 1, v, sizeof(v));
+	is_str(v, "5", "real brokers: the HTTP producer lingers 5 ms");
+	producer_linger("kafka:\n  brokers: 127.0.0.1:9092\n", 0, v, sizeof(v));
+	is_str(v, "1", "real brokers: the consumers' results producer lingers 1 ms");
+	producer_linger("kafka:\n  brokers: 127.0.0.1:9092\n  producer: {linger.ms: 2}\n", 1, v, sizeof(v));
+	is_str(v, "2", "kafka.producer's linger.ms wins on real brokers");
+	producer_linger("kafka:\n  brokers: embedded\n  producer: {linger.ms: 0}\n", 1, v, sizeof(v));
+	is_str(v, "0", "kafka.producer's linger.ms wins on embedded");
+}
+
 int main(void)
 {
 	if (ok(log_to_file() == 0, "log to a scratch file")) {
 		test_refusal_hides_value("sasl.pasword", "a misspelled name");
 		test_refusal_hides_value("linger.ms", "an invalid value");
 	}
+	test_http_linger();
 	log_close();
 	unlink(log_path);
 	return done_testing();
