@@ -125,7 +125,8 @@ static void serve(void *arg)
 /* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
 static rd_kafka_conf_t *producer_conf(producer_t *p, const config_t *cfg, const char *bootstrap)
 {
-	rd_kafka_conf_t *conf = kafka_conf_producer(cfg, bootstrap, "couponsd-http", kafka_conf_http_linger(cfg));
+	rd_kafka_conf_t *conf =
+	    kafka_conf_producer(cfg, bootstrap, "couponsd-http", kafka_conf_http_linger(cfg));
 
 	if (conf == NULL)
 		return NULL;

@@ -71,7 +71,8 @@ static void producer_linger(const char *yaml, int http, char *value, size_t size
 
 	value[0] = '\0';
 	if (cfg != NULL)
-		conf = kafka_conf_producer(cfg, "127.0.0.1:9092", "t", http ? kafka_conf_http_linger(cfg) : "1");
+		conf =
+		    kafka_conf_producer(cfg, "127.0.0.1:9092", "t", http ? kafka_conf_http_linger(cfg) : "1");
 	if (conf == NULL || rd_kafka_conf_get(conf, "linger.ms", value, &size) != RD_KAFKA_CONF_OK)
 		diag("no producer configuration for: %s", yaml);
 	if (conf != NULL)
