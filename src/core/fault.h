@@ -20,6 +20,9 @@
  *                          every HTTP worker's PostgreSQL client starts its first connect MS later,
  *                          as a slow PostgreSQL would (the worker waits for it before it accepts)
  *         spawn_fail=N     the master's next N forks fail with EAGAIN, as at a process limit
+ *         child_exit_delay=MS
+ *                          every child waits MS after its teardown before it exits, as a slow exit
+ *                          (the sanitizers' leak check) does: the window a late SIGTERM can hit
  *         consumer_crash=P the consumer of partition P exits with status 3 right after starting
  *         consumer_kill_after_gate=P
  *                          the consumer of partition P calls _exit(9) after the Redis gate of its

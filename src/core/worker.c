@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void worker_stop(worker_t *w)
@@ -219,6 +220,20 @@ static int crash_fault_armed(const worker_args_t *args)
 	return fault != NULL && fault_value(fault) == args->index;
 }
 
+/* Test builds only: a slow exit, such as the sanitizers' leak check makes, for a late SIGTERM to hit. */
+static void exit_delay_fault(void)
+{
+	long long ms = fault_value("child_exit_delay");
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 int worker_main(const worker_args_t *args)
 {
 	worker_t w;
@@ -236,6 +251,7 @@ int worker_main(const worker_args_t *args)
 	if (worker_init(&w, args) == 0)
 		rc = role_info(args->role)->main(&w);
 	worker_cleanup(&w);
+	exit_delay_fault();
 	log_debug("exiting with status %d", rc);
 	return rc;
 }

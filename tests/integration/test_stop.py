@@ -604,6 +604,34 @@ def test_sigterm_to_every_process(t):
         t.eq(alive(kids), [], "cgroup SIGTERM: no child process left")
 
 
+def test_late_sigterm_during_exit(t):
+    """A SIGTERM that reaches a child after its teardown, while it is still exiting (systemd's loop over the
+    cgroup, or the master's fallback to a channel the child already closed), leaves its clean exit clean. The
+    fault child_exit_delay holds every child 1.5 s between its teardown and its exit, as the sanitizers' leak
+    check does for a moment; before the fix, freeing the SIGTERM event gave the signal back its default action,
+    and such a SIGTERM killed a consumer that had stopped cleanly (CI, test_sigterm_to_every_process)."""
+    with harness.Daemon({"daemon": {"shutdown_timeout": "10s"}}, faults="child_exit_delay=1500", workers=1,
+                        partitions=2) as d:
+        d.start()
+        consumers = d.consumers()
+        d.signal(signal.SIGTERM)
+        stopped = harness.wait_for(lambda: all(f"[{pid}]: stopped;" in d.log() for pid in consumers.values()), 8)
+        t.ok(stopped, "late SIGTERM: both consumers stopped and are in their exit", d.log()[-2000:])
+        time.sleep(0.3)
+        for pid in consumers.values():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        rc = d.wait_exit(15)
+        log = d.log()
+        t.eq(rc, 0, "late SIGTERM: the master exits with status 0")
+        for title, pid in sorted(consumers.items()):
+            t.ok(f"(pid {pid}) exited with status 0" in log, f"late SIGTERM: {title} exited with status 0",
+                 log[-3000:])
+        t.ok("killed by signal" not in log, "late SIGTERM: no child was killed", log[-3000:])
+
+
 # Log settings are reloadable: every process, including ones forked before the master switches and the
 # embedded kafka that is never re-forked, must follow them.
 def test_log_format_follows_reload(t):
@@ -662,6 +690,7 @@ def test_log_file_follows_reload(t):
 if __name__ == "__main__":
     Tap().run(test_stop_inputs, test_graceful_keepalive, test_inflight_request_during_drain, test_shutdown_deadline,
               test_second_signal, test_no_zombies, test_master_killed, test_log_reopen, test_json_logs,
-              test_stop_during_startup, test_sigterm_to_every_process, test_log_format_follows_reload,
+              test_stop_during_startup, test_sigterm_to_every_process, test_late_sigterm_during_exit,
+              test_log_format_follows_reload,
               test_log_file_follows_reload, test_stop_drain, test_stop_drain_follower, test_stop_no_drain,
               test_stop_drain_second_signal)
