@@ -225,6 +225,49 @@ def test_fatal_error_answers_requests_in_flight(t):
         t.ok(clean, "no sanitizer report from the worker's drain and exit", text)
 
 
+def test_timed_out_produce_lets_the_user_ask_again(t):
+    """A produce that times out in flight gets 503, and what the edge wrote for it does not count: the user's
+    claim is dropped, so the same user's next request is accepted and issued once. Its PENDING status hash,
+    written beside the produce (http_issue.c) for a requestId the client never saw, carries a TTL: it
+    expires unless a consumer's outcome replaces it."""
+    if harness.REAL_KAFKA:
+        t.skip("a produce timed out in flight", "needs the embedded Kafka's rtt fault to hold it")
+        return
+    with Daemon({"kafka": {"produce_timeout": "1s"}}, workers=1, partitions=1, redis=True, postgres=True,
+                admin_token="t0ken") as d:
+        d.start()
+        coupon = d.create_coupon(5)
+        t.eq(d.ctl("kafka rtt all 2500")[0], 0, "every embedded broker answers 2.5 s late")
+        t.eq(issue_quietly(d, coupon, 77), 503, "the request whose produce timed out gets 503")
+        d.ctl("kafka rtt all 0")
+        status, body = None, {}
+        deadline = time.monotonic() + 20
+        while status != 202 and time.monotonic() < deadline:
+            try:
+                status, body, _ = d.issue(coupon, 77, timeout=10)
+            except OSError:
+                status = None
+            if status != 202:
+                time.sleep(0.2)
+        t.ok(status == 202, "the same user asks again and is accepted: the claim was dropped", (status, body))
+        rid = body.get("requestId") if isinstance(body, dict) else None
+        final = (d.wait_final(rid) or {}) if rid else {}
+        keys = d.redis.cli("--scan", "--pattern", f"{d.redis_prefix}req:*").split()
+        first = [k for k in keys if rid not in k]
+        t.ok(len(first) == 1 and int(d.redis.cli("TTL", first[0])) > 0,
+             "the timed-out request left one status hash, and it expires", first)
+        was = d.redis.cli("HGET", first[0], "status") if first else None
+        # Kafka may have appended the timed-out event before its late answer: then it is decided first.
+        t.ok((was, final.get("status"), final.get("reason")) in
+             (("PENDING", "ISSUED", None), ("ISSUED", "REJECTED", "ALREADY_ISSUED")),
+             "either the timed-out event never reached Kafka (its PENDING stays, the retry is issued) or it "
+             "did (the consumer's outcome replaced its PENDING, the retry is ALREADY_ISSUED)", (was, final))
+        t.eq(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {coupon} AND user_id = 77"), "1",
+             "one coupon for the user in PostgreSQL")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report", text)
+
+
 def test_consumer_fatal_error_replays(t):
     """The consumers' results producer is idempotent too, and librdkafka 2.0.2 can fail it fatally after a broker
     stall. The consumer of that partition cannot produce any more: it exits with status 1, the master starts a
@@ -395,7 +438,8 @@ if __name__ == "__main__":
               test_crash_loop_backs_off,
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
-              test_exit_with_request_in_flight, test_fatal_error_answers_requests_in_flight, test_consumer_fatal_error_replays,
+              test_exit_with_request_in_flight, test_fatal_error_answers_requests_in_flight,
+              test_timed_out_produce_lets_the_user_ask_again, test_consumer_fatal_error_replays,
               test_consumer_session_keepalives,
               test_migration_lock_wait_is_bounded,
               test_privilege_drop, test_pid_file_symlink_refused)
