@@ -311,6 +311,31 @@ def fencing(t, hosts, h1):
     t.eq(dict(h1.consumers()).get("couponsd: consumer partition 0"), victim,
          "it is the same process: no exit, no restart")
     check_standby_admits(t, h1, coupon_in(k, 0, 1900), 60_000_000, "h1 (owner turned standby for 0)")
+    regain(t, hosts, h1, h2, victim, app)
+
+
+def regain(t, hosts, h1, h2, victim, app):
+    """The fenced consumer wins its partition back in the same process: h2 stops gracefully, h1's consumer of
+    partition 0 (standing by since the fencing, never restarted) takes the lock again, reattaches its results
+    producer (results_reattach: a batch dropped at the loss leaves it detached) and decides partition 0's
+    requests again, from its own PostgreSQL session."""
+    k = hosts.k
+    h2.signal(signal.SIGTERM)
+    t.ok(h2.wait_exit(30) == 0, "regain: h2 stopped gracefully (exit 0)")
+    t.ok(wait_owned(hosts, {0: "h1"}, BUDGET.left(15)), "regain: h1 owns partition 0 again", owners(k))
+    t.eq(h1.consumers().get("couponsd: consumer partition 0"), victim,
+         "regain: the consumer that was fenced took it back itself (same pid)")
+    coupon = coupon_in(k, 0, 2500)
+    since = time.time()
+    rids = []
+    for user in range(70_000_000, 70_000_020):
+        st, body, _ = h1.issue(coupon, user, timeout=10)
+        rids.append(body.get("requestId") if st == 202 and isinstance(body, dict) else None)
+    finals = [(h1.wait_final(rid, BUDGET.left(20)) or {}).get("status") if rid else None for rid in rids]
+    t.ok(finals == ["ISSUED"] * len(rids), "regain: 20 new requests for partition 0 are accepted and issued",
+         finals)
+    wrote = k.sql(f"SELECT count(*) FROM test_writers WHERE app = '{app}' AND at >= to_timestamp({since})")
+    t.eq(wrote[0][0], str(len(rids)), "regain: written by h1's consumer of partition 0 (its session's rows)")
 
 
 if __name__ == "__main__":
