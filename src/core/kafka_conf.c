@@ -130,14 +130,16 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 /*
  * A 202 waits for its delivery report, so the HTTP producer lingers little.
  * On the embedded mock 1 ms is best (bench: 3.8k/s against 3.1k/s at 64
- * connections for librdkafka's 5 ms, p50 2 ms against 6). On real brokers a
- * batch of one message per ProduceRequest meets acks=all's replication
- * round trip: once five requests to a leader are in flight (idempotence's
- * cap), librdkafka 2.0.2's broker thread polls with a zero timeout until an
- * answer comes, and spends more CPU than the whole request path (300 202s/s:
- * ~650 polls per message, 1.1 ms of worker CPU per 202 at 1 ms, 0.27 ms at
- * 10 ms). 5 ms fills batches enough to stay under the cap at a flash sale's
- * rates for up to 5 ms more per 202 (docs/performance.md, round 2d).
+ * connections for librdkafka's 5 ms, p50 2 ms against 6). On real brokers
+ * acks=all takes a replication round trip, and librdkafka 2.0.2 (through
+ * 2.6) makes no new ProduceRequest for a partition while five of its
+ * *messages* await acks (idempotence's cap, compared with a message count),
+ * yet its broker thread's wake-up, the first queued message + linger.ms, has
+ * passed: it polls with a zero timeout until an answer comes, spending more
+ * CPU than the whole request path (300 202s/s: ~650 polls per message, 1.1 ms
+ * of worker CPU per 202 at 1 ms). A longer linger moves that wake-up past
+ * most answers and gathers more messages per request; 5 ms costs up to 5 ms
+ * more per 202 (docs/performance.md, round 2d).
  */
 const char *kafka_conf_http_linger(const config_t *cfg)
 {
