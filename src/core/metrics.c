@@ -333,6 +333,10 @@ static int render_counters(struct evbuffer *out, const metrics_slot_t *t)
 	reloads[1] = total(t, M_RELOADS_REFUSED);
 	rc |= render_one(out, "couponsd_kafka_produce_errors_total",
 	                 "Issue events Kafka did not take (503 or 429).", total(t, M_KAFKA_PRODUCE_ERRORS));
+	rc |=
+	    render_one(out, "couponsd_kafka_produce_held_total",
+	               "Issue events that waited in an HTTP worker for their partition's earlier deliveries.",
+	               total(t, M_KAFKA_PRODUCE_HELD));
 	rc |= render_one(out, "couponsd_issued_total", "Requests decided ISSUED.", total(t, M_ISSUED));
 	rc |= render_counter(out, "couponsd_rejected_total", "Requests decided REJECTED, by reason.",
 	                     "reason", reasons, rejected, 4);

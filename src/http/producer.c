@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* producer.c: the HTTP worker's Kafka producer, driven by the worker's event loop. */
 #include "http/producer.h"
+#include "http/produce_gate.h"
 
+#include "core/admission.h"
 #include "core/kafka_conf.h"
 #include "core/kafka_queue.h"
 #include "core/kafka_topics.h"
@@ -15,8 +17,22 @@
 #include <string.h>
 
 #define POLL_SAFETY_MS 100
+/* Held messages per producer past which producer_send() answers PRODUCE_FULL, as librdkafka's own
+ * queue.buffering.max.messages does (its default). */
+#define HELD_MAX 100000
 /* How long a starting worker waits for Kafka's first answer (see await_brokers()). */
 #define STARTUP_METADATA_MS 1000
+
+/* One message on its way: whom to tell when its delivery report arrives, and, while it is held, the
+ * message itself (topic, key, value) in data[]. */
+typedef struct {
+	gate_msg_t
+	    gm; /* first: the gate's bookkeeping (produce_gate.h); gm.since_us starts the produce timer */
+	produce_fn fn;
+	void *arg;
+	size_t topic_len, key_len, len;
+	char data[];
+} produce_request_t;
 
 struct producer {
 	rd_kafka_t *rk;
@@ -30,30 +46,33 @@ struct producer {
 	                     (producer_arm_fatal_fault) */
 	producer_fatal_fn on_fatal;
 	void *on_fatal_arg;
+	gates_t gates; /* one per partition of kafka.partitions */
 };
 
-/* One message on its way: whom to tell when its delivery report arrives. */
-typedef struct {
-	produce_fn fn;
-	void *arg;
-	int64_t sent_us; /* for the produce latency histogram */
-} produce_request_t;
+static void release(producer_t *p, gate_t *g);
+static void expire(producer_t *p);
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+	producer_t *p = opaque;
 	produce_request_t *d = m->_private;
+	gate_t *g;
 
 	if (d == NULL)
 		return;
-	metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->sent_us);
-	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
-		log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
-		         rd_kafka_err2str(m->err));
+	g = &p->gates.gates[d->gm.gate];
+	if (gate_reported(g, &d->gm)) {
+		metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->gm.since_us);
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+			log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+			         rd_kafka_err2str(m->err));
+		}
+		d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition,
+		      m->offset, d->arg);
 	}
-	d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition,
-	      m->offset, d->arg);
 	free(d);
+	release(p, g);
 }
 
 /*
@@ -120,6 +139,7 @@ static void serve(void *arg)
 
 	while (rd_kafka_poll(p->rk, 0) > 0)
 		;
+	expire(p);
 }
 
 /* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
@@ -192,6 +212,10 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		return NULL;
 	p->cfg = cfg;
 	kafka_topics_init(&p->topic_state);
+	if (gates_init(&p->gates, cfg->kafka_partitions) != 0) {
+		free(p);
+		return NULL;
+	}
 	conf = producer_conf(p, cfg, bootstrap);
 	if (conf != NULL && (p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
 		log_error("cannot create the Kafka producer: %s", err);
@@ -208,24 +232,119 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 	return p;
 }
 
+/* Gives one message to librdkafka (it copies it); the error as rd_kafka_producev() returns it. */
+static rd_kafka_resp_err_t hand_over(producer_t *p, produce_request_t *d, const char *topic, const char *key,
+                                     const char *value)
+{
+	rd_kafka_resp_err_t err =
+	    rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, d->key_len),
+	                      RD_KAFKA_V_VALUE((void *)value, d->len),
+	                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		gate_sent(&p->gates.gates[d->gm.gate], &d->gm);
+	else
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+	return err;
+}
+
+/* A request that was held: its caller hears PRODUCE_FAILED (503). */
+static void fail(produce_request_t *d)
+{
+	d->fn(PRODUCE_FAILED, -1, -1, d->arg);
+}
+
+/* Under the window again: everything held for the partition goes, oldest first, to make one request. */
+static void release(producer_t *p, gate_t *g)
+{
+	produce_request_t *d;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	long failed = 0;
+
+	if (!gate_may_release(g))
+		return;
+	while ((d = (produce_request_t *)gate_pop_held(&p->gates, g)) != NULL) {
+		const char *topic = d->data, *key = topic + d->topic_len + 1;
+		rd_kafka_resp_err_t e = hand_over(p, d, topic, key, key + d->key_len + 1);
+
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			err = e;
+			failed++;
+			fail(d);
+			free(d);
+		}
+	}
+	if (failed > 0)
+		log_warn("kafka produce: %ld held messages refused: %s", failed, rd_kafka_err2str(err));
+}
+
+static void on_expired(gate_msg_t *m, void *arg)
+{
+	produce_request_t *d = (produce_request_t *)m;
+
+	(void)arg;
+	metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+	fail(d);
+	if (m->state == GATE_HELD)
+		free(d); /* an orphan is freed at its delivery report */
+}
+
+/* Run every 100 ms: a held request's wait counts against its kafka.produce_timeout. */
+static void expire(producer_t *p)
+{
+	long n =
+	    gates_expire(&p->gates, clock_mono_us() - p->cfg->kafka_produce_timeout * 1000, on_expired, p);
+
+	if (n > 0)
+		log_warn("kafka produce: %ld requests waited kafka.produce_timeout behind their partition's "
+		         "earlier "
+		         "deliveries; answered as failed",
+		         n);
+}
+
+/* A copy of the message, to hold it (its request is answered long after the caller's buffers are gone). */
+static produce_request_t *request_new(const char *topic, const char *key, const char *value, size_t len)
+{
+	size_t topic_len = strlen(topic), key_len = strlen(key);
+	produce_request_t *d = malloc(sizeof(*d) + topic_len + key_len + len + 2);
+
+	if (d == NULL)
+		return NULL;
+	memset(d, 0, sizeof(*d));
+	d->topic_len = topic_len;
+	memcpy(d->data, topic, topic_len + 1);
+	memcpy(d->data + topic_len + 1, key, key_len + 1);
+	memcpy(d->data + topic_len + key_len + 2, value, len);
+	return d;
+}
+
 produce_result_t producer_send(producer_t *p, const char *topic, const char *key, const char *value,
                                size_t len, produce_fn fn, void *arg)
 {
-	produce_request_t *d = malloc(sizeof(*d));
+	size_t key_len = strlen(key);
+	gate_t *g = gates_of(&p->gates, admission_partition(key, key_len, p->cfg->kafka_partitions));
+	int wait = gate_must_hold(g);
+	produce_request_t *d;
 	rd_kafka_resp_err_t err;
 
+	if (wait && p->gates.held >= HELD_MAX) {
+		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		return PRODUCE_FULL;
+	}
+	d = wait ? request_new(topic, key, value, len) : calloc(1, sizeof(*d));
 	if (d == NULL)
 		return PRODUCE_FAILED;
 	d->fn = fn;
 	d->arg = arg;
-	d->sent_us = clock_mono_us();
-	err =
-	    rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-	                      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	                      RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+	d->key_len = key_len;
+	d->len = len;
+	d->gm.since_us = clock_mono_us();
+	d->gm.gate = (int)(g - p->gates.gates);
+	if (wait) {
+		metrics_inc(M_KAFKA_PRODUCE_HELD);
+		gate_hold(&p->gates, g, &d->gm);
+	} else if ((err = hand_over(p, d, topic, key, value)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		free(d);
-		metrics_inc(M_KAFKA_PRODUCE_ERRORS);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return PRODUCE_FULL;
 		log_warn("kafka produce to %s: %s", topic, rd_kafka_err2str(err));
@@ -275,5 +394,14 @@ void producer_free(producer_t *p, int timeout_ms)
 			         rd_kafka_outq_len(p->rk));
 		rd_kafka_destroy(p->rk);
 	}
+	for (int i = 0; p->gates.gates != NULL && i < p->gates.count; i++) {
+		produce_request_t *d;
+
+		while ((d = (produce_request_t *)gate_pop_held(&p->gates, &p->gates.gates[i])) != NULL) {
+			fail(d);
+			free(d);
+		}
+	}
+	gates_fini(&p->gates);
 	free(p);
 }

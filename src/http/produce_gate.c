@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* produce_gate.c: flow control per partition in front of the HTTP worker's producer (see produce_gate.h). */
+#include "http/produce_gate.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+int gates_init(gates_t *gs, int count)
+{
+	gs->count = count > 0 ? count : 1;
+	gs->held = 0;
+	gs->gates = calloc((size_t)gs->count, sizeof(gate_t));
+	return gs->gates == NULL ? -1 : 0;
+}
+
+void gates_fini(gates_t *gs)
+{
+	free(gs->gates);
+	gs->gates = NULL;
+	gs->count = 0;
+}
+
+gate_t *gates_of(gates_t *gs, int partition)
+{
+	return &gs->gates[partition >= 0 && partition < gs->count ? partition : 0];
+}
+
+static void append(gate_msg_t **head, gate_msg_t **tail, gate_msg_t *m)
+{
+	m->next = NULL;
+	m->prev = *tail;
+	if (*tail != NULL)
+		(*tail)->next = m;
+	else
+		*head = m;
+	*tail = m;
+}
+
+static void unlink_msg(gate_msg_t **head, gate_msg_t **tail, gate_msg_t *m)
+{
+	if (m->prev != NULL)
+		m->prev->next = m->next;
+	else
+		*head = m->next;
+	if (m->next != NULL)
+		m->next->prev = m->prev;
+	else
+		*tail = m->prev;
+	m->next = m->prev = NULL;
+}
+
+int gate_must_hold(const gate_t *g)
+{
+	return g->held_head != NULL || g->outstanding >= GATE_WINDOW;
+}
+
+void gate_hold(gates_t *gs, gate_t *g, gate_msg_t *m)
+{
+	m->gate = (int)(g - gs->gates);
+	m->state = GATE_HELD;
+	append(&g->held_head, &g->held_tail, m);
+	gs->held++;
+}
+
+int gate_may_release(const gate_t *g)
+{
+	return g->held_head != NULL && g->outstanding < GATE_WINDOW;
+}
+
+gate_msg_t *gate_pop_held(gates_t *gs, gate_t *g)
+{
+	gate_msg_t *m = g->held_head;
+
+	if (m != NULL) {
+		unlink_msg(&g->held_head, &g->held_tail, m);
+		gs->held--;
+	}
+	return m;
+}
+
+void gate_sent(gate_t *g, gate_msg_t *m)
+{
+	g->outstanding++;
+	if (m->state == GATE_HELD) {
+		m->state = GATE_LATE;
+		append(&g->late_head, &g->late_tail, m);
+	} else {
+		m->state = GATE_SENT;
+	}
+}
+
+int gate_reported(gate_t *g, gate_msg_t *m)
+{
+	g->outstanding--;
+	if (m->state == GATE_LATE)
+		unlink_msg(&g->late_head, &g->late_tail, m);
+	return m->state != GATE_ORPHAN;
+}
+
+/* Both lists are in deadline order (held ones are released in order), so each scan stops at the first
+ * message still in time. */
+long gates_expire(gates_t *gs, int64_t cutoff_us, gate_expired_fn fn, void *arg)
+{
+	long n = 0;
+
+	for (int i = 0; i < gs->count; i++) {
+		gate_t *g = &gs->gates[i];
+
+		while (g->late_head != NULL && g->late_head->since_us <= cutoff_us) {
+			gate_msg_t *m = g->late_head;
+
+			unlink_msg(&g->late_head, &g->late_tail, m);
+			m->state = GATE_ORPHAN;
+			fn(m, arg);
+			n++;
+		}
+		while (g->held_head != NULL && g->held_head->since_us <= cutoff_us) {
+			fn(gate_pop_held(gs, g), arg);
+			n++;
+		}
+	}
+	return n;
+}
