@@ -26,8 +26,8 @@
 /* One message on its way: whom to tell when its delivery report arrives, and, while it is held, the
  * message itself (topic, key, value) in data[]. */
 typedef struct {
-	gate_msg_t
-	    gm; /* first: the gate's bookkeeping (produce_gate.h); gm.since_us starts the produce timer */
+	/* First: the gate's bookkeeping (produce_gate.h); gm.since_us starts the produce timer. */
+	gate_msg_t gm;
 	produce_fn fn;
 	void *arg;
 	size_t topic_len, key_len, len;
