@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/plot.gp: rate and latency over time for one benchmark run (bench/run.py writes the data files).
 #   gnuplot -e "datadir='DIR'; output='FILE.png'; title='...'" bench/plot.gp
 # DIR/ceiling.dat, DIR/couponsd.dat, DIR/peer.dat (empty without the peer): x_s responses/s 2xx/s 409/s p50_ms p99_ms (one row per 250 ms)

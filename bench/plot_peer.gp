@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/plot_peer.gp: couponsd against the peer, one cluster of bars per Kafka (bench/peer_plot.py writes the data).
 #   gnuplot -e "datafile='FILE.dat'; output='FILE.png'; title='...'" bench/plot_peer.gp
 # FILE.dat, one row per run: "kafka" then couponsd/peer pairs: hot 202/s, hot 202 p99 ms, sell-out s,

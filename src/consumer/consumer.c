@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/kafka_conf.h"
 #include "core/kafka_queue.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -105,6 +106,8 @@ typedef struct {
 	int delivering;      /* the batch waits for delivery reports (deliver_ev is its deadline) */
 	int64_t retry_ms;    /* current back-off; 0 after a success */
 	int64_t next_offset; /* the offset the next message should have; -1 while unknown */
+	int64_t committed;   /* the group's committed offset here, as read at the assignment and then
+	                        reported by each commit of ours; -1 while unknown (store_prune) */
 	int assigned;        /* the partition is assigned (see try_assign()) */
 	int64_t grace_until_ms;
 	ownership_t own;
@@ -442,7 +445,7 @@ static void on_prune(evutil_socket_t fd, short what, void *arg)
 	int64_t until = clock_mono_ms() + c->cfg->daemon_worker_timeout / 4;
 
 	for (int i = 0; i < PRUNE_MAX_STATEMENTS && clock_mono_ms() < until; i++) {
-		if (store_prune(c->store, &deleted) != 0)
+		if (store_prune(c->store, c->committed, &deleted) != 0)
 			break;
 		total += deleted;
 		if (deleted < 10000)
@@ -541,6 +544,7 @@ static int try_assign(consumer_t *c, int timeout_ms) /* 0: assigned, 1: try agai
 
 	if (committed_offset(c, timeout_ms, &offset) != 0)
 		return 1;
+	c->committed = offset;
 	if (offset >= 0)
 		c->next_offset = offset;
 	else
@@ -611,6 +615,7 @@ static void stop_consuming(consumer_t *c)
 		          rd_kafka_err2str(err));
 	c->assigned = 0;
 	c->next_offset = -1;
+	c->committed = -1;
 	metrics_set_lag(c->partition, -1);
 }
 
@@ -727,6 +732,27 @@ static void on_owner_check(evutil_socket_t fd, short what, void *arg)
 	add_timer(c->owner_ev, c->owner_poll_ms);
 }
 
+/*
+ * Auto commit's reports: how far a replay can reach back (it starts at the
+ * committed offset), which bounds what on_prune() may delete.
+ */
+static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                         void *opaque)
+{
+	consumer_t *c = opaque;
+
+	(void)rk;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || offsets == NULL || !c->assigned)
+		return;
+	for (int i = 0; i < offsets->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+
+		if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && tp->partition == c->partition &&
+		    strcmp(tp->topic, c->cfg->kafka_topic) == 0 && tp->offset > c->committed)
+			c->committed = tp->offset;
+	}
+}
+
 static int consumer_create(consumer_t *c)
 {
 	rd_kafka_conf_t *conf = kafka_conf_consumer(c->cfg, c->w->args.kafka_bootstrap, c->partition);
@@ -734,6 +760,8 @@ static int consumer_create(consumer_t *c)
 
 	if (conf == NULL)
 		return -1;
+	rd_kafka_conf_set_opaque(conf, c);
+	rd_kafka_conf_set_offset_commit_cb(conf, on_committed);
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
 	if (c->rk == NULL) {
 		log_error("cannot create the Kafka consumer: %s", err);
@@ -764,7 +792,8 @@ static int events_start(consumer_t *c)
 	    c->assign_ev == NULL)
 		return -1;
 	add_timer(c->poll_ev, POLL_SAFETY_MS);
-	add_timer(c->prune_ev, PRUNE_EVERY_MS);
+	add_timer(c->prune_ev, fault_value("consumer_prune_every") > 0 ? fault_value("consumer_prune_every")
+	                                                               : PRUNE_EVERY_MS);
 	return 0;
 }
 
@@ -913,6 +942,7 @@ int consumer_main(worker_t *w)
 	c->cfg = w->args.cfg;
 	c->partition = w->args.index;
 	c->next_offset = -1;
+	c->committed = -1;
 	c->seen_accepted = -1;
 	c->owner_poll_ms = c->cfg->daemon_takeover_poll;
 	w->ctx = c;

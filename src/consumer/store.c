@@ -72,11 +72,15 @@ static const char update_sql[] = "UPDATE coupons SET remaining = coupons.remaini
                                  " FROM unnest($1::bigint[], $2::int[]) AS d(id, k) WHERE coupons.id = d.id"
                                  " RETURNING coupons.id, coupons.remaining";
 
-/* Every rejection too, so a REJECTED status can be rebuilt when Redis forgot it; the first decision stays. */
+/*
+ * Every rejection too, so a REJECTED status can be rebuilt when Redis forgot
+ * it; the first decision stays. Its offset says when a replay can no longer
+ * bring it back (prune_sql).
+ */
 static const char reject_sql[] =
     "INSERT INTO rejected_requests (request_id, coupon_id, user_id, reason, accepted_at,"
-    " kafka_partition) SELECT r, c, u, w, a, $6::int FROM unnest($1::uuid[],"
-    " $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[]) AS t(r, c, u, w, a)"
+    " kafka_offset, kafka_partition) SELECT r, c, u, w, a, o, $7::int FROM unnest($1::uuid[],"
+    " $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::bigint[]) AS t(r, c, u, w, a, o)"
     " ON CONFLICT (request_id) DO NOTHING";
 
 /* A request decided REJECTED before keeps that decision when it is replayed (the first decision is final). */
@@ -92,10 +96,17 @@ static const char rejected_sql[] = "SELECT request_id::text, reason FROM rejecte
 static const char stock_page_sql[] = "SELECT id, remaining, ends_at IS NULL OR ends_at > now() FROM coupons"
                                      " WHERE id > $1::bigint ORDER BY id LIMIT $2::int";
 
-/* Bounded, so one run never outlasts statement_timeout however much piled up. */
+/*
+ * Rejections older than issue.result_ttl whose events are below the
+ * committed offset ($3): a replay starts there, so one at or above it may
+ * still come back, and must find its first decision. Rows from before
+ * migration 0005 have no offset: by age alone. Bounded, so one run never
+ * outlasts statement_timeout however much piled up.
+ */
 static const char prune_sql[] = "DELETE FROM rejected_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
                                 " rejected_requests WHERE kafka_partition = $1::int AND decided_at < now() -"
-                                " $2::bigint * interval '1 millisecond' LIMIT 10000))";
+                                " $2::bigint * interval '1 millisecond' AND (kafka_offset IS NULL OR"
+                                " kafka_offset < $3::bigint) LIMIT 10000))";
 
 /*
  * Right after the lock is taken, in the same session: who owns the partition
@@ -169,6 +180,9 @@ static void buf_int(buf_t *b, long long v)
 	buf_printf(b, "%s%lld", b->len > 1 ? "," : "", v);
 }
 
+/* Array parameters a statement is built from (the rejections' insert takes the most). */
+#define STORE_ARGS 6
+
 struct store {
 	const config_t *cfg;
 	int partition;
@@ -183,7 +197,7 @@ struct store {
 	decide_facts_t facts;      /* what the batch's lookups found */
 	decision_t *decisions;     /* per item */
 	store_coupon_t *out;       /* the batch's coupons and their remaining after the commit */
-	buf_t arg[5];
+	buf_t arg[STORE_ARGS];
 };
 
 int32_t store_lock_key(const char *topic)
@@ -232,7 +246,7 @@ void store_free(store_t *s)
 	free(s->facts.rejected);
 	free(s->decisions);
 	free(s->out);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < STORE_ARGS; i++)
 		free(s->arg[i].data);
 	free(s);
 }
@@ -727,10 +741,10 @@ static void read_remaining(store_t *s, const PGresult *res)
 static void send_rejections(store_t *s, pg_pipeline_t *p, const item_t *items, int n)
 {
 	char partition[16], at[32];
-	const char *params[6];
+	const char *params[7];
 	int rejected = 0;
 
-	for (int a = 0; a < 5; a++)
+	for (int a = 0; a < 6; a++)
 		buf_reset(&s->arg[a]);
 	for (int i = 0; i < n; i++) {
 		const issue_event_t *ev = &items[i].status.event;
@@ -741,17 +755,21 @@ static void send_rejections(store_t *s, pg_pipeline_t *p, const item_t *items, i
 		add_request(s, ev);
 		buf_element(&s->arg[3], status_reason_name(s->decisions[i].reason));
 		buf_element(&s->arg[4], at);
+		if (items[i].msg != NULL)
+			buf_int(&s->arg[5], (long long)items[i].msg->offset);
+		else
+			buf_printf(&s->arg[5], "%sNULL", s->arg[5].len > 1 ? "," : "");
 		rejected++;
 	}
-	if (close_args(s, 5, params) != 0) {
+	if (close_args(s, 6, params) != 0) {
 		pg_pipeline_fail(p);
 		return;
 	}
 	if (rejected == 0)
 		return;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
-	params[5] = partition;
-	pg_pipeline_send(p, "insert rejected", "couponsd_reject", 6, params, PGRES_COMMAND_OK);
+	params[6] = partition;
+	pg_pipeline_send(p, "insert rejected", "couponsd_reject", 7, params, PGRES_COMMAND_OK);
 }
 
 /*
@@ -863,10 +881,10 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overl
 	return STORE_OK;
 }
 
-int store_prune(store_t *s, int *deleted)
+int store_prune(store_t *s, int64_t committed, int *deleted)
 {
-	char partition[16], ttl[24];
-	const char *params[] = {partition, ttl};
+	char partition[16], ttl[24], below[24];
+	const char *params[] = {partition, ttl, below};
 	PGresult *res;
 
 	*deleted = 0;
@@ -874,7 +892,8 @@ int store_prune(store_t *s, int *deleted)
 		return -1;
 	snprintf(partition, sizeof(partition), "%d", s->partition);
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)s->cfg->issue_result_ttl);
-	res = run(s, "prune rejected", PQexecPrepared(s->conn, "couponsd_prune", 2, params, NULL, NULL, 0),
+	snprintf(below, sizeof(below), "%lld", (long long)(committed > 0 ? committed : 0));
+	res = run(s, "prune rejected", PQexecPrepared(s->conn, "couponsd_prune", 3, params, NULL, NULL, 0),
 	          PGRES_COMMAND_OK);
 	if (res == NULL) {
 		if (PQstatus(s->conn) != CONNECTION_OK)

@@ -77,9 +77,11 @@ store_rc_t store_commit(store_t *s, item_t *items, int n, store_overlap_fn overl
 
 /*
  * Deletes up to 10000 of this partition's rejected_requests rows older than
- * issue.result_ttl (call after store_ensure). 0 with *deleted, or -1.
+ * issue.result_ttl whose events are below committed, the consumer group's
+ * committed offset (a replay starts there; 0 or less when unknown: only rows
+ * without an offset go). Call after store_ensure. 0 with *deleted, or -1.
  */
-int store_prune(store_t *s, int *deleted);
+int store_prune(store_t *s, int64_t committed, int *deleted);
 
 /*
  * The stock check (stock_check.c): one page of at most limit coupons with

@@ -35,6 +35,8 @@
  *                          the results producer of partition P's consumer raises a fatal error
  *                          (rd_kafka_test_fatal_error) once a batch's results are queued; once per
  *                          Redis database (marker <prefix>fault:consumer_kafka_fatal, as above)
+ *         consumer_prune_every=MS
+ *                          every consumer prunes old rejections every MS instead of once a minute
  *         consumer_fail_commit_ahead=P
  *                          the first transaction of partition P's consumer that runs while the next
  *                          batch is already gated in Redis (src/consumer/consumer.c, pregate()) fails
