@@ -119,9 +119,7 @@ static void serve(void *arg)
  * Nothing flushes this producer any more: a batch's results leave after
  * linger.ms: 1 ms here, set before kafka.producer's overrides (an operator's
  * larger value delays each batch's end, and so the next batch, but never a
- * client's answer: the Redis status is written first). The HTTP producer's
- * reason for more on real brokers (kafka_conf_http_linger) does not apply:
- * a batch's results leave as one burst, and its next batch waits for them.
+ * client's answer: the Redis status is written first).
  */
 static rd_kafka_t *producer_create(results_t *r, const char *bootstrap, int partition)
 {

@@ -19,6 +19,9 @@
  *         http_pg_connect_delay=MS
  *                          every HTTP worker's PostgreSQL client starts its first connect MS later,
  *                          as a slow PostgreSQL would (the worker waits for it before it accepts)
+ *         http_produce_gate=1
+ *                          the HTTP producers hold events behind librdkafka's idempotence window
+ *                          (produce_gate.h) on the embedded cluster too, as on real brokers
  *         spawn_fail=N     the master's next N forks fail with EAGAIN, as at a process limit
  *         child_exit_delay=MS
  *                          every child waits MS after its teardown before it exits, as a slow exit

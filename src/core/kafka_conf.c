@@ -2,6 +2,8 @@
 /* kafka_conf.c: librdkafka configuration built from couponsd's config. */
 #include "core/kafka_conf.h"
 
+#include "core/fault.h"
+
 #include "core/log.h"
 
 #include <stdio.h>
@@ -111,8 +113,8 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 	 * replica has the message, exactly once and in order per partition.
 	 * murmur2_random is the Java client's partitioner, so JVM producers and
 	 * couponsd put one coupon's events in the same partition. linger.ms is
-	 * the caller's (kafka_conf_http_linger() says why it differs), set
-	 * before kafka.producer so that an operator's value wins.
+	 * the caller's (both take 1 ms: a 202, and a batch's end, wait for it),
+	 * set before kafka.producer so that an operator's value wins.
 	 */
 	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
 	    kafka_conf_set(conf, "client.id", client_id) != 0 || kafka_conf_set(conf, "acks", "all") != 0 ||
@@ -128,20 +130,17 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 }
 
 /*
- * A 202 waits for its delivery report, so the HTTP producer lingers little.
- * On the embedded mock 1 ms is best (bench: 3.8k/s against 3.1k/s at 64
- * connections for librdkafka's 5 ms, p50 2 ms against 6). On real brokers
- * acks=all takes a replication round trip, and librdkafka 2.0.2 (through
- * 2.6) makes no new ProduceRequest for a partition while five of its
- * *messages* await acks (idempotence's cap, compared with a message count),
- * yet its broker thread's wake-up, the first queued message + linger.ms, has
- * passed: it polls with a zero timeout until an answer comes, spending more
- * CPU than the whole request path (300 202s/s: ~650 polls per message, 1.1 ms
- * of worker CPU per 202 at 1 ms). A longer linger moves that wake-up past
- * most answers and gathers more messages per request; 5 ms costs up to 5 ms
- * more per 202 (docs/performance.md, round 2d).
+ * librdkafka 2.0.2 (through 2.6) makes no ProduceRequest for a partition
+ * while five of its messages await acks, yet its broker thread spins until
+ * the answer (produce_gate.h). On real brokers, where an ack takes a
+ * replication round trip, that spin took more CPU than the whole request
+ * path, so the HTTP producer holds a partition's next events itself while
+ * five are unreported. On the embedded mock the acks come at once, the
+ * spin is rare, and holding costs a trip through the worker's loop per
+ * batch (a hot partition's 202s: 20-30 % fewer): not there, unless a test
+ * build asks (fault http_produce_gate). docs/performance.md, round 2e.
  */
-const char *kafka_conf_http_linger(const config_t *cfg)
+int kafka_conf_http_gated(const config_t *cfg)
 {
-	return strcmp(cfg->kafka_brokers, "embedded") == 0 ? "1" : "5";
+	return strcmp(cfg->kafka_brokers, "embedded") != 0 || fault_value("http_produce_gate") > 0;
 }

@@ -23,8 +23,9 @@ rd_kafka_conf_t *kafka_conf_consumer(const config_t *cfg, const char *bootstrap,
 rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap, const char *client_id,
                                      const char *linger_ms);
 
-/* The HTTP producer's default linger.ms: "1" on the embedded cluster, "5" on real brokers. */
-const char *kafka_conf_http_linger(const config_t *cfg);
+/* Whether the HTTP producer holds events behind librdkafka's idempotence window (produce_gate.h): on real
+ * brokers. */
+int kafka_conf_http_gated(const config_t *cfg);
 
 /* Sets one property, logging librdkafka's reason when it refuses. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value);

@@ -47,6 +47,7 @@ struct producer {
 	producer_fatal_fn on_fatal;
 	void *on_fatal_arg;
 	gates_t gates; /* one per partition of kafka.partitions */
+	int gated;     /* hold events behind the window (kafka_conf_http_gated()); else only count them */
 };
 
 static void release(producer_t *p, gate_t *g);
@@ -145,8 +146,7 @@ static void serve(void *arg)
 /* The shared producer settings (kafka_conf.c) plus what the HTTP worker needs: callbacks and statistics. */
 static rd_kafka_conf_t *producer_conf(producer_t *p, const config_t *cfg, const char *bootstrap)
 {
-	rd_kafka_conf_t *conf =
-	    kafka_conf_producer(cfg, bootstrap, "couponsd-http", kafka_conf_http_linger(cfg));
+	rd_kafka_conf_t *conf = kafka_conf_producer(cfg, bootstrap, "couponsd-http", "1");
 
 	if (conf == NULL)
 		return NULL;
@@ -212,6 +212,7 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		return NULL;
 	p->cfg = cfg;
 	kafka_topics_init(&p->topic_state);
+	p->gated = kafka_conf_http_gated(cfg);
 	if (gates_init(&p->gates, cfg->kafka_partitions) != 0) {
 		free(p);
 		return NULL;
@@ -323,7 +324,7 @@ produce_result_t producer_send(producer_t *p, const char *topic, const char *key
 {
 	size_t key_len = strlen(key);
 	gate_t *g = gates_of(&p->gates, admission_partition(key, key_len, p->cfg->kafka_partitions));
-	int wait = gate_must_hold(g);
+	int wait = p->gated && gate_must_hold(g);
 	produce_request_t *d;
 	rd_kafka_resp_err_t err;
 

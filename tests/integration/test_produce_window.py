@@ -3,7 +3,9 @@
 five of a partition's events await their delivery reports, the next ones wait in the worker, in order, and go to
 librdkafka together when a report comes (librdkafka 2.0.2 would otherwise spin on them, docs/performance.md
 round 2e). Held events must keep their order, all reach Kafka, and fail with 503 like librdkafka's own when
-they wait kafka.produce_timeout."""
+they wait kafka.produce_timeout. The gate is on for real brokers; on the embedded mock only with the test-build
+fault http_produce_gate (its acks come at once, and holding would cost a loop turn per batch), which these
+tests set."""
 import re
 import threading
 import time
@@ -13,6 +15,7 @@ from harness import Daemon, issue_burst, issue_pipelined, kafka_consume, parse_j
 from tap import Tap
 
 TOKEN = "produce-window-token"
+GATE = "http_produce_gate=1"
 
 
 def metric(d, name):
@@ -24,7 +27,7 @@ def test_held_events_keep_their_order(t):
     """3,000 users pipelined 16 deep on 16 connections to one worker, one coupon, one partition: a loop turn's
     claims produce dozens of events at once, so most are held. All are issued, and the partition's log has them
     in the order the worker accepted them (acceptedAt never goes back)."""
-    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1, faults=GATE,
                 overrides={"issue": {"max_pending": 100000}}) as d:
         d.start()
         wait_for(lambda: d.get("/readyz")[0] == 200, 20)
@@ -60,7 +63,7 @@ def test_held_events_time_out(t):
         t.skip("held events time out", "needs the embedded Kafka's rtt fault to hold the first ones")
         return
     with Daemon({"kafka": {"produce_timeout": "2s"}}, workers=1, partitions=1, redis=True, postgres=True,
-                admin_token=TOKEN) as d:
+                admin_token=TOKEN, faults=GATE) as d:
         d.start()
         c = d.create_coupon(1000)
         users = list(range(500, 540))
@@ -105,5 +108,20 @@ def test_held_events_time_out(t):
         t.ok(clean, "no sanitizer report", text)
 
 
+def test_embedded_default_holds_nothing(t):
+    """Without the fault, the embedded cluster's HTTP producer gives every event to librdkafka at once."""
+    if harness.REAL_KAFKA:
+        t.skip("the embedded default", "on real brokers the gate is always on (test_held_events_keep_their_order)")
+        return
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                overrides={"issue": {"max_pending": 100000}}) as d:
+        d.start()
+        wait_for(lambda: d.get("/readyz")[0] == 200, 20)
+        c = d.create_coupon(1_000_000, name="not held")
+        results = issue_pipelined(d.port, c, list(range(1, 1001)), conns=16, depth=16)
+        t.eq(sum(1 for _, st, _, _ in results if st == 202), 1000, "every user is accepted")
+        t.eq(metric(d, "couponsd_kafka_produce_held_total"), 0, "no event was held")
+
+
 if __name__ == "__main__":
-    Tap().run(test_held_events_keep_their_order, test_held_events_time_out)
+    Tap().run(test_held_events_keep_their_order, test_held_events_time_out, test_embedded_default_holds_nothing)
