@@ -56,13 +56,16 @@ static void hand_over(msg_t *m)
 static void rk_serve(int p)
 {
 	rk_part_t *r = &rk[p];
+	size_t n;
 
 	if (r->queued > 0 && r->inflight >= GATE_WINDOW)
 		spin_states++; /* librdkafka 2.0.2 would poll with a zero timeout here */
-	if (r->queued == 0 || r->inflight >= GATE_WINDOW || r->nreqs == MAX_REQS)
+	if (r->queued <= 0 || r->queued > MSGS || r->inflight >= GATE_WINDOW || r->nreqs == MAX_REQS)
 		return;
-	r->reqs[r->nreqs] = malloc(sizeof(msg_t *) * (size_t)r->queued);
-	for (int i = 0; i < r->queued; i++)
+	n = (size_t)r->queued;
+	if ((r->reqs[r->nreqs] = malloc(sizeof(msg_t *) * n)) == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
 		r->reqs[r->nreqs][i] = r->queue[i];
 	r->req_len[r->nreqs++] = r->queued;
 	r->inflight += r->queued;
