@@ -3,11 +3,14 @@
 ...'`, test builds only): brokers down and back, all of them down longer than kafka.produce_timeout, and
 Produce requests failing with injected errors; invariants 1-5 hold after each. test_stall_keeps_heartbeat: a
 consumer waiting for stalled delivery reports keeps its heartbeat (the watchdog kills none)."""
+import json
 import re
+import time
+import uuid
 
 import chaos
 from chaos import CONSUMER_KILLED, chaos_daemon, log_count, scenario
-from harness import REAL_KAFKA, Daemon
+from harness import REAL_KAFKA, Daemon, iso_time, kafka_produce
 from tap import Tap
 
 
@@ -107,15 +110,25 @@ def test_stall_keeps_heartbeat(t):
     seen = {}
 
     def fault(f):
+        # A coupon of its own for events produced straight into Kafka (not the sale's: no 202 stands for them).
+        held = f.d.create_coupon(1000, name="kafka-stall held")
         f.load.wait_until(0.25)
         seen["before"] = f.d.consumers()
         f.note(f"consumers before: {sorted(seen['before'].values())}")
         # Consumers must hold decided batches when the brokers go: with PostgreSQL frozen for a moment they
         # fetch events they cannot decide yet, and decide them (and produce their results) only once the
         # brokers are down. Without it the outage had to meet a batch in flight by chance (0 to 3 times a run).
+        # The sale alone did not always give them one: the edge needs PostgreSQL too (its coupon cache), so
+        # its 202s can stop as the freeze starts (CI, e731080: 0 lines). Five copies of one event go straight
+        # into Kafka during the freeze, so the consumer of their partition always has a batch to hold.
         f.pg.pause()
-        f.note("postgres SIGSTOP: the consumers fetch but cannot decide")
-        f.sleep(1.0)
+        frozen = time.monotonic()
+        event = {"v": 1, "requestId": str(uuid.uuid4()), "couponId": held, "userId": 9_000_001,
+                 "acceptedAt": iso_time(0)}
+        kafka_produce(f.d.kafka_bootstrap(), f.d.topic(), json.dumps(event), key=held, count=5, timeout=10)
+        f.note("postgres SIGSTOP: the consumers fetch but cannot decide; 5 copies of an event produced for "
+               f"coupon {held}")
+        f.sleep(max(0.0, 1.0 - (time.monotonic() - frozen)))
         f.kafka("all-down")
         f.pg.resume()
         f.note("postgres SIGCONT: the consumers decide what they fetched, with every broker down")
