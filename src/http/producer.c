@@ -293,9 +293,11 @@ static void on_expired(gate_msg_t *m, void *arg)
 /* Run every 100 ms: a held request's wait counts against its kafka.produce_timeout. */
 static void expire(producer_t *p)
 {
-	long n =
-	    gates_expire(&p->gates, clock_mono_us() - p->cfg->kafka_produce_timeout * 1000, on_expired, p);
+	long n;
 
+	if (!p->gated)
+		return; /* nothing is ever held, so nothing is handed over late either */
+	n = gates_expire(&p->gates, clock_mono_us() - p->cfg->kafka_produce_timeout * 1000, on_expired, p);
 	if (n > 0)
 		log_warn("kafka produce: %ld requests waited kafka.produce_timeout behind their partition's "
 		         "earlier "

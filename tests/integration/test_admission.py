@@ -119,7 +119,7 @@ def part_worker_restart(t, d, a):
         t.ok(statuses(got)[429] > 0, "held again: 429 once max_pending is reached", dict(statuses(got)))
         workers = d.http_workers()
         os.kill(workers[0], signal.SIGKILL)
-        t.ok(wait_for(lambda: len(d.http_workers()) == 2 and workers[0] not in d.http_workers(), 15),
+        t.ok(wait_for(lambda: d.has_processes(http=2, without=[workers[0]]), 15),
              "a SIGKILLed http worker is replaced")
         # A worker takes connections before its PostgreSQL connection is up and answers 503 until then
         # (docs/reliability.md); this part is about the admission view, so it asks once both workers are ready.

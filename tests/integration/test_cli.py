@@ -211,7 +211,7 @@ def test_reload_broken_file(t):
         d.write_config(good)
         rc, out, err = d.ctl("reload")
         t.ok(rc == 0, "-s reload of the fixed file exits 0", f"rc {rc}: {err}")
-        t.ok(harness.wait_for(lambda: not set(d.http_workers()) & set(before) and len(d.http_workers()) == 2, 5),
+        t.ok(harness.wait_for(lambda: d.has_processes(http=2, without=before), 5),
              "the fixed reload replaced the http workers", d.children())
         clean, text = d.sanitizer_clean()
         t.ok(clean, "no sanitizer report", text)

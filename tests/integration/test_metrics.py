@@ -94,7 +94,7 @@ def test_counters_move_and_survive(t):
         # SIGKILL everything that counted: the counts live in the master's memory, not the workers'.
         for pid in d.http_workers() + list(d.consumers().values()):
             os.kill(pid, signal.SIGKILL)
-        t.ok(wait_for(lambda: len(d.http_workers()) == 2 and len(d.consumers()) == 2, 10), "workers restarted")
+        t.ok(wait_for(lambda: d.has_processes(http=2, consumers=2), 10), "workers restarted")
         after = wait_for(lambda: scrape(d)[1], 5)
         t.ok((value(after, "couponsd_http_requests_total", 'route="issue",status="202"') or 0) - base >= len(rids),
              "request counts survive the SIGKILL of every worker")

@@ -75,7 +75,7 @@ def test_reload_valid(t):
              "SIGHUP: that READY=1's STATUS names the new count of 3 http workers", ready)
         t.ok(not any("READY=1" in n for n in d.notes[start:i]) if i is not None else False,
              "SIGHUP: no READY=1 between the signal and RELOADING=1", d.notes[start:])
-        t.ok(harness.wait_for(lambda: len(d.http_workers()) == 3 and not set(d.http_workers()) & set(old), 5),
+        t.ok(harness.wait_for(lambda: d.has_processes(http=3, without=old), 5),
              "SIGHUP: the new generation serves", d.children())
         t.eq(d.get("/healthz")[0], 200, "SIGHUP: /healthz answers after the reload")
 

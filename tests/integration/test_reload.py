@@ -29,7 +29,7 @@ def test_broken_file_keeps_running(t):
         rc, out, err = d.ctl("reload")
         t.eq(rc, 0, "a good file after a bad one reloads (-s reload exits 0)")
         now = d.http_workers()
-        t.ok(wait_for(lambda: len(d.http_workers()) == 3 and not set(d.http_workers()) & set(before), 10),
+        t.ok(wait_for(lambda: d.has_processes(http=3, without=before), 10),
              "a new generation of 3 workers replaced the old 2", (before, now))
 
 
@@ -81,7 +81,7 @@ def test_data_names_are_restart_only(t):
         t.ok(not missing, "the answer names each as needing a restart", [missing, out])
         missing = [n for n in names if f"reload: {n}: changing it needs a restart" not in d.log()]
         t.eq(missing, [], "and so does the log")
-        t.ok(wait_for(lambda: len(d.http_workers()) == 2 and len(d.consumers()) == 2, 10),
+        t.ok(wait_for(lambda: d.has_processes(http=2, consumers=2), 10),
              "the new generation runs with the running values: two workers, the two partitions' consumers",
              d.children())
         t.ok("renamed" not in d.log().split("reload: starting generation")[-1], "no process uses a new name")

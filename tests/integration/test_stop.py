@@ -467,7 +467,7 @@ def rotate_and_reopen(t, d, suffix, reopen, what, workers=2, consumers=1):
     rotated = d.log_path + suffix
     # The generation an earlier reload retired may still be draining: its last line would then go to the file
     # renamed here, before the reopen reaches it. Only the running generation's children are this call's.
-    harness.wait_for(lambda: len(d.http_workers()) == workers and len(d.consumers()) == consumers, 10)
+    harness.wait_for(lambda: d.has_processes(http=workers, consumers=consumers), 10)
     procs = [d.pid] + [pid for pid, _, s in d.children() if s != "Z"]
     old_http = d.http_workers()
     old_consumers = list(d.consumers().values())
@@ -577,7 +577,7 @@ def test_stop_during_startup(t):
 
 
 def wait_generation_switched(d, old_http, timeout=10):
-    return harness.wait_for(lambda: len(d.http_workers()) == 2 and not set(d.http_workers()) & set(old_http),
+    return harness.wait_for(lambda: d.has_processes(http=2, without=old_http),
                             timeout)
 
 

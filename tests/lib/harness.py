@@ -264,6 +264,17 @@ class Daemon:
         wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids[1:]), 10, 0.05)
         return pids
 
+    def has_processes(self, http=None, consumers=None, without=()):
+        """One reading of the process list: `http` HTTP workers and `consumers` consumers (None: any number),
+        none of them in `without`. Two readings (a count, then a membership) can each see another moment of
+        a restart, and agree on a state that never was."""
+        kids = [(pid, title) for pid, title, state in self.children() if state != "Z"]
+        hw = [pid for pid, title in kids if title == "couponsd: http worker"]
+        cs = [pid for pid, title in kids if title.startswith("couponsd: consumer partition")]
+        if (http is not None and len(hw) != http) or (consumers is not None and len(cs) != consumers):
+            return False
+        return not set(hw + cs) & set(without)
+
     def titled(self, title):
         return [pid for pid, t, state in self.children() if t == title and state != "Z"]
 
