@@ -22,6 +22,8 @@
  *         http_produce_gate=1
  *                          the HTTP producers hold events behind librdkafka's idempotence window
  *                          (produce_gate.h) on the embedded cluster too, as on real brokers
+ *         sse_idle_ms=MS   an HTTP worker unsubscribes from the results channel MS after its last
+ *                          event stream ended (10 s otherwise)
  *         spawn_fail=N     the master's next N forks fail with EAGAIN, as at a process limit
  *         child_exit_delay=MS
  *                          every child waits MS after its teardown before it exits, as a slow exit

@@ -20,6 +20,9 @@
 /* A script call's keys and arguments at most: a batch (redis_batch.c) is one call of many of them. */
 #define EVAL_MAX_ARGS 4096
 
+/* One SUBSCRIBE or UNSUBSCRIBE in flight at a time: see sub_step(). */
+typedef enum { SUB_NONE, SUB_SUBSCRIBING, SUB_SUBSCRIBED, SUB_UNSUBSCRIBING } sub_state_t;
+
 struct redis_async {
 	struct event_base *base;
 	const config_t *cfg;
@@ -35,6 +38,8 @@ struct redis_async {
 	int deadline_armed;
 	struct redis_cmd *oldest, *newest; /* commands awaiting a reply, in the order sent */
 	char *channel;                     /* subscriber mode */
+	int sub_wanted;                    /* redis_async_hear() */
+	sub_state_t sub_state;             /* of this connection's subscription */
 	redis_message_fn on_message;
 	void (*on_subscribed)(void *arg);
 	void *message_arg;
@@ -347,19 +352,57 @@ int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn f
 
 /* ---- connection management ---- */
 
+static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata);
+
+/*
+ * Moves the subscription toward what is wanted, one SUBSCRIBE or
+ * UNSUBSCRIBE in flight at a time: the next waits for the last one's reply,
+ * which says where the connection stands. (hiredis before 0.14.1 deleted a
+ * channel's callback at an "unsubscribe" reply even when a SUBSCRIBE had
+ * been sent after it; 0.14.1 counts pending subscribes, but this order does
+ * not depend on it.) A command that cannot be queued is tried again at the
+ * next change or reconnect.
+ */
+static void sub_step(redis_async_t *ra)
+{
+	if (!ra->connected || ra->channel == NULL)
+		return;
+	if (ra->sub_wanted && ra->sub_state == SUB_NONE) {
+		if (redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel) == REDIS_OK)
+			ra->sub_state = SUB_SUBSCRIBING;
+		else
+			log_warn("redis %s: cannot send SUBSCRIBE", ra->name);
+	} else if (!ra->sub_wanted && ra->sub_state == SUB_SUBSCRIBED) {
+		/* hiredis gives UNSUBSCRIBE no callback of its own: the reply comes to on_sub_message. */
+		if (redisAsyncCommand(ra->ac, NULL, NULL, "UNSUBSCRIBE %s", ra->channel) == REDIS_OK)
+			ra->sub_state = SUB_UNSUBSCRIBING;
+		else
+			log_warn("redis %s: cannot send UNSUBSCRIBE", ra->name);
+	}
+}
+
 static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
 {
 	redis_async_t *ra = privdata;
 	redisReply *reply = r;
+	const char *kind;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
 		return;
 	if (reply->element[0]->type != REDIS_REPLY_STRING)
 		return;
-	if (strcmp(reply->element[0]->str, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
+	kind = reply->element[0]->str;
+	if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
 		ra->on_message(reply->element[2]->str, reply->element[2]->len, ra->message_arg);
-	else if (strcmp(reply->element[0]->str, "subscribe") == 0 && ra->on_subscribed != NULL)
-		ra->on_subscribed(ra->message_arg);
+	} else if (strcmp(kind, "subscribe") == 0) {
+		ra->sub_state = SUB_SUBSCRIBED;
+		if (ra->on_subscribed != NULL)
+			ra->on_subscribed(ra->message_arg);
+		sub_step(ra);
+	} else if (strcmp(kind, "unsubscribe") == 0) {
+		ra->sub_state = SUB_NONE;
+		sub_step(ra);
+	}
 }
 
 static void send_setup(redis_async_t *ra)
@@ -374,8 +417,8 @@ static void send_setup(redis_async_t *ra)
 		snprintf(db, sizeof(db), "%d", cfg->redis_db);
 		redisAsyncCommand(ra->ac, NULL, NULL, "SELECT %s", db);
 	}
-	if (ra->channel != NULL)
-		redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel);
+	ra->sub_state = SUB_NONE;
+	sub_step(ra);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -403,6 +446,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 	ra->ac = NULL;
 	ra->connected = 0;
+	ra->sub_state = SUB_NONE;
 	if (!ra->closing) {
 		log_warn("redis %s: disconnected%s%s", ra->name, status != REDIS_OK ? ": " : "",
 		         status != REDIS_OK ? ac->errstr : "");
@@ -470,15 +514,26 @@ redis_async_t *redis_async_new(struct event_base *base, const config_t *cfg, con
 	return ra;
 }
 
-void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn,
-                           void (*subscribed)(void *arg), void *arg)
+int redis_async_listen(redis_async_t *ra, const char *channel, redis_message_fn fn,
+                       void (*subscribed)(void *arg), void *arg)
 {
-	ra->channel = strdup(channel);
+	if ((ra->channel = strdup(channel)) == NULL)
+		return -1;
 	ra->on_message = fn;
 	ra->on_subscribed = subscribed;
 	ra->message_arg = arg;
-	if (ra->connected && ra->channel != NULL)
-		redisAsyncCommand(ra->ac, on_sub_message, ra, "SUBSCRIBE %s", ra->channel);
+	return 0;
+}
+
+void redis_async_hear(redis_async_t *ra, int wanted)
+{
+	ra->sub_wanted = wanted != 0;
+	sub_step(ra);
+}
+
+int redis_async_subscribed(const redis_async_t *ra)
+{
+	return ra->sub_state == SUB_SUBSCRIBED;
 }
 
 int redis_async_connected(const redis_async_t *ra)

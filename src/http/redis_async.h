@@ -41,12 +41,17 @@ int redis_async_eval(redis_async_t *ra, redis_script_t *script, redis_reply_fn f
                      int argc, const char **argv);
 
 /*
- * Turns this connection into a subscriber of channel, renewed after every
- * reconnect. fn gets each message; subscribed (may be NULL) runs each time
- * Redis confirms the subscription, i.e. after a gap in which messages were
- * missed.
+ * Makes this connection a subscriber of channel, subscribed only while
+ * redis_async_hear(ra, 1) says so (and again after every reconnect). fn gets
+ * each message; subscribed (may be NULL) runs each time Redis confirms the
+ * subscription, i.e. after a gap in which messages were missed. -1: out of
+ * memory.
  */
-void redis_async_subscribe(redis_async_t *ra, const char *channel, redis_message_fn fn,
-                           void (*subscribed)(void *arg), void *arg);
+int redis_async_listen(redis_async_t *ra, const char *channel, redis_message_fn fn,
+                       void (*subscribed)(void *arg), void *arg);
+/* Subscribe (1) or unsubscribe (0) now, or as soon as the connection and the previous change allow. */
+void redis_async_hear(redis_async_t *ra, int wanted);
+/* 1 while Redis has confirmed the subscription and no UNSUBSCRIBE is on its way. */
+int redis_async_subscribed(const redis_async_t *ra);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "core/keys.h"
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/ptrset.h"
 #include "http/redis_async.h"
@@ -16,6 +17,8 @@
 
 #define BUCKETS 4096
 #define KEEPALIVE_SECONDS 15
+/* A worker with no stream for this long unsubscribes (fault sse_idle_ms: a test build's own value). */
+#define IDLE_UNSUBSCRIBE_MS 10000
 
 typedef struct stream {
 	struct stream *next;
@@ -33,6 +36,7 @@ struct sse {
 	int count;
 	ptrset_t conns; /* connections carrying a stream */
 	struct event *keepalive_ev;
+	struct event *idle_ev; /* armed while no stream is open: then the subscription goes */
 	sse_recheck_fn recheck;
 	void *recheck_arg;
 };
@@ -46,12 +50,44 @@ static unsigned bucket_of(const char *request_id)
 	return h % BUCKETS;
 }
 
+/*
+ * Every worker hearing every result cost Redis a write per decision and
+ * subscriber, and each worker the reading of it (docs/performance.md, round
+ * 2f), for streams that are rare. So a worker subscribes when its first
+ * stream opens and unsubscribes once it has had none for a while. A stream
+ * opened before the subscription is confirmed misses nothing: the
+ * confirmation re-reads every open stream's status (on_subscribed()).
+ */
+static void streams_changed(sse_t *sse)
+{
+	int64_t ms = fault_value("sse_idle_ms") >= 0 ? fault_value("sse_idle_ms") : IDLE_UNSUBSCRIBE_MS;
+	struct timeval tv = clock_timeval(ms);
+
+	if (sse->idle_ev == NULL)
+		return; /* sse_new() failed before it: torn down */
+	if (sse->count > 0) {
+		event_del(sse->idle_ev);
+		redis_async_hear(sse->sub, 1);
+	} else if (!evtimer_pending(sse->idle_ev, NULL) && evtimer_add(sse->idle_ev, &tv) != 0) {
+		log_warn("cannot arm the event streams' idle timer: the results subscription stays");
+	}
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	sse_t *sse = arg;
+
+	if (sse->count == 0)
+		redis_async_hear(sse->sub, 0);
+}
+
 static void unlink_stream(stream_t *s)
 {
 	for (stream_t **p = &s->sse->buckets[bucket_of(s->request_id)]; *p != NULL; p = &(*p)->next) {
 		if (*p == s) {
 			*p = s->next;
 			s->sse->count--;
+			streams_changed(s->sse);
 			return;
 		}
 	}
@@ -230,6 +266,7 @@ int sse_open(sse_t *sse, struct evhttp_request *req, const request_status_t *st,
 	s->next = sse->buckets[b];
 	sse->buckets[b] = s;
 	sse->count++;
+	streams_changed(sse);
 	if (ptrset_add(&sse->conns, s->conn) < 0) {
 		end_stream(s);
 		return sse->count;
@@ -259,13 +296,15 @@ sse_t *sse_new(struct event_base *base, const config_t *cfg, sse_recheck_fn rech
 	sse->recheck_arg = recheck_arg;
 	sse->sub = redis_async_new(base, cfg, "subscriber");
 	sse->keepalive_ev = event_new(base, -1, EV_PERSIST, on_keepalive, sse);
-	if (sse->sub == NULL || sse->keepalive_ev == NULL || event_add(sse->keepalive_ev, &tv) != 0 ||
-	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0) {
+	sse->idle_ev = evtimer_new(base, on_idle, sse);
+	if (sse->sub == NULL || sse->keepalive_ev == NULL || sse->idle_ev == NULL ||
+	    event_add(sse->keepalive_ev, &tv) != 0 ||
+	    keys_results_channel(cfg->redis_key_prefix, channel, sizeof(channel)) < 0 ||
+	    redis_async_listen(sse->sub, channel, on_result, on_subscribed, sse) != 0) {
 		sse_free(sse);
 		return NULL;
 	}
-	redis_async_subscribe(sse->sub, channel, on_result, on_subscribed, sse);
-	return sse;
+	return sse; /* not subscribed until the first stream opens */
 }
 
 void sse_free(sse_t *sse)
@@ -275,6 +314,8 @@ void sse_free(sse_t *sse)
 	sse_close_all(sse);
 	if (sse->keepalive_ev != NULL)
 		event_free(sse->keepalive_ev);
+	if (sse->idle_ev != NULL)
+		event_free(sse->idle_ev);
 	redis_async_free(sse->sub);
 	ptrset_free(&sse->conns);
 	free(sse);

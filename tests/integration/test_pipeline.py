@@ -3,6 +3,7 @@
 served, convergence), plus SSE, the dead-letter topic and replays, against real Redis and PostgreSQL."""
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -475,6 +476,119 @@ def test_sse_missed_result(t):
              "a result never published ends the stream at the next keep-alive tick", (list(ev), out.get("seconds")))
 
 
+class HoldingProxy:
+    """A TCP proxy to host:port that holds each server-to-client chunk containing `marker` (and what follows it
+    on that connection) for `delay` seconds; everything else passes at once."""
+
+    def __init__(self, host, port, marker, delay):
+        self.target, self.marker, self.delay, self.held = (host, port), marker, delay, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+                server = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            server.settimeout(None)
+            self.conns += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, hold):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if hold and self.marker in data:
+                    self.held += 1
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        for s in self.conns:
+            s.close()
+
+
+def numsub(d):
+    """How many connections are subscribed to the results channel."""
+    out = d.redis.cli("PUBSUB", "NUMSUB", f"{d.redis_prefix}results").split("\n")
+    return int(out[1]) if len(out) > 1 else -1
+
+
+def test_sse_subscribes_on_demand(t):
+    """Every HTTP worker used to hear every result, which cost Redis a write per decision and worker and each
+    worker the reading of it, with no stream open. A worker now subscribes when its first stream opens and
+    unsubscribes once it has had none for sse_idle_ms (10 s outside tests). A stream opened meanwhile misses
+    nothing: the subscription's confirmation re-reads every open stream."""
+    with Daemon(redis=True, postgres=True, workers=2, partitions=1, faults="sse_idle_ms=300") as d:
+        d.start()
+        t.eq(numsub(d), 0, "no stream open: no worker subscribed to the results channel")
+        rid = str(uuid.uuid4())
+        d.redis.cli(*status_hash(d, rid, "PENDING"))
+        reader, out = open_stream(d, rid, 10)
+        t.ok(wait_for(lambda: numsub(d) == 1, 5), "a stream opens: its worker subscribes (and only it)", numsub(d))
+        final = status_hash(d, rid, "ISSUED")
+        d.redis.cli(*final)
+        body = json.dumps({"requestId": rid, "status": "ISSUED", "reason": None, "couponId": 1, "userId": 1,
+                           "acceptedAt": iso_time(0), "decidedAt": iso_time(0)})
+        d.redis.cli("PUBLISH", f"{d.redis_prefix}results", body)
+        reader.join(10)
+        ev = out.get("events") or []
+        t.ok(ev and ev.ended and '"ISSUED"' in ev[-1][1] and out["seconds"] < 3,
+             "the published result ends the stream (not the 15 s keep-alive tick)", (list(ev), out.get("seconds")))
+        t.ok(wait_for(lambda: numsub(d) == 0, 5), "no stream for sse_idle_ms: the worker unsubscribes", numsub(d))
+
+    # Unsubscribing at once, with Redis's "unsubscribe" replies held 300 ms on their way back: each stream opens
+    # while the last one's UNSUBSCRIBE is unanswered, so the worker must subscribe again once that reply comes
+    # (a worker that forgot would end the stream only at the 15 s keep-alive tick). The batch linger keeps
+    # each request PENDING until its stream is open.
+    real = servers.shared_redis()
+    with HoldingProxy(real.host, real.port, b"unsubscribe", 0.3) as proxy, \
+            Daemon(redis=True, postgres=True, workers=1, partitions=1, faults="sse_idle_ms=0", admin_token=TOKEN,
+                   overrides={"issue": {"batch_linger": "200ms"}, "redis": {"port": proxy.port}}) as d:
+        d.start()
+        c = d.create_coupon(100)
+        slow, pending = [], 0
+        for user in range(1, 21):
+            status, body, _ = d.issue(c, user)
+            rid = (body or {}).get("requestId")
+            if status != 202 or not rid:
+                slow.append((user, status, body))
+                continue
+            started = time.monotonic()
+            ev = d.sse(f"/api/requests/{rid}/events", timeout=10)
+            took = time.monotonic() - started
+            pending += bool(ev) and '"PENDING"' in ev[0][1]
+            if not (ev.ended and ev and '"ISSUED"' in ev[-1][1] and took < 3):
+                slow.append((user, round(took, 2), list(ev)))
+        t.eq(slow[:3], [], "20 streams, each opened while the last one's UNSUBSCRIBE was unanswered: each ends "
+             "with ISSUED within 3 s")
+        t.ok(pending >= 10, "most of them opened while their request was PENDING", pending)
+        t.ok(proxy.held >= 10, "Redis's unsubscribe replies were held (the path under test ran)", proxy.held)
+        check_no_child_died(t, d)
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report", text)
+
 def test_status_hashes(t):
     """A batch's statuses go to Redis in one pipeline: with a 1 s linger on one partition, 300 requests make
     batches of more than 128, and every status hash in Redis is final with all its fields and a TTL within
@@ -544,4 +658,5 @@ def test_batch_linger(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_pipeline, test_batch_linger, test_status_hashes, test_partition_never_wedges, test_sse_missed_result)
+    Tap().run(test_pipeline, test_batch_linger, test_status_hashes, test_partition_never_wedges, test_sse_missed_result,
+             test_sse_subscribes_on_demand)
