@@ -1,11 +1,96 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """test_chaos_redis.py: chaos in Redis, the fast gate: restarted without persistence (every key gone) and
-flushed during load, and separately crashed (SIGKILL) and restarted from its AOF; invariants 1-5 hold after each."""
+flushed during load, separately crashed (SIGKILL) and restarted from its AOF, and separately answering
+scripts whose replies never come back (the connection cut after Redis ran them); invariants 1-5 hold after
+each."""
+
+import socket
+import threading
+import time
 
 import chaos
 import servers
 from chaos import chaos_daemon, scenario
 from tap import Tap
+
+
+class CuttingProxy:
+    """A TCP proxy to a Redis server. cut(marker) arms it: the next client chunk containing marker goes to
+    Redis, and 20 ms later that connection is closed both ways, so Redis has run the command and its reply
+    is lost, as when a network drops a connection at that moment."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.lock = threading.Lock()
+        self.armed = []  # markers, each for one cut
+        self.cuts = {}   # marker -> cuts made
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.conns = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self, marker):
+        with self.lock:
+            self.armed.append(marker)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+                server = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            server.settimeout(None)
+            pair = (client, server)
+            with self.lock:
+                self.conns.add(pair)
+            threading.Thread(target=self._pipe, args=(client, server, pair, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, pair, False), daemon=True).start()
+
+    def _take(self, data):
+        with self.lock:
+            for marker in self.armed:
+                if marker in data:
+                    self.armed.remove(marker)
+                    self.cuts[marker] = self.cuts.get(marker, 0) + 1
+                    return True
+        return False
+
+    def _pipe(self, src, dst, pair, from_client):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if from_client and self._take(data):
+                    time.sleep(0.02)  # Redis runs it; its reply dies with the connection
+                    break
+        except OSError:
+            pass
+        self._close(pair)
+
+    def _close(self, pair):
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self.lock:
+            if pair in self.conns:
+                self.conns.discard(pair)
+                for s in pair:
+                    s.close()
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            pairs = list(self.conns)
+        for pair in pairs:
+            self._close(pair)
 
 
 def test_redis_flush(t):
@@ -31,6 +116,34 @@ def test_redis_aof(t):
         scenario(t, "redis-aof", fault, d=chaos_daemon(redis=redis))
 
 
+def test_redis_replies_lost(t):
+    """A script's reply lost after Redis ran it: the consumer's gate (its reservations made, the consumer not
+    knowing) and the edge's claim (the user's claim taken, the worker not knowing). The consumer must retry
+    the batch without reserving twice (the reservation records say what was done), and stock must converge."""
+    proxy = None
+
+    def fault(f):
+        f.load.wait_until(0.25)
+        for i in range(24):
+            marker = b":rsv:" if i % 2 == 0 else b":user:"
+            f.hit("redis", "a script's reply lost")
+            proxy.cut(marker)
+            time.sleep(0.15)
+        f.note(f"connections cut after the script ran: {proxy.cuts}")
+
+    def evidence(d, f, v):
+        gate, claim = proxy.cuts.get(b":rsv:", 0), proxy.cuts.get(b":user:", 0)
+        return gate >= 3 and claim >= 3, f"replies lost: {gate} of the consumers' gate, {claim} of the edge's claims"
+
+    with servers.Redis() as redis:
+        proxy = CuttingProxy(redis.port)
+        try:
+            scenario(t, "redis-replies-lost", fault, evidence=evidence,
+                     d=chaos_daemon(redis=redis, overrides={"redis": {"port": proxy.port}}))
+        finally:
+            proxy.close()
+
+
 if __name__ == "__main__":
     chaos.skip_under_distcheck()
-    Tap().run(test_redis_flush, test_redis_aof)
+    Tap().run(test_redis_flush, test_redis_aof, test_redis_replies_lost)
