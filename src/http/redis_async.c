@@ -531,11 +531,6 @@ void redis_async_hear(redis_async_t *ra, int wanted)
 	sub_step(ra);
 }
 
-int redis_async_subscribed(const redis_async_t *ra)
-{
-	return ra->sub_state == SUB_SUBSCRIBED;
-}
-
 int redis_async_connected(const redis_async_t *ra)
 {
 	return ra->connected;

@@ -51,7 +51,5 @@ int redis_async_listen(redis_async_t *ra, const char *channel, redis_message_fn 
                        void (*subscribed)(void *arg), void *arg);
 /* Subscribe (1) or unsubscribe (0) now, or as soon as the connection and the previous change allow. */
 void redis_async_hear(redis_async_t *ra, int wanted);
-/* 1 while Redis has confirmed the subscription and no UNSUBSCRIBE is on its way. */
-int redis_async_subscribed(const redis_async_t *ra);
 
 #endif

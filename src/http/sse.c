@@ -60,17 +60,19 @@ static unsigned bucket_of(const char *request_id)
  */
 static void streams_changed(sse_t *sse)
 {
-	int64_t ms = fault_value("sse_idle_ms") >= 0 ? fault_value("sse_idle_ms") : IDLE_UNSUBSCRIBE_MS;
-	struct timeval tv = clock_timeval(ms);
+	long idle_ms = fault_value("sse_idle_ms");
+	struct timeval tv;
 
 	if (sse->idle_ev == NULL)
 		return; /* sse_new() failed before it: torn down */
 	if (sse->count > 0) {
 		event_del(sse->idle_ev);
 		redis_async_hear(sse->sub, 1);
-	} else if (!evtimer_pending(sse->idle_ev, NULL) && evtimer_add(sse->idle_ev, &tv) != 0) {
-		log_warn("cannot arm the event streams' idle timer: the results subscription stays");
+		return;
 	}
+	tv = clock_timeval(idle_ms >= 0 ? idle_ms : IDLE_UNSUBSCRIBE_MS);
+	if (!evtimer_pending(sse->idle_ev, NULL) && evtimer_add(sse->idle_ev, &tv) != 0)
+		log_warn("cannot arm the event streams' idle timer: the results subscription stays");
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)

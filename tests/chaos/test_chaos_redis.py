@@ -4,7 +4,6 @@ flushed during load, separately crashed (SIGKILL) and restarted from its AOF, an
 scripts whose replies never come back (the connection cut after Redis ran them); invariants 1-5 hold after
 each."""
 
-import socket
 import threading
 import time
 
@@ -12,85 +11,33 @@ import chaos
 import servers
 from chaos import chaos_daemon, scenario
 from tap import Tap
+from tcpproxy import TcpProxy
 
 
-class CuttingProxy:
-    """A TCP proxy to a Redis server. cut(marker) arms it: the next client chunk containing marker goes to
-    Redis, and 20 ms later that connection is closed both ways, so Redis has run the command and its reply
-    is lost, as when a network drops a connection at that moment."""
+class CuttingProxy(TcpProxy):
+    """A proxy to a Redis server. cut(marker) arms it: the next client chunk containing marker goes to Redis,
+    and 20 ms later that connection is closed both ways, so Redis has run the command and its reply is lost,
+    as when a network drops a connection at that moment."""
 
     def __init__(self, port):
-        self.target = ("127.0.0.1", port)
-        self.lock = threading.Lock()
         self.armed = []  # markers, each for one cut
         self.cuts = {}   # marker -> cuts made
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.conns = set()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.marks = threading.Lock()
+        super().__init__("127.0.0.1", port, from_client=self._take)
 
     def cut(self, marker):
-        with self.lock:
+        with self.marks:
             self.armed.append(marker)
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                return
-            server.settimeout(None)
-            pair = (client, server)
-            with self.lock:
-                self.conns.add(pair)
-            threading.Thread(target=self._pipe, args=(client, server, pair, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, pair, False), daemon=True).start()
-
     def _take(self, data):
-        with self.lock:
-            for marker in self.armed:
-                if marker in data:
-                    self.armed.remove(marker)
-                    self.cuts[marker] = self.cuts.get(marker, 0) + 1
-                    return True
-        return False
-
-    def _pipe(self, src, dst, pair, from_client):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-                if from_client and self._take(data):
-                    time.sleep(0.02)  # Redis runs it; its reply dies with the connection
-                    break
-        except OSError:
-            pass
-        self._close(pair)
-
-    def _close(self, pair):
-        for s in pair:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        with self.lock:
-            if pair in self.conns:
-                self.conns.discard(pair)
-                for s in pair:
-                    s.close()
-
-    def close(self):
-        self.sock.close()
-        with self.lock:
-            pairs = list(self.conns)
-        for pair in pairs:
-            self._close(pair)
+        with self.marks:
+            marker = next((m for m in self.armed if m in data), None)
+            if marker is None:
+                return False
+            self.armed.remove(marker)
+            self.cuts[marker] = self.cuts.get(marker, 0) + 1
+        time.sleep(0.02)  # Redis runs it; its reply dies with the connection
+        return True
 
 
 def test_redis_flush(t):

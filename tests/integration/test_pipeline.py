@@ -3,7 +3,6 @@
 served, convergence), plus SSE, the dead-letter topic and replays, against real Redis and PostgreSQL."""
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -14,6 +13,7 @@ import servers
 from harness import (Budget, Daemon, check_no_child_died, expect, iso_time, issue_burst, kafka_consume, kafka_partition,
                      kafka_produce, wait_all_final, wait_for)
 from tap import Tap
+from tcpproxy import TcpProxy
 
 TOKEN = "pipeline-token"
 PARTITIONS = 4
@@ -476,59 +476,6 @@ def test_sse_missed_result(t):
              "a result never published ends the stream at the next keep-alive tick", (list(ev), out.get("seconds")))
 
 
-class HoldingProxy:
-    """A TCP proxy to host:port that holds each server-to-client chunk containing `marker` (and what follows it
-    on that connection) for `delay` seconds; everything else passes at once."""
-
-    def __init__(self, host, port, marker, delay):
-        self.target, self.marker, self.delay, self.held = (host, port), marker, delay, 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                return
-            server.settimeout(None)
-            self.conns += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
-
-    def _pipe(self, src, dst, hold):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if hold and self.marker in data:
-                    self.held += 1
-                    time.sleep(self.delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.sock.close()
-        for s in self.conns:
-            s.close()
-
-
 def numsub(d):
     """How many connections are subscribed to the results channel."""
     out = d.redis.cli("PUBSUB", "NUMSUB", f"{d.redis_prefix}results").split("\n")
@@ -562,8 +509,13 @@ def test_sse_subscribes_on_demand(t):
     # while the last one's UNSUBSCRIBE is unanswered, so the worker must subscribe again once that reply comes
     # (a worker that forgot would end the stream only at the 15 s keep-alive tick). The batch linger keeps
     # each request PENDING until its stream is open.
-    real = servers.shared_redis()
-    with HoldingProxy(real.host, real.port, b"unsubscribe", 0.3) as proxy, \
+    real, held = servers.shared_redis(), []
+
+    def hold(data):
+        if b"unsubscribe" in data:
+            held.append(data)
+            time.sleep(0.3)
+    with TcpProxy(real.host, real.port, to_client=hold) as proxy, \
             Daemon(redis=True, postgres=True, workers=1, partitions=1, faults="sse_idle_ms=0", admin_token=TOKEN,
                    overrides={"issue": {"batch_linger": "200ms"}, "redis": {"port": proxy.port}}) as d:
         d.start()
@@ -584,7 +536,7 @@ def test_sse_subscribes_on_demand(t):
         t.eq(slow[:3], [], "20 streams, each opened while the last one's UNSUBSCRIBE was unanswered: each ends "
              "with ISSUED within 3 s")
         t.ok(pending >= 10, "most of them opened while their request was PENDING", pending)
-        t.ok(proxy.held >= 10, "Redis's unsubscribe replies were held (the path under test ran)", proxy.held)
+        t.ok(len(held) >= 10, "Redis's unsubscribe replies were held (the path under test ran)", len(held))
         check_no_child_died(t, d)
         clean, text = d.sanitizer_clean()
         t.ok(clean, "no sanitizer report", text)

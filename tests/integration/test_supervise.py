@@ -135,14 +135,6 @@ def test_master_sigkill_takes_workers(t):
              [p for p in kids if pid_alive(p)])
 
 
-def renewed(now, before):
-    """A new set of processes stands where before was. One reading: two readings (non-empty, then
-    different) saw the old process leave and called an empty set "replaced", before the master had
-    even reaped it (CI on f1cb717)."""
-    seen = now()
-    return bool(seen) and seen != before
-
-
 def issue_quietly(d, coupon_id, user_id):
     """An issue request whose worker may exit under it: the status, or the error's name."""
     try:
@@ -163,7 +155,7 @@ def test_kafka_fatal_error_restarts_worker(t):
         status = issue_quietly(d, coupon, 1)
         t.ok(status in (202, 503), "the request caught by the fatal error is answered: 202 if Kafka had it, "
              "else 503 (the worker drains before it exits)", status)
-        t.ok(wait_for(lambda: renewed(d.http_workers, before), 15),
+        t.ok(wait_for(lambda: d.has_processes(http=1, without=before), 15),
              "the worker exits and the master starts a new one", (before, d.http_workers()))
         log = d.log()
         t.ok("the kafka producer failed fatally: OUT_OF_ORDER_SEQUENCE_NUMBER" in log,
@@ -188,7 +180,7 @@ def test_exit_with_request_in_flight(t):
         status = issue_quietly(d, coupon, 1)  # the second connection: accepting pauses
         t.ok(status in (202, 503), "the request caught by the fatal error is answered: 202 if Kafka had it, "
              "else 503 (the worker drains before it exits)", status)
-        t.ok(wait_for(lambda: renewed(d.http_workers, before), 15),
+        t.ok(wait_for(lambda: d.has_processes(http=1, without=before), 15),
              "the worker exits and the master starts a new one", (before, d.http_workers()))
         idle.close()
         clean, text = d.sanitizer_clean()
@@ -222,7 +214,7 @@ def test_fatal_error_answers_requests_in_flight(t):
         t.ok(all(a in (202, 503) for a in answers),
              f"each of the {n} requests in flight at the fatal error got 202 or 503, none a cut connection",
              answers)
-        t.ok(wait_for(lambda: renewed(d.http_workers, before), 15),
+        t.ok(wait_for(lambda: d.has_processes(http=1, without=before), 15),
              "then the worker exits and the master starts a new one", (before, d.http_workers()))
         log = d.log()
         t.ok(re.search(r"\(pid %d\) exited with status 1" % before[0], log) is not None,
@@ -290,7 +282,7 @@ def test_consumer_fatal_error_replays(t):
         t.eq((d.wait_final(first) or {}).get("status"), "ISSUED",
              "the batch whose results were queued when the fatal error came is decided")
         second = d.issue(coupon, 2)[1]["requestId"]
-        t.ok(wait_for(lambda: renewed(d.consumers, before), 20),
+        t.ok(wait_for(lambda: d.has_processes(consumers=1, without=before.values()), 20),
              "the next batch cannot produce: the consumer exits and the master starts a new one",
              (before, d.consumers()))
         t.eq((d.wait_final(second, timeout=30) or {}).get("status"), "ISSUED",
