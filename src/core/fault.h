@@ -22,6 +22,9 @@
  *         http_produce_gate=1
  *                          the HTTP producers hold events behind librdkafka's idempotence window
  *                          (produce_gate.h) on the embedded cluster too, as on real brokers
+ *         http_lane_fast_at=N
+ *                          a partition moves to an HTTP worker's fast producer at N events in 50 ms
+ *                          instead of KAFKA_HTTP_FAST_AT (kafka_conf.h), so that a test client can move it
  *         sse_idle_ms=MS   an HTTP worker unsubscribes from the results channel MS after its last
  *                          event stream ended (10 s otherwise)
  *         spawn_fail=N     the master's next N forks fail with EAGAIN, as at a process limit

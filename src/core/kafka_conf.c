@@ -113,8 +113,9 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 	 * replica has the message, exactly once and in order per partition.
 	 * murmur2_random is the Java client's partitioner, so JVM producers and
 	 * couponsd put one coupon's events in the same partition. linger.ms is
-	 * the caller's (both take 1 ms: a 202, and a batch's end, wait for it),
-	 * set before kafka.producer so that an operator's value wins.
+	 * the caller's (a 202, and a batch's end, wait for it: see
+	 * kafka_conf_http_lanes()), set before kafka.producer so that an
+	 * operator's value wins.
 	 */
 	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap) != 0 ||
 	    kafka_conf_set(conf, "client.id", client_id) != 0 || kafka_conf_set(conf, "acks", "all") != 0 ||
@@ -143,4 +144,21 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
 int kafka_conf_http_gated(const config_t *cfg)
 {
 	return strcmp(cfg->kafka_brokers, "embedded") != 0 || fault_value("http_produce_gate") > 0;
+}
+
+/*
+ * Test builds lower the rate at which a partition moves to the fast lane
+ * (fault http_lane_fast_at), so that one test client can move one.
+ * linger.ms has an alias in librdkafka, queue.buffering.max.ms.
+ */
+int kafka_conf_http_lanes(const config_t *cfg)
+{
+	long at = fault_value("http_lane_fast_at");
+
+	for (int i = 0; i < cfg->kafka_producer_count; i++) {
+		if (strcmp(cfg->kafka_producer[i].name, "linger.ms") == 0 ||
+		    strcmp(cfg->kafka_producer[i].name, "queue.buffering.max.ms") == 0)
+			return 0;
+	}
+	return at > 0 ? (int)at : KAFKA_HTTP_FAST_AT;
 }

@@ -27,6 +27,20 @@ rd_kafka_conf_t *kafka_conf_producer(const config_t *cfg, const char *bootstrap,
  * brokers. */
 int kafka_conf_http_gated(const config_t *cfg);
 
+/*
+ * The HTTP producers' lanes (produce_gate.h): two producers, lingering
+ * KAFKA_HTTP_LINGER_SLOW and KAFKA_HTTP_LINGER_FAST ms, each partition in one
+ * of them by its rate; at KAFKA_HTTP_FAST_AT events of a partition in 50 ms
+ * (2,000/s in one worker) it moves to the fast one, below half of that back.
+ * Returns that threshold, or 0 (lanes off) when kafka.producer sets a
+ * linger itself: the operator's linger then serves every partition from one
+ * producer.
+ */
+#define KAFKA_HTTP_LINGER_SLOW "5"
+#define KAFKA_HTTP_LINGER_FAST "0.25"
+#define KAFKA_HTTP_FAST_AT 100
+int kafka_conf_http_lanes(const config_t *cfg);
+
 /* Sets one property, logging librdkafka's reason when it refuses. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value);
 

@@ -322,13 +322,16 @@ static int render_counters(struct evbuffer *out, const metrics_slot_t *t)
 	static const char *reasons[] = {"SOLD_OUT", "ALREADY_ISSUED", "COUPON_NOT_FOUND", "NOT_OPEN"};
 	static const char *roles[] = {"embedded_kafka", "http", "consumer"};
 	static const char *results[] = {"ok", "refused"};
-	uint64_t rejected[4], restarts[3], reloads[2];
+	static const char *lanes[] = {"fast", "slow"};
+	uint64_t rejected[4], restarts[3], reloads[2], moves[2];
 	int rc = 0;
 
 	for (int i = 0; i < 4; i++)
 		rejected[i] = total(t, (metric_t)(M_REJECTED_SOLD_OUT + i));
 	for (int i = 0; i < 3; i++)
 		restarts[i] = total(t, (metric_t)(M_RESTARTS_KAFKA + i));
+	moves[0] = total(t, M_KAFKA_LANE_TO_FAST);
+	moves[1] = total(t, M_KAFKA_LANE_TO_SLOW);
 	reloads[0] = total(t, M_RELOADS_OK);
 	reloads[1] = total(t, M_RELOADS_REFUSED);
 	rc |= render_one(out, "couponsd_kafka_produce_errors_total",
@@ -337,6 +340,9 @@ static int render_counters(struct evbuffer *out, const metrics_slot_t *t)
 	    render_one(out, "couponsd_kafka_produce_held_total",
 	               "Issue events that waited in an HTTP worker for their partition's earlier deliveries.",
 	               total(t, M_KAFKA_PRODUCE_HELD));
+	rc |= render_counter(out, "couponsd_kafka_produce_lane_moves_total",
+	                     "Partitions an HTTP worker moved to its fast or slow producer by their rate.",
+	                     "to", lanes, moves, 2);
 	rc |= render_one(out, "couponsd_issued_total", "Requests decided ISSUED.", total(t, M_ISSUED));
 	rc |= render_counter(out, "couponsd_rejected_total", "Requests decided REJECTED, by reason.",
 	                     "reason", reasons, rejected, 4);

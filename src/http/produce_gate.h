@@ -19,6 +19,19 @@
  * or already handed over late, its request is answered as failed (a late
  * delivery report is then only freed), as librdkafka times out its own.
  *
+ * Lanes: librdkafka fixes linger.ms per producer and puts one partition in
+ * each ProduceRequest (librdkafka#1700), so one linger serves a hot coupon's
+ * partition (many events per millisecond: a short linger, or its 202s wait)
+ * or a sale spread over many partitions (under one event per partition per
+ * millisecond: a longer linger, or nearly every event is a request of its
+ * own) but not both (docs/performance.md, round 2f). With lanes on, the
+ * worker has two producers, LANE_SLOW and LANE_FAST, and each partition is in
+ * one of them by its rate: to LANE_FAST once LANE_WINDOW_US sees fast_at of
+ * its events, back once a whole window sees fewer than slow_below. A
+ * partition moves only when none of its events is outstanding in the old
+ * lane: until then its new events are held here, in order, so its log keeps
+ * the order in which they were accepted across two producers.
+ *
  * Pure bookkeeping, no librdkafka: the producer (producer.c) embeds a
  * gate_msg_t first in each message and does the sending and the answering.
  */
@@ -28,6 +41,9 @@
 #include <stdint.h>
 
 #define GATE_WINDOW 5
+#define LANE_WINDOW_US 50000 /* a partition's rate is its events in one such window */
+
+typedef enum { LANE_SLOW, LANE_FAST, LANES } lane_t;
 
 typedef enum {
 	GATE_SENT,   /* given to librdkafka at once */
@@ -44,33 +60,48 @@ typedef struct gate_msg {
 } gate_msg_t;
 
 typedef struct {
+	lane_t lane;          /* the producer its events go to */
+	lane_t want;          /* != lane: moving there once outstanding is 0 */
+	int64_t win_start_us; /* the rate's window: its start, and the events in it */
+	int win_count;
 	int outstanding;                   /* given to librdkafka, not yet reported on */
 	gate_msg_t *held_head, *held_tail; /* oldest first */
 	gate_msg_t *late_head, *late_tail; /* oldest first */
 } gate_t;
 
 typedef struct {
-	int count; /* gates in use: kafka.partitions */
-	long held; /* messages held in all of them */
+	int count;               /* gates in use: kafka.partitions */
+	int window;              /* outstanding messages per partition past which new ones are held */
+	int fast_at, slow_below; /* lanes (fast_at 0: off, every partition in LANE_SLOW) */
+	long held;               /* messages held in all of them */
 	gate_t *gates;
 } gates_t;
 
-/* count gates, all open; -1 without memory. */
+/* count gates, all open, no window (see gates_window), no lanes; -1 without memory. */
 int gates_init(gates_t *gs, int count);
 void gates_fini(gates_t *gs);
+
+/* Hold a partition's new messages while GATE_WINDOW of its messages are outstanding. */
+void gates_window(gates_t *gs);
+
+/* Lanes on: a partition moves to LANE_FAST at fast_at messages in one LANE_WINDOW_US, back to LANE_SLOW
+ * after a window with fewer than slow_below (0 < slow_below <= fast_at). */
+void gates_lanes(gates_t *gs, int fast_at, int slow_below);
 
 /* The gate of a partition (out-of-range partitions share gate 0: flow control only, never correctness). */
 gate_t *gates_of(gates_t *gs, int partition);
 
-/* Whether a new message for g must be held: earlier ones are, or the window is full. */
-int gate_must_hold(const gate_t *g);
+/* Counts a new message for g at now_us (the lanes' rate) and says whether it must be held: earlier ones
+ * are, the window is full, or g is moving to the other lane and still has messages outstanding. */
+int gate_admit(gates_t *gs, gate_t *g, int64_t now_us);
 
 /* m waits in g (state GATE_HELD, at the tail). */
 void gate_hold(gates_t *gs, gate_t *g, gate_msg_t *m);
 
-/* Whether g's held messages may go now: the window has room. Judged once per release, before the first is
- * given: then everything held goes together (see above). */
-int gate_may_release(const gate_t *g);
+/* Whether g's held messages may go now, to g->lane: the window has room and no lane move waits. Judged once
+ * per release, before the first is given: then everything held goes together (see above). Completes a
+ * waiting lane move once nothing is outstanding. */
+int gate_may_release(const gates_t *gs, gate_t *g);
 
 /* The oldest held message of g, taken out of the list, or NULL. */
 gate_msg_t *gate_pop_held(gates_t *gs, gate_t *g);

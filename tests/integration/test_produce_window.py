@@ -41,8 +41,7 @@ def test_held_events_keep_their_order(t):
         t.ok(held > 0, "some events waited for the window (the path under test ran)", held)
         t.ok(wait_for(lambda: int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}")) ==
                       len(users), 90, step=0.3), "every 202 is issued")
-        events = [parse_json(m["value"]) for m in kafka_consume(d.kafka_bootstrap(), d.topic(), partition=0)]
-        mine = [e for e in events if isinstance(e, dict) and e.get("couponId") == c]
+        mine = log_of(d, c, 0)
         t.eq(sorted(e["requestId"] for e in mine), sorted(accepted), "the log holds each accepted event once")
         at = [e["acceptedAt"] for e in mine]
         back = [(i, at[i - 1], at[i]) for i in range(1, len(at)) if at[i] < at[i - 1]]
@@ -109,13 +108,80 @@ def test_held_events_time_out(t):
         t.ok(clean, "no sanitizer report", text)
 
 
+def lane_moves(d):
+    body = d.get("/metrics")[1]
+    return {to: float(m.group(1)) if (m := re.search(r'^couponsd_kafka_produce_lane_moves_total\{to="' + to +
+                                                       r'"\} ([0-9.e+]+)$', body, re.M)) else None
+            for to in ("fast", "slow")}
+
+
+def log_of(d, c, partition):
+    """The issue events of coupon c in the partition's log, in log order."""
+    events = [parse_json(m["value"]) for m in kafka_consume(d.kafka_bootstrap(), d.topic(), partition=partition)]
+    return [e for e in events if isinstance(e, dict) and e.get("couponId") == c]
+
+
+def test_lanes_keep_order(t):
+    """Two lanes (produce_gate.h): a partition moves to the fast producer at fast_at events per 50 ms (the fault
+    http_lane_fast_at lowers it to 20, 400/s) and back after a slower window, each move waiting for the old
+    lane's reports while the new events are held. One worker, one partition: bursts of 1,500 pipelined users
+    (fast) alternate with users one at a time, 100 ms apart (slow), three times. Both moves happen in each
+    direction, every user is issued, and the log has each accepted event once in the order the worker accepted
+    them: held events kept their order across the two producers."""
+    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
+                faults="http_lane_fast_at=20", overrides={"issue": {"max_pending": 100000}}) as d:
+        d.start()
+        wait_for(lambda: d.get("/readyz")[0] == 200, 20)
+        c = d.create_coupon(1_000_000, name="two lanes")
+        accepted, user = [], 1
+        for _ in range(3):
+            results = issue_pipelined(d.port, c, list(range(user, user + 1500)), conns=16, depth=16)
+            accepted += [body["requestId"] for _, st, _, body in results if st == 202]
+            user += 1500
+            for _ in range(4):
+                time.sleep(0.1)
+                st, body, _ = d.issue(c, user)
+                accepted += [body["requestId"]] if st == 202 else []
+                user += 1
+        t.eq(len(accepted), user - 1, "every user is accepted")
+        moves = lane_moves(d)
+        t.diag(f"lane moves: {moves}; held: {metric(d, 'couponsd_kafka_produce_held_total'):.0f}")
+        t.ok(moves["fast"] is not None and moves["fast"] >= 3, "each burst moved the partition to the fast lane",
+             moves)
+        t.ok(moves["slow"] is not None and moves["slow"] >= 3, "each slow spell moved it back", moves)
+        t.ok(wait_for(lambda: int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}")) ==
+                      len(accepted), 90, step=0.3), "every 202 is issued")
+        mine = log_of(d, c, 0)
+        t.eq(sorted(e["requestId"] for e in mine), sorted(accepted), "the log holds each accepted event once")
+        at = [e["acceptedAt"] for e in mine]
+        back = [(i, at[i - 1], at[i]) for i in range(1, len(at)) if at[i] < at[i - 1]]
+        t.ok(not back, "in the log, acceptedAt never goes back: the moves kept the order", back[:5])
+        t.eq(metric(d, "couponsd_kafka_produce_errors_total"), 0, "no produce failed")
+        clean, text = d.sanitizer_clean()
+        t.ok(clean, "no sanitizer report", text)
+
+
+def test_operator_linger_one_lane(t):
+    """kafka.producer sets linger.ms: the operator's linger serves every partition from one producer, and the
+    same burst moves nothing."""
+    with Daemon({"kafka": {"producer": {"linger.ms": "2"}}, "issue": {"max_pending": 100000}}, redis=True,
+                postgres=True, admin_token=TOKEN, workers=1, partitions=1, faults="http_lane_fast_at=20") as d:
+        d.start()
+        wait_for(lambda: d.get("/readyz")[0] == 200, 20)
+        c = d.create_coupon(1_000_000, name="one lane")
+        results = issue_pipelined(d.port, c, list(range(1, 1501)), conns=16, depth=16)
+        t.eq(sum(1 for _, st, _, _ in results if st == 202), 1500, "every user is accepted")
+        t.eq(lane_moves(d), {"fast": 0, "slow": 0}, "no partition changed lanes")
+
+
 def test_embedded_default_holds_nothing(t):
-    """Without the fault, the embedded cluster's HTTP producer gives every event to librdkafka at once."""
+    """Without the fault, the embedded cluster's HTTP producer gives every event to librdkafka at once (one
+    lane here: a lane move holds a partition's events too, test_lanes_keep_order)."""
     if harness.REAL_KAFKA:
         t.skip("the embedded default", "on real brokers the gate is always on (test_held_events_keep_their_order)")
         return
-    with Daemon(redis=True, postgres=True, admin_token=TOKEN, workers=1, partitions=1,
-                overrides={"issue": {"max_pending": 100000}}) as d:
+    with Daemon({"kafka": {"producer": {"linger.ms": "1"}}, "issue": {"max_pending": 100000}}, redis=True,
+                postgres=True, admin_token=TOKEN, workers=1, partitions=1) as d:
         d.start()
         wait_for(lambda: d.get("/readyz")[0] == 200, 20)
         c = d.create_coupon(1_000_000, name="not held")
@@ -125,4 +191,5 @@ def test_embedded_default_holds_nothing(t):
 
 
 if __name__ == "__main__":
-    Tap().run(test_held_events_keep_their_order, test_held_events_time_out, test_embedded_default_holds_nothing)
+    Tap().run(test_held_events_keep_their_order, test_held_events_time_out, test_lanes_keep_order,
+              test_operator_linger_one_lane, test_embedded_default_holds_nothing)

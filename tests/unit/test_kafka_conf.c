@@ -108,6 +108,29 @@ static void test_http_linger(void)
 	config_errors_clear(&errs);
 }
 
+static int lanes_of(const char *yaml)
+{
+	config_errors_t errs = {0};
+	config_t *cfg = config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+	int at = cfg != NULL ? kafka_conf_http_lanes(cfg) : -1;
+
+	config_free(cfg);
+	config_errors_clear(&errs);
+	return at;
+}
+
+/* The HTTP producer's two lanes (produce_gate.h) unless the operator chose a linger. */
+static void test_http_lanes(void)
+{
+	is_int(lanes_of("kafka:\n  brokers: embedded\n"), KAFKA_HTTP_FAST_AT, "embedded: two lanes");
+	is_int(lanes_of("kafka:\n  brokers: 127.0.0.1:9092\n  producer: {compression.type: lz4}\n"),
+	       KAFKA_HTTP_FAST_AT, "real brokers, other properties: two lanes");
+	is_int(lanes_of("kafka:\n  brokers: 127.0.0.1:9092\n  producer: {linger.ms: 2}\n"), 0,
+	       "kafka.producer's linger.ms: one producer");
+	is_int(lanes_of("kafka:\n  brokers: embedded\n  producer: {queue.buffering.max.ms: 0}\n"), 0,
+	       "its alias queue.buffering.max.ms: one producer");
+}
+
 int main(void)
 {
 	if (ok(log_to_file() == 0, "log to a scratch file")) {
@@ -115,6 +138,7 @@ int main(void)
 		test_refusal_hides_value("linger.ms", "an invalid value");
 	}
 	test_http_linger();
+	test_http_lanes();
 	log_close();
 	unlink(log_path);
 	return done_testing();

@@ -9,6 +9,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "http/produce_gate.h"
 #include "tap.h"
@@ -25,7 +26,7 @@ typedef struct {
 	int answered_failed;
 } msg_t;
 
-/* librdkafka's side, per partition: handed over, not yet in a request; requests in flight. */
+/* librdkafka's side, per lane and partition: handed over, not yet in a request; requests in flight. */
 typedef struct {
 	msg_t *queue[MSGS];
 	int queued;
@@ -33,29 +34,37 @@ typedef struct {
 	msg_t **reqs[MAX_REQS];
 	int req_len[MAX_REQS];
 	int nreqs;
-	int next_seq_out; /* the seq the next handed-over message must have */
 } rk_part_t;
 
-static rk_part_t rk[PARTS];
+static rk_part_t rk[LANES][PARTS];
 static gates_t gs;
-static int spin_states, out_of_order, handed;
+static int64_t now_us;
+/* What the model saw go wrong, and what it saw happen. */
+static int spin_states, out_of_order, overlaps, log_out_of_order, handed, used[LANES];
+static int next_seq_out[PARTS],
+    next_seq_log[PARTS]; /* the seq the next handed-over / appended one must have */
 
 static void hand_over(msg_t *m)
 {
-	rk_part_t *r = &rk[m->part];
+	gate_t *g = gates_of(&gs, m->part);
+	rk_part_t *r = &rk[g->lane][m->part], *other = &rk[!g->lane][m->part];
 
-	if (m->seq != r->next_seq_out)
+	if (m->seq != next_seq_out[m->part])
 		out_of_order++;
-	r->next_seq_out = m->seq + 1;
-	gate_sent(gates_of(&gs, m->part), &m->gm);
+	if (other->queued + other->inflight > 0)
+		overlaps++; /* two producers with one partition's events at once: the log's order is lost */
+	next_seq_out[m->part] = m->seq + 1;
+	gate_sent(g, &m->gm);
 	r->queue[r->queued++] = m;
+	used[g->lane]++;
 	handed++;
 }
 
-/* The broker thread: one request of everything queued, if idempotence's check lets it. */
-static void rk_serve(int p)
+/* A lane's broker thread: one request of everything queued, if idempotence's check lets it. The broker
+ * appends the request's messages to the partition's log as it arrives. */
+static void rk_serve(int lane, int p)
 {
-	rk_part_t *r = &rk[p];
+	rk_part_t *r = &rk[lane][p];
 	size_t n;
 
 	if (r->queued > 0 && r->inflight >= GATE_WINDOW)
@@ -65,8 +74,14 @@ static void rk_serve(int p)
 	n = (size_t)r->queued;
 	if ((r->reqs[r->nreqs] = malloc(sizeof(msg_t *) * n)) == NULL)
 		return;
-	for (size_t i = 0; i < n; i++)
-		r->reqs[r->nreqs][i] = r->queue[i];
+	for (size_t i = 0; i < n; i++) {
+		msg_t *m = r->queue[i];
+
+		r->reqs[r->nreqs][i] = m;
+		if (m->seq != next_seq_log[p])
+			log_out_of_order++;
+		next_seq_log[p] = m->seq + 1;
+	}
 	r->req_len[r->nreqs++] = r->queued;
 	r->inflight += r->queued;
 	r->queued = 0;
@@ -77,16 +92,16 @@ static void release(gate_t *g)
 {
 	gate_msg_t *m;
 
-	if (!gate_may_release(g))
+	if (!gate_may_release(&gs, g))
 		return;
 	while ((m = gate_pop_held(&gs, g)) != NULL)
 		hand_over((msg_t *)m);
 }
 
-/* The oldest request's answer: each of its messages' delivery reports, in order. */
-static void rk_ack(int p)
+/* A lane's oldest request's answer for p: each of its messages' delivery reports, in order. */
+static void rk_ack(int lane, int p)
 {
-	rk_part_t *r = &rk[p];
+	rk_part_t *r = &rk[lane][p];
 	gate_t *g = gates_of(&gs, p);
 
 	if (r->nreqs == 0)
@@ -111,23 +126,46 @@ static void send_one(msg_t *m)
 {
 	gate_t *g = gates_of(&gs, m->part);
 
-	if (gate_must_hold(g))
+	if (gate_admit(&gs, g, now_us))
 		gate_hold(&gs, g, &m->gm);
 	else
 		hand_over(m);
 }
 
-static void test_model(void)
+static void model_reset(void)
+{
+	memset(rk, 0, sizeof(rk));
+	memset(next_seq_out, 0, sizeof(next_seq_out));
+	memset(next_seq_log, 0, sizeof(next_seq_log));
+	spin_states = out_of_order = overlaps = log_out_of_order = handed = 0;
+	used[LANE_SLOW] = used[LANE_FAST] = 0;
+	now_us = 0;
+}
+
+/*
+ * Random loop turns: claims (mostly one or two, sometimes a burst), broker
+ * sends and acks, on either lane. With lanes, the clock alternates between
+ * fast stretches (5 us a step: well over fast_at per window) and slow ones
+ * (20 ms a step), so partitions move both ways many times.
+ */
+static void run_model(int window, int lanes)
 {
 	static msg_t msgs[MSGS];
 	int seqs[PARTS] = {0}, sent = 0, lost = 0;
 
+	model_reset();
+	memset(msgs, 0, sizeof(msgs));
 	srand(7);
 	ok(gates_init(&gs, PARTS) == 0, "gates for 3 partitions");
+	if (window)
+		gates_window(&gs);
+	if (lanes)
+		gates_lanes(&gs, 40, 20);
 	while (sent < MSGS) {
-		int what = rand() % 10, p = rand() % PARTS;
+		int what = rand() % 10, p = rand() % PARTS, lane = rand() % LANES;
 
-		if (what < 6) { /* a loop turn's claims: mostly one or two, sometimes a burst */
+		now_us += (sent / 1500) % 2 == 0 ? 5 : 20000;
+		if (what < 6) {
 			for (int k = rand() % 4 == 0 ? rand() % 40 : rand() % 2; k >= 0 && sent < MSGS; k--) {
 				msg_t *m = &msgs[sent++];
 
@@ -136,24 +174,105 @@ static void test_model(void)
 				send_one(m);
 			}
 		} else if (what < 8) {
-			rk_serve(p);
+			rk_serve(lane, p);
 		} else {
-			rk_ack(p);
+			rk_ack(lane, p);
 		}
 	}
 	for (int round = 0; round < MSGS; round++) { /* drain */
 		for (int p = 0; p < PARTS; p++) {
-			rk_serve(p);
-			rk_ack(p);
+			for (int lane = 0; lane < LANES; lane++) {
+				rk_serve(lane, p);
+				rk_ack(lane, p);
+			}
 		}
 	}
 	for (int i = 0; i < MSGS; i++)
 		lost += !msgs[i].reported;
-	is_int(spin_states, 0, "librdkafka never has a queued message while five are in flight (no spin)");
+	if (window)
+		is_int(spin_states, 0,
+		       "librdkafka never has a queued message while five are in flight (no spin)");
 	is_int(out_of_order, 0, "each partition's messages reach librdkafka in the order they were sent");
+	is_int(overlaps, 0, "a partition's messages are never in two lanes at once");
+	is_int(log_out_of_order, 0, "each partition's log has its messages in the order they were sent");
 	is_int(lost, 0, "every message is reported: none is stranded in the gate");
 	is_int(gs.held, 0, "nothing is left held");
 	ok(handed == MSGS, "all %d messages were handed over", MSGS);
+	if (lanes)
+		ok(used[LANE_SLOW] > MSGS / 10 && used[LANE_FAST] > MSGS / 10,
+		   "both lanes carried messages (slow %d, fast %d)", used[LANE_SLOW], used[LANE_FAST]);
+	else
+		is_int(used[LANE_FAST], 0, "without lanes, everything goes to one producer");
+	gates_fini(&gs);
+}
+
+static void test_model(void)
+{
+	diag("the window alone (real brokers, lanes off)");
+	run_model(1, 0);
+	diag("the window and two lanes (real brokers)");
+	run_model(1, 1);
+	diag("two lanes, no window (the embedded cluster)");
+	run_model(0, 1);
+}
+
+/* The lane's rules, step by step: up within a window, down after a slow one, a move waits for the old
+ * lane's reports while new messages are held, and they go to the new lane in order. */
+static void test_lane_moves(void)
+{
+	msg_t m[50] = {0};
+	gate_t *g;
+	int held = 0;
+
+	gates_init(&gs, 1);
+	gates_lanes(&gs, 10, 5);
+	g = gates_of(&gs, 0);
+	for (int i = 0; i < 9; i++) {
+		ok(!gate_admit(&gs, g, 1000 + i), "message %d of the first window goes at once", i + 1);
+		gate_sent(g, &m[i].gm);
+	}
+	is_int(g->lane, LANE_SLOW, "nine messages in a window: still the slow lane");
+	ok(gate_admit(&gs, g, 1010), "the tenth asks for the fast lane: held while nine are outstanding");
+	gate_hold(&gs, g, &m[9].gm);
+	is_int(g->want, LANE_FAST, "the move waits");
+	for (int i = 0; i < 8; i++)
+		(void)gate_reported(g, &m[i].gm);
+	ok(!gate_may_release(&gs, g) && g->lane == LANE_SLOW, "one report still to come: nothing goes yet");
+	ok(gate_admit(&gs, g, 1011), "a message meanwhile is held behind the first");
+	gate_hold(&gs, g, &m[10].gm);
+	(void)gate_reported(g, &m[8].gm);
+	ok(gate_may_release(&gs, g) && g->lane == LANE_FAST, "the last report completes the move");
+	for (gate_msg_t *x; (x = gate_pop_held(&gs, g)) != NULL;) {
+		ok(x == &m[9 + held].gm, "held message %d comes out in order", held + 1);
+		gate_sent(g, x);
+		held++;
+	}
+	is_int(held, 2, "both held messages went, to the fast lane");
+	ok(!gate_admit(&gs, g, 1012) && g->lane == LANE_FAST, "the next one goes at once in the fast lane");
+	gate_sent(g, &m[11].gm);
+	ok(!gate_admit(&gs, g, 1000 + LANE_WINDOW_US + 5) && g->lane == LANE_FAST,
+	   "the first window had 12: the partition stays fast");
+	gate_sent(g, &m[12].gm);
+	ok(gate_admit(&gs, g, 1000 + 2 * LANE_WINDOW_US + 10) && g->want == LANE_SLOW,
+	   "after a window of one, it asks for the slow lane and holds while four are outstanding");
+	gate_hold(&gs, g, &m[13].gm);
+	(void)gate_reported(g, &m[9].gm);
+	(void)gate_reported(g, &m[10].gm);
+	(void)gate_reported(g, &m[11].gm);
+	ok(!gate_may_release(&gs, g), "one report still to come");
+	(void)gate_reported(g, &m[12].gm);
+	ok(gate_may_release(&gs, g) && g->lane == LANE_SLOW && gate_pop_held(&gs, g) == &m[13].gm,
+	   "then it moves back, and the held one goes");
+	gate_sent(g, &m[13].gm);
+	(void)gate_reported(g, &m[13].gm);
+	ok(!gate_admit(&gs, g, 1000 + 10 * LANE_WINDOW_US) && g->lane == LANE_SLOW,
+	   "after a quiet spell, a first message goes at once in the slow lane");
+	gates_fini(&gs);
+	gates_init(&gs, 1);
+	g = gates_of(&gs, 0);
+	for (int i = 0; i < 1000; i++)
+		gate_admit(&gs, g, i);
+	is_int(g->lane, LANE_SLOW, "lanes off: any rate stays in the one producer");
 	gates_fini(&gs);
 }
 
@@ -174,19 +293,20 @@ static void test_deadlines(void)
 	gate_t *g;
 
 	gates_init(&gs, 1);
+	gates_window(&gs);
 	g = gates_of(&gs, 0);
 	for (int i = 0; i < 8; i++) {
 		m[i].gm.since_us = 1000 + i * 100; /* sent at 1.0, 1.1, ... ms */
-		if (gate_must_hold(g))
+		if (gate_admit(&gs, g, m[i].gm.since_us))
 			gate_hold(&gs, g, &m[i].gm);
 		else
 			gate_sent(g, &m[i].gm);
 	}
 	is_int(gs.held, 3, "the window holds five: three of eight are held");
 	ok(gates_of(&gs, 7) == g && gates_of(&gs, -1) == g, "an unknown partition shares gate 0");
-	ok(!gate_may_release(g), "five outstanding: the held ones stay");
+	ok(!gate_may_release(&gs, g), "five outstanding: the held ones stay");
 	(void)gate_reported(g, &m[0].gm);
-	ok(gate_may_release(g), "one report opens the window");
+	ok(gate_may_release(&gs, g), "one report opens the window");
 	first = gate_pop_held(&gs, g);
 	if (!ok(first == &m[5].gm, "held messages come out oldest first"))
 		first = &m[5].gm;
@@ -208,8 +328,9 @@ static void test_deadlines(void)
 
 int main(void)
 {
-	plan(19);
+	plan(64);
 	test_model();
+	test_lane_moves();
 	test_deadlines();
 	return done_testing();
 }
