@@ -29,7 +29,7 @@
  *   -D FILE        the summary's latency histogram: "latency_us count" per non-empty bucket
  *   -o SECONDS     a request unanswered this long is a timeout; its connection is replaced (10)
  *   -T SECONDS     hard limit on the whole run (600)
- *   -P             progress lines on stderr: "progress elapsed_ms planned_ms done planned rps p99_us"
+ *   -P             progress lines on stderr: "progress elapsed_ms planned_ms done planned rps p99_us 2xx"
  *   -h SECONDS     hold mode: open CONNS connections, send one request on each, and once all have
  *                  answered print "held N" on stderr and keep them open (idle) for SECONDS
  *
@@ -184,6 +184,7 @@ static uint64_t t_window_start, t_last_done;
 static histogram_t hist;  /* the summary: after the warm-up */
 static histogram_t ihist; /* the current timeline interval */
 static long long idone, i2xx, i409, iother;
+static long long total_2xx; /* since the start, warm-up included: the progress line's last field */
 static FILE *timeline;
 static accepted_t *accepted;
 static long long naccepted, accepted_cap;
@@ -395,12 +396,14 @@ static void record(conn_t *c, int status, const char *body, size_t body_len)
 	idone++;
 	if (status >= 100 && status < 600)
 		status_count[status]++;
-	if (status >= 200 && status < 300)
+	if (status >= 200 && status < 300) {
 		i2xx++;
-	else if (status == 409)
+		total_2xx++;
+	} else if (status == 409) {
 		i409++;
-	else
+	} else {
 		iother++;
+	}
 	hist_add(&ihist, lat);
 	if (now >= t_window_start) {
 		hist_add(&hist, lat);
@@ -634,8 +637,8 @@ static void print_progress(uint64_t now)
 	double rps = opt.interval_ms > 0 ? (double)idone * 1000.0 / opt.interval_ms : 0;
 
 	planned = opt.hold > 0 ? 0 : opt.duration > 0 ? opt.duration * 1000.0 : 0;
-	fprintf(stderr, "progress %.0f %.0f %lld %lld %.0f %" PRIu64 "\n", elapsed, planned, done_total,
-	        opt.hold > 0 ? (long long)opt.conns : opt.requests, rps, hist_quantile(&ihist, 0.99));
+	fprintf(stderr, "progress %.0f %.0f %lld %lld %.0f %" PRIu64 " %lld\n", elapsed, planned, done_total,
+	        opt.hold > 0 ? (long long)opt.conns : opt.requests, rps, hist_quantile(&ihist, 0.99), total_2xx);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
