@@ -638,7 +638,8 @@ static void print_progress(uint64_t now)
 
 	planned = opt.hold > 0 ? 0 : opt.duration > 0 ? opt.duration * 1000.0 : 0;
 	fprintf(stderr, "progress %.0f %.0f %lld %lld %.0f %" PRIu64 " %lld\n", elapsed, planned, done_total,
-	        opt.hold > 0 ? (long long)opt.conns : opt.requests, rps, hist_quantile(&ihist, 0.99), total_2xx);
+	        opt.hold > 0 ? (long long)opt.conns : opt.requests, rps, hist_quantile(&ihist, 0.99),
+	        total_2xx);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
