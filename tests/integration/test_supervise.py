@@ -192,12 +192,27 @@ def test_fatal_error_answers_requests_in_flight(t):
     idempotent producer): each of them gets an HTTP answer, 202 for what Kafka took and 503 for what
     librdkafka failed, before the worker exits with status 1. It used to exit at once, and every client
     waiting on it saw its connection cut without knowing whether its request was accepted."""
+    fatal_in_flight(t, "")
+
+
+def test_fast_lane_fatal_error_answers_requests_in_flight(t):
+    """The same, the events in the worker's second producer, the fast lane (produce_gate.h: the fault
+    http_lane_fast_at=1 moves the partition there at its first event), whose fatal error is raised."""
+    metrics = fatal_in_flight(t, ",http_lane_fast_at=1")
+    if metrics is not None:
+        moved = re.search(r'^couponsd_kafka_produce_lane_moves_total\{to="fast"\} (\d+)$', metrics, re.M)
+        t.ok(moved is not None and int(moved.group(1)) >= 1, "the events went to the fast lane",
+             moved.group(0) if moved else None)
+
+
+def fatal_in_flight(t, faults):
+    """Returns the /metrics text once the new worker accepts (None when skipped)."""
     if harness.REAL_KAFKA:
         t.skip("a fatal error with requests in flight", "needs the embedded Kafka's rtt fault to hold them")
-        return
+        return None
     n = 12
     with Daemon(workers=1, redis=True, postgres=True, admin_token="t0ken",
-                faults=f"http_kafka_fatal=0,http_kafka_fatal_after={n}") as d:
+                faults=f"http_kafka_fatal=0,http_kafka_fatal_after={n}{faults}") as d:
         d.start()
         coupon = d.create_coupon(100)
         before = d.http_workers()
@@ -223,6 +238,7 @@ def test_fatal_error_answers_requests_in_flight(t):
         t.eq(issue_quietly(d, coupon, 5000), 202, "the new worker accepts")
         clean, text = d.sanitizer_clean()
         t.ok(clean, "no sanitizer report from the worker's drain and exit", text)
+        return d.get("/metrics")[1]
 
 
 def test_timed_out_produce_lets_the_user_ask_again(t):
@@ -439,6 +455,7 @@ if __name__ == "__main__":
               test_failed_spawn_is_retried,
               test_hung_worker_is_killed, test_master_sigkill_takes_workers, test_kafka_fatal_error_restarts_worker,
               test_exit_with_request_in_flight, test_fatal_error_answers_requests_in_flight,
+              test_fast_lane_fatal_error_answers_requests_in_flight,
               test_timed_out_produce_lets_the_user_ask_again, test_consumer_fatal_error_replays,
               test_consumer_session_keepalives,
               test_migration_lock_wait_is_bounded,
