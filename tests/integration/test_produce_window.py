@@ -23,6 +23,27 @@ def metric(d, name):
     return float(m.group(1)) if m else 0
 
 
+def log_of(d, c, partition):
+    """The issue events of coupon c in the partition's log, in log order."""
+    events = [parse_json(m["value"]) for m in kafka_consume(d.kafka_bootstrap(), d.topic(), partition=partition)]
+    return [e for e in events if isinstance(e, dict) and e.get("couponId") == c]
+
+
+def issued_in_order(t, d, c, accepted, why):
+    """Every accepted request of coupon c (one partition, one worker) is issued, and partition 0's log holds
+    each once, in the order the worker accepted them (acceptedAt never goes back)."""
+    t.ok(wait_for(lambda: int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}")) ==
+                  len(accepted), 90, step=0.3), "every 202 is issued")
+    mine = log_of(d, c, 0)
+    t.eq(sorted(e["requestId"] for e in mine), sorted(accepted), "the log holds each accepted event once")
+    at = [e["acceptedAt"] for e in mine]
+    back = [(i, at[i - 1], at[i]) for i in range(1, len(at)) if at[i] < at[i - 1]]
+    t.ok(not back, f"in the log, acceptedAt never goes back: {why}", back[:5])
+    t.eq(metric(d, "couponsd_kafka_produce_errors_total"), 0, "no produce failed")
+    clean, text = d.sanitizer_clean()
+    t.ok(clean, "no sanitizer report", text)
+
+
 def test_held_events_keep_their_order(t):
     """3,000 users pipelined 16 deep on 16 connections to one worker, one coupon, one partition: a loop turn's
     claims produce dozens of events at once, so most are held. All are issued, and the partition's log has them
@@ -39,16 +60,7 @@ def test_held_events_keep_their_order(t):
         held = metric(d, "couponsd_kafka_produce_held_total")
         t.diag(f"{held:.0f} of {len(accepted)} events were held for their partition's window")
         t.ok(held > 0, "some events waited for the window (the path under test ran)", held)
-        t.ok(wait_for(lambda: int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}")) ==
-                      len(users), 90, step=0.3), "every 202 is issued")
-        mine = log_of(d, c, 0)
-        t.eq(sorted(e["requestId"] for e in mine), sorted(accepted), "the log holds each accepted event once")
-        at = [e["acceptedAt"] for e in mine]
-        back = [(i, at[i - 1], at[i]) for i in range(1, len(at)) if at[i] < at[i - 1]]
-        t.ok(not back, "in the log, acceptedAt never goes back: held events kept their order", back[:5])
-        t.eq(metric(d, "couponsd_kafka_produce_errors_total"), 0, "no produce failed")
-        clean, text = d.sanitizer_clean()
-        t.ok(clean, "no sanitizer report", text)
+        issued_in_order(t, d, c, accepted, "held events kept their order")
 
 
 def test_held_events_time_out(t):
@@ -115,12 +127,6 @@ def lane_moves(d):
             for to in ("fast", "slow")}
 
 
-def log_of(d, c, partition):
-    """The issue events of coupon c in the partition's log, in log order."""
-    events = [parse_json(m["value"]) for m in kafka_consume(d.kafka_bootstrap(), d.topic(), partition=partition)]
-    return [e for e in events if isinstance(e, dict) and e.get("couponId") == c]
-
-
 def test_lanes_keep_order(t):
     """Two lanes (produce_gate.h): a partition moves to the fast producer at fast_at events per 50 ms (the fault
     http_lane_fast_at lowers it to 20, 400/s) and back after a slower window, each move waiting for the old
@@ -149,16 +155,7 @@ def test_lanes_keep_order(t):
         t.ok(moves["fast"] is not None and moves["fast"] >= 3, "each burst moved the partition to the fast lane",
              moves)
         t.ok(moves["slow"] is not None and moves["slow"] >= 3, "each slow spell moved it back", moves)
-        t.ok(wait_for(lambda: int(d.sql_scalar(f"SELECT count(*) FROM issued_coupons WHERE coupon_id = {c}")) ==
-                      len(accepted), 90, step=0.3), "every 202 is issued")
-        mine = log_of(d, c, 0)
-        t.eq(sorted(e["requestId"] for e in mine), sorted(accepted), "the log holds each accepted event once")
-        at = [e["acceptedAt"] for e in mine]
-        back = [(i, at[i - 1], at[i]) for i in range(1, len(at)) if at[i] < at[i - 1]]
-        t.ok(not back, "in the log, acceptedAt never goes back: the moves kept the order", back[:5])
-        t.eq(metric(d, "couponsd_kafka_produce_errors_total"), 0, "no produce failed")
-        clean, text = d.sanitizer_clean()
-        t.ok(clean, "no sanitizer report", text)
+        issued_in_order(t, d, c, accepted, "the moves kept the order")
 
 
 def test_operator_linger_one_lane(t):
