@@ -21,6 +21,11 @@ void gates_window(gates_t *gs)
 	gs->window = GATE_WINDOW;
 }
 
+int gates_may_hold(const gates_t *gs)
+{
+	return gs->window != INT_MAX || gs->fast_at > 0;
+}
+
 void gates_lanes(gates_t *gs, int fast_at, int slow_below)
 {
 	gs->fast_at = fast_at;

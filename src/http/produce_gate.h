@@ -84,6 +84,9 @@ void gates_fini(gates_t *gs);
 /* Hold a partition's new messages while GATE_WINDOW of its messages are outstanding. */
 void gates_window(gates_t *gs);
 
+/* Whether a message can ever be held: the window or the lanes are on. */
+int gates_may_hold(const gates_t *gs);
+
 /* Lanes on: a partition moves to LANE_FAST at fast_at messages in one LANE_WINDOW_US, back to LANE_SLOW
  * after a window with fewer than slow_below (0 < slow_below <= fast_at). */
 void gates_lanes(gates_t *gs, int fast_at, int slow_below);

@@ -54,7 +54,6 @@ struct producer {
 	producer_fatal_fn on_fatal;
 	void *on_fatal_arg;
 	gates_t gates; /* one per partition of kafka.partitions */
-	int gated;     /* hold events behind the window (kafka_conf_http_gated()) */
 };
 
 static void release(producer_t *p, gate_t *g);
@@ -247,7 +246,6 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		return NULL;
 	p->cfg = cfg;
 	kafka_topics_init(&p->topic_state);
-	p->gated = kafka_conf_http_gated(cfg);
 	p->nlanes = fast_at > 0 ? LANES : 1;
 	for (int i = 0; i < LANES; i++) {
 		p->lanes[i].p = p;
@@ -257,7 +255,7 @@ producer_t *producer_new(struct event_base *base, const config_t *cfg, const cha
 		free(p);
 		return NULL;
 	}
-	if (p->gated)
+	if (kafka_conf_http_gated(cfg))
 		gates_window(&p->gates);
 	if (fast_at > 0)
 		gates_lanes(&p->gates, fast_at, fast_at / 2 > 0 ? fast_at / 2 : 1);
@@ -351,7 +349,7 @@ static void expire(producer_t *p)
 {
 	long n;
 
-	if (!p->gated && p->nlanes == 1)
+	if (!gates_may_hold(&p->gates))
 		return; /* nothing is ever held, so nothing is handed over late either */
 	n = gates_expire(&p->gates, clock_mono_us() - p->cfg->kafka_produce_timeout * 1000, on_expired, p);
 	if (n > 0)
