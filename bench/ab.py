@@ -30,21 +30,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
 import harness  # noqa: E402
+from procs import proc_stat  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
 
 
 def ticks(pids):
     """utime + stime of the processes, in clock ticks (the ones gone count nothing)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total
+    return sum(int(f[11]) + int(f[12]) for f in map(proc_stat, pids) if f is not None)
 
 
 def kinds_of(d):
