@@ -19,6 +19,10 @@
  *         http_pg_connect_delay=MS
  *                          every HTTP worker's PostgreSQL client starts its first connect MS later,
  *                          as a slow PostgreSQL would (the worker waits for it before it accepts)
+ *         http_settle_drop=U
+ *                          the HTTP workers never make user U's claims last after the delivery report
+ *                          (http_issue.c, keep_claim), as a worker that died between its 202 and the
+ *                          settle's send would: the claim expires after its first lifetime
  *         http_produce_gate=1
  *                          the HTTP producers hold events behind librdkafka's idempotence window
  *                          (produce_gate.h) on the embedded cluster too, as on real brokers

@@ -27,6 +27,7 @@ typedef struct admin_stream admin_stream_t;
 /* The issue path's script arguments that only the configuration sets, formatted once (http_issue.c). */
 typedef struct {
 	char claim_ms[24], keep_ms[24], count_from[24], result_ttl_ms[24], after_ms[24], status_ttl_s[24];
+	long settle_drop_user; /* fault http_settle_drop (core/fault.h): this user's are lost, else -1 */
 } issue_args_t;
 
 typedef struct http_ctx {

@@ -4,6 +4,7 @@
 
 #include "core/admission.h"
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/json_escape.h"
 #include "core/keys.h"
 #include "core/log.h"
@@ -250,6 +251,8 @@ static void keep_claim(issue_t *is)
 	const char *fixed[] = {is->inflight_key, a->result_ttl_ms, a->after_ms, a->keep_ms};
 	const char *item[] = {is->user_key, is->ev.request_id, is->counted ? "1" : "0"};
 
+	if (a->settle_drop_user >= 0 && a->settle_drop_user == is->ev.user_id)
+		return; /* a test's worker that died in that instant (fault http_settle_drop) */
 	if (redis_batch_add(is->ctx->settles, is->ev.coupon_id, fixed, item, ignore_reply, NULL) != 0)
 		log_warn("redis: cannot make the claim of user %lld last; it expires after %lld ms",
 		         (long long)is->ev.user_id, claim_ms(is->ctx->cfg));
@@ -607,6 +610,7 @@ int http_issue_init(http_ctx_t *ctx)
 	snprintf(a->result_ttl_ms, sizeof(a->result_ttl_ms), "%lld", (long long)cfg->issue_result_ttl);
 	snprintf(a->after_ms, sizeof(a->after_ms), "%d", INFLIGHT_AFTER_DELIVERY_MS);
 	snprintf(a->status_ttl_s, sizeof(a->status_ttl_s), "%lld", (long long)(cfg->issue_result_ttl / 1000));
+	a->settle_drop_user = fault_value("http_settle_drop");
 	ctx->claims = redis_batch_new(ctx->base, ctx->redis, &claim_script, 2, 4, 1, 1);
 	ctx->settles = redis_batch_new(ctx->base, ctx->redis, &settle_batch_script, 1, 3, 1, 2);
 	return ctx->claims == NULL || ctx->settles == NULL ? -1 : 0;

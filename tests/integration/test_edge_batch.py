@@ -48,5 +48,49 @@ def test_burst_is_batched(t):
         t.eq((st, json.loads(body).get("status") if st == 200 else body), (200, "ISSUED"), "its status says ISSUED")
 
 
+def claim_ttl_ms(d, coupon, user):
+    """The per-(coupon, user) claim's remaining lifetime in Redis (PTTL: -2 when it is gone)."""
+    return int(d.redis.cli("PTTL", f"{d.redis_prefix}{{{coupon}}}:user:{user}"))
+
+
+def test_lost_settle_never_issues_twice(t):
+    """The 202 does not wait for the call that makes its claim last (http_issue.c, keep_claim): a worker killed
+    between the two leaves the claim to expire after its first lifetime (kafka.produce_timeout + 5 s), and the user
+    can then get a second 202. The fault http_settle_drop=U loses user U's settles, as that death would; user U+1's
+    are kept (the control). The second request must be decided REJECTED ALREADY_ISSUED by the consumer's one row per
+    (coupon, user): one unit issued, none lost."""
+    lost, kept = 7, 8
+    with Daemon({"kafka": {"produce_timeout": "1s"}}, faults=f"http_settle_drop={lost}", redis=True,
+                postgres=True, admin_token=TOKEN, workers=1, partitions=1) as d:
+        d.start()
+        wait_for(lambda: d.get("/readyz")[0] == 200, 20)
+        c = d.create_coupon(10, name="lost settle")
+        first = {}
+        for user in (lost, kept):
+            st, body, _ = d.issue(c, user)
+            t.eq(st, 202, f"user {user}: 202")
+            first[user] = (body or {}).get("requestId")
+            t.eq((d.wait_final(first[user], 20) or {}).get("status"), "ISSUED", f"user {user}: ISSUED")
+        t.ok(claim_ttl_ms(d, c, kept) > 60_000, "the control's claim was made to last (issue.result_ttl: 24 h)",
+             claim_ttl_ms(d, c, kept))
+        t.ok(0 < claim_ttl_ms(d, c, lost) <= 6_000, "the lost settle's claim keeps its first lifetime (<= 6 s)",
+             claim_ttl_ms(d, c, lost))
+        st, body, _ = d.issue(c, lost)
+        t.eq((st, (body or {}).get("error"), (body or {}).get("requestId")), (409, "ALREADY_REQUESTED", first[lost]),
+             "until it expires, the claim still answers the user's retry with their request")
+        t.ok(wait_for(lambda: claim_ttl_ms(d, c, lost) == -2, 10, step=0.2), "then the claim expires")
+        st, body, _ = d.issue(c, lost)
+        t.eq(st, 202, "the user gets a second 202: the window this test is about")
+        second = (body or {}).get("requestId")
+        final = d.wait_final(second, 20) or {}
+        t.eq((final.get("status"), final.get("reason")), ("REJECTED", "ALREADY_ISSUED"),
+             "the second request is REJECTED ALREADY_ISSUED")
+        rows = d.sql(f"SELECT user_id, count(*) FROM issued_coupons WHERE coupon_id = {c} GROUP BY user_id")
+        t.eq(sorted((int(u), int(n)) for u, n in rows), [(lost, 1), (kept, 1)], "one unit per user, none twice")
+        t.eq(int(d.sql_scalar(f"SELECT remaining FROM coupons WHERE id = {c}")), 8, "8 of 10 units left")
+        st, body, _ = d.issue(c, kept)
+        t.eq((st, (body or {}).get("error")), (409, "ALREADY_REQUESTED"), "the control user is still told no")
+
+
 if __name__ == "__main__":
-    Tap().run(test_burst_is_batched)
+    Tap().run(test_burst_is_batched, test_lost_settle_never_issues_twice)
