@@ -77,6 +77,11 @@ import peer as peerlib  # noqa: E402
 import peer_plot  # noqa: E402
 import targets  # noqa: E402
 
+# librdkafka 2.0.2's mock keeps about 5 MiB of a partition and drops the oldest events past it as they are written:
+# of 40,000 events on one partition it kept 23,600 to 35,000 in earlier runs, so the embedded Kafka's one-partition
+# backlog is this many events, all of which it keeps (the real cluster's is 40,000).
+EMBEDDED_ONE_PARTITION = 20000
+
 PHASES = ["warmup", "pgbench", "accept", "soldout", "hot", "sellout", "peer", "backlog", "backlog1", "flash",
           "paced", "memory"]
 HOT_QUANTITY = 2000000000
@@ -868,6 +873,8 @@ postgres:
     def phase_backlog(self, coupons=None):
         ids = self.coupons(coupons or self.partitions, 100000000, "backlog")
         n = self.count(40000)
+        if coupons == 1 and self.kafka == "embedded":
+            n = min(n, EMBEDDED_ONE_PARTITION)
         argv = [self.kfeed, "-b", self.bootstrap, "-t", self.topics["topic"], "-C", ",".join(map(str, ids)),
                 "-U", "3000000000", "-n", str(n)]
         self.out["commands"]["backlog"] = cmdline(argv)
@@ -1226,10 +1233,8 @@ postgres:
                         round(rate) if rate else None, "decisions/s", b["command"],
                         note=f"{len(ms):,} decisions of {b['events']:,} events, one consumer; "
                              f"kfeed wrote them in {b['feed']['seconds']:.1f} s")
-            # The embedded Kafka keeps 5 MiB of a partition (librdkafka 2.0.2's mock): of 40,000 events on one
-            # partition it drops the oldest ~11,000 before they are read. The rate of what it kept is still
-            # the consumer's; on a real cluster every event must be decided.
-            complete = len(ms) >= b["events"] or (self.kafka == "embedded" and len(ms) >= b["events"] * 0.5)
+            # Every event fed must be decided, on both Kafkas (the embedded one is fed only what it keeps).
+            complete = len(ms) >= b["events"]
             self.judge("backlog1_rps", f"{rate:,.0f}/s" + ("" if len(ms) >= b["events"] else
                                                            f" ({len(ms):,} of {b['events']:,} decided)") if rate else "-",
                        rate, None if not rate else (rate >= 20000 and complete))
