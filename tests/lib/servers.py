@@ -23,7 +23,8 @@ import tempfile
 import threading
 import time
 
-from procs import free_port, pid_alive as _alive, read_text, wait_for as _wait_for  # noqa: F401  (free_port: for callers)
+from procs import free_port  # noqa: F401  (for callers)
+from procs import pid_alive as _alive, proc_children, read_text, wait_for as _wait_for
 
 PG_BIN = os.environ.get("COUPONSD_PG_BIN", "/usr/lib/postgresql/15/bin")
 REDIS_SERVER = os.environ.get("COUPONSD_REDIS_SERVER", "redis-server")
@@ -250,6 +251,26 @@ class Postgres(_Server):
 
     def _user(self):
         return "postgres" if self._as_postgres else None
+
+    def _signal_children(self, sig):
+        for pid, _, _ in proc_children(self.proc.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
+
+    def pause(self):
+        """SIGSTOP to the postmaster, then to each of its children: every backend is a process of its own, and
+        with the postmaster alone stopped the open connections went on answering (only new ones hung). The
+        postmaster first, so that it forks no child the sweep would miss."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self._signal_children(signal.SIGSTOP)
+
+    def resume(self):
+        if self.alive():
+            self._signal_children(signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def initdb(self):
         if os.path.exists(os.path.join(self.data, "PG_VERSION")):
