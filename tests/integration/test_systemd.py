@@ -193,9 +193,10 @@ class Container:
         answer = []
 
         def settled():
-            # Until systemd has its private socket, systemctl cannot connect: ask again.
+            # Until systemd has its private socket, systemctl cannot connect: it says nothing, or "offline" (as
+            # when no systemd runs at all), and does not wait. Ask again until the boot's own answer, or the end.
             answer[:] = self.sh("systemctl is-system-running --wait", timeout=timeout)
-            return answer[1].strip() or self.proc.poll() is not None
+            return answer[1].strip() not in ("", "offline") or self.proc.poll() is not None
 
         harness.wait_for(settled, timeout, 0.2)
         state = answer[1].strip()
