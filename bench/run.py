@@ -1235,7 +1235,7 @@ postgres:
                              f"kfeed wrote them in {b['feed']['seconds']:.1f} s")
             # Every event fed must be decided, on both Kafkas (the embedded one is fed only what it keeps).
             complete = len(ms) >= b["events"]
-            self.judge("backlog1_rps", f"{rate:,.0f}/s" + ("" if len(ms) >= b["events"] else
+            self.judge("backlog1_rps", f"{rate:,.0f}/s" + ("" if complete else
                                                            f" ({len(ms):,} of {b['events']:,} decided)") if rate else "-",
                        rate, None if not rate else (rate >= 20000 and complete))
         self.analyse_hot(ph)

@@ -100,13 +100,25 @@ class _Server:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def _signal_children(self, sig):
+        for pid, _, _ in proc_children(self.proc.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
+
     def pause(self):
-        """SIGSTOP: the server hangs with its sockets open (a chaos test's stuck dependency)."""
+        """SIGSTOP: the server hangs with its sockets open (a chaos test's stuck dependency). Its children too:
+        each PostgreSQL backend is a process of its own, and with the postmaster alone stopped the open
+        connections went on answering (only new ones hung). The server first, so that it forks no child the
+        sweep would miss."""
         if self.alive():
             os.kill(self.proc.pid, signal.SIGSTOP)
+            self._signal_children(signal.SIGSTOP)
 
     def resume(self):
         if self.alive():
+            self._signal_children(signal.SIGCONT)
             os.kill(self.proc.pid, signal.SIGCONT)
 
     def log(self):
@@ -251,26 +263,6 @@ class Postgres(_Server):
 
     def _user(self):
         return "postgres" if self._as_postgres else None
-
-    def _signal_children(self, sig):
-        for pid, _, _ in proc_children(self.proc.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass  # it ended meanwhile
-
-    def pause(self):
-        """SIGSTOP to the postmaster, then to each of its children: every backend is a process of its own, and
-        with the postmaster alone stopped the open connections went on answering (only new ones hung). The
-        postmaster first, so that it forks no child the sweep would miss."""
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGSTOP)
-            self._signal_children(signal.SIGSTOP)
-
-    def resume(self):
-        if self.alive():
-            self._signal_children(signal.SIGCONT)
-            os.kill(self.proc.pid, signal.SIGCONT)
 
     def initdb(self):
         if os.path.exists(os.path.join(self.data, "PG_VERSION")):
