@@ -4,6 +4,7 @@
 
 #include "core/clock.h"
 #include "core/kafka_conf.h"
+#include "core/kafka_delivery.h"
 #include "core/kafka_queue.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -94,12 +95,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 			*delivery = DELIVERY_DROPPED;
 		return;
 	}
-	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+	if (kafka_delivery_inferred(m)) { /* not a broker's word: sent again (kafka_delivery.c) */
+		log_warn(
+		    "kafka delivery to %s [%d]: success reported without an offset (inferred by librdkafka, "
+		    "not acknowledged by a broker); counted as failed",
+		    rd_kafka_topic_name(m->rkt), (int)m->partition);
+		r->failed++;
+		r->last_error = RD_KAFKA_RESP_ERR__INCONSISTENT;
+	} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		r->failed++;
 		r->last_error = m->err;
 	}
 	if (delivery != NULL && !r->detached)
-		*delivery = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? DELIVERY_DONE : DELIVERY_FAILED;
+		*delivery = kafka_delivery_confirmed(m) ? DELIVERY_DONE : DELIVERY_FAILED;
 }
 
 void results_serve(results_t *r)

@@ -71,15 +71,12 @@
  *   clear-errors                  forget the Produce errors not used yet
  *   rtt N|all MS                  delay every answer of broker N (or all) by MS milliseconds
  *
- * Caveat (librdkafka 2.0.2): the mock does not check idempotent producers'
- * sequence numbers. With more than one Produce request in flight, a retriable
- * CODE (REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS, now and then even
- * NOT_LEADER_FOR_PARTITION) can fail one batch while a later one succeeds, and
- * the client then takes the failed batch for persisted: a delivery report says
- * ok for a message that is not in the log. A real broker refuses the later
- * batch (OUT_OF_ORDER_SEQUENCE_NUMBER). tests/chaos/mock_seq_repro.c shows it
- * without couponsd; the chaos suite injects retriable codes only with
- * kafka.producer {max.in.flight.requests.per.connection: 1}.
+ * With more than one Produce request in flight, a retriable CODE can fail
+ * one batch while a later one succeeds; librdkafka 2.0.2 then reports the
+ * failed batch delivered, without an offset, and the mock (which checks no
+ * sequence numbers) does not refuse the later batch. couponsd counts such a
+ * report as a failure (src/core/kafka_delivery.c, where a real broker does the
+ * same); tests/chaos/mock_seq_repro.c shows the reports without couponsd.
  */
 long fault_value(const char *name);
 

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/clock.h"
+#include "core/kafka_delivery.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -69,14 +70,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		return;
 	g = &p->gates.gates[d->gm.gate];
 	if (gate_reported(g, &d->gm)) {
+		int ok = kafka_delivery_confirmed(m);
+
 		metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->gm.since_us);
-		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		if (kafka_delivery_inferred(m))
+			log_warn("kafka delivery to %s [%d]: success reported without an offset (inferred by "
+			         "librdkafka, not acknowledged by a broker); answered as failed",
+			         rd_kafka_topic_name(m->rkt), (int)m->partition);
+		else if (!ok)
 			log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
 			         rd_kafka_err2str(m->err));
-		}
-		d->fn(m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition,
-		      m->offset, d->arg);
+		if (!ok)
+			metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		d->fn(ok ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition, m->offset, d->arg);
 	}
 	free(d);
 	release(p, g);
