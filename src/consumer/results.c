@@ -100,6 +100,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		    "kafka delivery to %s [%d]: success reported without an offset (inferred by librdkafka, "
 		    "not acknowledged by a broker); counted as failed",
 		    rd_kafka_topic_name(m->rkt), (int)m->partition);
+		metrics_inc(M_KAFKA_DELIVERIES_INFERRED);
 		r->failed++;
 		r->last_error = RD_KAFKA_RESP_ERR__INCONSISTENT;
 	} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {

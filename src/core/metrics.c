@@ -340,6 +340,11 @@ static int render_counters(struct evbuffer *out, const metrics_slot_t *t)
 	    render_one(out, "couponsd_kafka_produce_held_total",
 	               "Issue events that waited in an HTTP worker for their partition's earlier deliveries.",
 	               total(t, M_KAFKA_PRODUCE_HELD));
+	rc |= render_one(
+	    out, "couponsd_kafka_deliveries_inferred_total",
+	    "Kafka delivery reports of success without an offset (librdkafka's inference, no broker's "
+	    "acknowledgement), counted as failed.",
+	    total(t, M_KAFKA_DELIVERIES_INFERRED));
 	rc |= render_counter(out, "couponsd_kafka_produce_lane_moves_total",
 	                     "Partitions an HTTP worker moved to its fast or slow producer by their rate.",
 	                     "to", lanes, moves, 2);

@@ -106,8 +106,11 @@ def test_produce_errors_in_flight(t):
 
     def evidence(d, f, v):
         ok, line = applied(5)(d, f, v)
-        inferred = log_count(d, r"success reported without an offset")
-        return ok, f"{line}; {inferred} delivery reports without an offset were answered as failed"
+        logged = log_count(d, r"success reported without an offset")
+        m = re.search(r"^couponsd_kafka_deliveries_inferred_total (\d+)$", d.get("/metrics")[1], re.M)
+        counted = int(m.group(1)) if m else None
+        return ok and counted == logged, (f"{line}; {logged} delivery reports without an offset were logged and "
+                                          f"counted as failed (couponsd_kafka_deliveries_inferred_total {counted})")
     scenario(t, "kafka-produce-errors-in-flight", lambda f: produce_errors(f, codes), d=chaos_daemon(),
              evidence=evidence)
 

@@ -36,7 +36,8 @@ def test_exposition(t):
              "Prometheus text exposition content type", headers)
         for name in ("couponsd_http_requests_total", "couponsd_http_request_duration_seconds",
                      "couponsd_kafka_produce_duration_seconds", "couponsd_kafka_produce_errors_total",
-                     "couponsd_kafka_produce_held_total", "couponsd_issued_total", "couponsd_rejected_total",
+                     "couponsd_kafka_produce_held_total", "couponsd_kafka_deliveries_inferred_total",
+                     "couponsd_issued_total", "couponsd_rejected_total",
                      "couponsd_compensations_total",
                      "couponsd_dlq_messages_total", "couponsd_redis_errors_total",
                      "couponsd_postgres_errors_total", "couponsd_worker_restarts_total",
