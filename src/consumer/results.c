@@ -88,6 +88,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
 	results_t *r = opaque;
 	item_delivery_t *delivery = m->_private;
+	int ok;
 
 	r->in_flight--;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && dropped(r, m)) {
@@ -95,20 +96,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 			*delivery = DELIVERY_DROPPED;
 		return;
 	}
-	if (kafka_delivery_inferred(m)) { /* not a broker's word: sent again (kafka_delivery.c) */
-		log_warn(
-		    "kafka delivery to %s [%d]: success reported without an offset (inferred by librdkafka, "
-		    "not acknowledged by a broker); counted as failed",
-		    rd_kafka_topic_name(m->rkt), (int)m->partition);
-		metrics_inc(M_KAFKA_DELIVERIES_INFERRED);
+	ok = kafka_delivery_confirmed(m); /* a success without an offset is sent again (kafka_delivery.c) */
+	if (!ok) {
 		r->failed++;
-		r->last_error = RD_KAFKA_RESP_ERR__INCONSISTENT;
-	} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		r->failed++;
-		r->last_error = m->err;
+		r->last_error =
+		    m->err != RD_KAFKA_RESP_ERR_NO_ERROR ? m->err : RD_KAFKA_RESP_ERR__INCONSISTENT;
 	}
 	if (delivery != NULL && !r->detached)
-		*delivery = kafka_delivery_confirmed(m) ? DELIVERY_DONE : DELIVERY_FAILED;
+		*delivery = ok ? DELIVERY_DONE : DELIVERY_FAILED;
 }
 
 void results_serve(results_t *r)

@@ -27,9 +27,20 @@
  */
 #include "core/kafka_delivery.h"
 
+#include "core/log.h"
+#include "core/metrics.h"
+
 int kafka_delivery_confirmed(const rd_kafka_message_t *m)
 {
-	return m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset >= 0;
+	if (kafka_delivery_inferred(m)) {
+		metrics_inc(M_KAFKA_DELIVERIES_INFERRED);
+		log_warn(
+		    "kafka delivery to %s [%d]: success reported without an offset (inferred by librdkafka, "
+		    "not acknowledged by a broker); counted as failed",
+		    rd_kafka_topic_name(m->rkt), (int)m->partition);
+		return 0;
+	}
+	return m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 int kafka_delivery_inferred(const rd_kafka_message_t *m)

@@ -5,7 +5,11 @@
 
 #include <librdkafka/rdkafka.h>
 
-/* Whether the report is a broker's acknowledgement of this very message (see kafka_delivery.c). */
+/*
+ * Whether the report is a broker's acknowledgement of this very message (see
+ * kafka_delivery.c). A success without an offset is logged and counted
+ * (couponsd_kafka_deliveries_inferred_total) here: call it once per report.
+ */
 int kafka_delivery_confirmed(const rd_kafka_message_t *m);
 
 /* Whether the report says success without a broker having given the message an offset. */

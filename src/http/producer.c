@@ -73,17 +73,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		int ok = kafka_delivery_confirmed(m);
 
 		metrics_observe(H_KAFKA_PRODUCE, clock_mono_us() - d->gm.since_us);
-		if (kafka_delivery_inferred(m)) {
-			metrics_inc(M_KAFKA_DELIVERIES_INFERRED);
-			log_warn("kafka delivery to %s [%d]: success reported without an offset (inferred by "
-			         "librdkafka, not acknowledged by a broker); answered as failed",
-			         rd_kafka_topic_name(m->rkt), (int)m->partition);
-		} else if (!ok) {
-			log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
-			         rd_kafka_err2str(m->err));
-		}
 		if (!ok)
 			metrics_inc(M_KAFKA_PRODUCE_ERRORS);
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+			         rd_kafka_err2str(m->err));
 		d->fn(ok ? PRODUCE_OK : PRODUCE_FAILED, (int)m->partition, m->offset, d->arg);
 	}
 	free(d);
