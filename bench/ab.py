@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """bench/ab.py: an A/B of couponsd builds or settings, alternated round by round on one machine.
 
-    python3 bench/ab.py [--rounds N] [--mode hot|accept] [--seconds S] [--loadgen PATH] \\
+    python3 bench/ab.py [--rounds N] [--mode hot|accept] [--seconds S] [--rate R] [--loadgen PATH] \\
         LABEL=BINARY[:linger=MS | :NAME=VALUE;NAME=VALUE] ...
 
 Each round starts, for every LABEL in turn, a fresh daemon from BINARY through the test harness
@@ -11,6 +11,7 @@ the real cluster that COUPONSD_KAFKA=real and COUPONSD_KAFKA_DIR name), then dri
 (64 connections for S seconds, the first 0.5 s a warm-up, a new user per request):
   hot     one coupon of 2e9: one partition, as a flash sale's hot coupon;
   accept  8 coupons, one per partition, the load spread over them.
+--rate R paces the load at R requests per second instead (loadgen -r): the CPU per 202 at a given rate.
 It prints the 202s per second, their p99, and the CPU per 202 of each kind of process (utime + stime from
 /proc, over the load): the HTTP workers, the consumers, the embedded Kafka, Redis and, on the real
 cluster, the brokers. In the first round it also prints Redis's commands per 202.
@@ -85,6 +86,8 @@ def run(args, label, binary, extra, first):
         before = {k: ticks(v) for k, v in kinds.items()}
         argv = [args.loadgen, "-p", str(d.port), "-c", "64", "-d", str(args.seconds), "-w", "0.5",
                 "-C", ",".join(map(str, coupons)), "-U", str(int(time.time() * 1000) % 10**12)]
+        if args.rate:
+            argv += ["-r", str(args.rate)]
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         after = {k: ticks(v) for k, v in kinds.items()}
         summary = json.loads(out.strip().splitlines()[-1])
@@ -102,6 +105,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--mode", choices=("hot", "accept"), default="hot")
     p.add_argument("--seconds", type=float, default=6)
+    p.add_argument("--rate", type=float, help="paced at this many requests per second (loadgen -r), not a closed loop")
     p.add_argument("--loadgen", default=os.path.join("_build", "bench", "build", "bench", "loadgen"),
                    help="bench/loadgen, built (make bench-build builds it)")
     p.add_argument("specs", nargs="+", metavar="LABEL=BINARY[:EXTRA]")

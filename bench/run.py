@@ -23,7 +23,8 @@ topics of its own (the real-cluster equivalent of a fresh embedded cluster).
 Phases, in order (each figure is printed with the command that produced it):
   warmup       real Kafka only: the brokers are warmed before anything is measured (a JVM starts cold):
                bench/kfeed writes events into a topic of its own and kproduce reads them back, then the
-               first daemon takes a discarded load like the accept phase's
+               first daemon takes a discarded load like the accept phase's, in segments until the brokers'
+               CPU per 202 settles (the JIT compiles the small-produce paths over a minute or more)
   pgbench      the PostgreSQL ceiling: batched insert of 100 issued rows per transaction
                (bench/issue100.sql) into the same PostgreSQL, in a database with couponsd's schema;
                one client per consumer
@@ -81,6 +82,22 @@ import targets  # noqa: E402
 # of 40,000 events on one partition it kept 23,600 to 35,000 in earlier runs, so the embedded Kafka's one-partition
 # backlog is this many events, all of which it keeps (the real cluster's is 40,000).
 EMBEDDED_ONE_PARTITION = 20000
+
+# The real cluster's warm-up (warm_up_daemon): segments of the accept load until the brokers' CPU per 202
+# settles.
+WARM_MIN = 3
+WARM_SETTLED = 0.15
+WARM_MAX_S = 150
+
+
+def warm_settled(us):
+    """Whether the brokers' CPU per 202 has stopped falling: WARM_MIN segments or more, and the last two
+    within WARM_SETTLED of the one before each."""
+    if len(us) < WARM_MIN or any(x is None for x in us[-3:]):
+        return False
+    a, b, c = us[-3:]
+    return abs(b - a) <= WARM_SETTLED * a and abs(c - b) <= WARM_SETTLED * b
+
 
 PHASES = ["warmup", "pgbench", "accept", "soldout", "hot", "sellout", "peer", "backlog", "backlog1", "flash",
           "paced", "memory"]
@@ -370,7 +387,7 @@ class Bench:
         self.peer = None  # the peer's stack while one runs (bench/peer.py)
         plan = [("setup", 8 if kafka == "embedded" else 30)]
         d = self.duration()
-        for name, secs in (("warmup", 2 * d + 20), ("pgbench", d + 4), ("start", 8), ("accept", 2 * d + 10),
+        for name, secs in (("warmup", 2 * d + 90), ("pgbench", d + 4), ("start", 8), ("accept", 2 * d + 10),
                            ("soldout", 2 * d + 6), ("hot", d + 25 * self.scale + 8),
                            ("sellout", d + 10), ("peer", 2 * d + 60),
                            ("backlog", 20 * self.scale + 6), ("backlog1", 10 * self.scale + 8),
@@ -1043,12 +1060,32 @@ postgres:
                 "  (x2, then " + cmdline(read) + ")"}
 
     def warm_up_daemon(self):
+        """The daemon's own traffic (small acks=all produces, a fetch per few events, follower fetches on
+        every append) runs code paths that kfeed's batches leave cold, and the brokers' JIT compiles them
+        over a minute or more: a cold cluster spent 4.2 ms of broker CPU per 202 where a warm one spends
+        0.6-0.7 (docs/performance.md, round 2i). So the accept phase's load runs in segments until the
+        brokers' CPU per 202 stops falling: at least WARM_MIN segments, then until two segments in a row
+        are within WARM_SETTLED of each other, at most WARM_MAX_S seconds in all."""
         ids = self.coupons(self.partitions, 100000000, "warm-up")
-        res = self.loadgen_run("warmup_load", "couponsd", self.port, ["-C", ",".join(map(str, ids)),
-                                                                       "-U", "900000000",
-                                                                       "-d", str(max(2.0, self.duration() / 2))],
-                               plot_label="warm-up")
-        return {k: res.get(k) for k in ("rps", "measured", "status_all", "cpu", "command")}
+        seg_s = max(2.0, self.duration())
+        segments, t_end = [], time.monotonic() + WARM_MAX_S * self.scale
+        span = seg_s / (WARM_MAX_S * self.scale)
+        while True:
+            i = len(segments)
+            res = self.loadgen_run(f"warmup_load{i}", "couponsd", self.port,
+                                   ["-C", ",".join(map(str, ids)), "-U", str(900000000 + i * 10000000),
+                                    "-d", str(seg_s)], pbase=min(1.0, i * span), pspan=span,
+                                   plot_label="warm-up" if i == 0 else False)
+            n = res["status_all"].get("202", 0)
+            us = res["cpu"].get("kafka brokers", 0) * res["cpu"]["wall_s"] * 1e6 / n if n else None
+            segments.append({"rps": res.get("rps"), "status_all": res.get("status_all"),
+                             "broker_us_per_202": round(us, 1) if us is not None else None})
+            self.progress.update(min(1.0, (i + 1) * span), f"segment {i + 1}: brokers {fmt(us)} us per 202")
+            if warm_settled([x["broker_us_per_202"] for x in segments]) or time.monotonic() + seg_s > t_end:
+                break
+        return {"segments": segments, "settled": warm_settled([x["broker_us_per_202"] for x in segments]),
+                "command": self.out["commands"]["warmup_load0"] + f"  (-U advanced per segment; "
+                f"{len(segments)} segments of {seg_s:g} s)"}
 
     def phase_memory(self):
         before = {"master": read_proc_status(self.daemon.pid)}
@@ -1172,6 +1209,13 @@ postgres:
                 if k in ph:
                     self.figure(f"{k}_p99", f"bare evhttp p99 (next to the {k[8:]} path)",
                                 ph[k]["latency_us"]["p99"] / 1000, "ms", ph[k]["command"])
+        warm = ph.get("warmup", {}).get("daemon_load")
+        if warm and warm.get("segments"):
+            us = [x["broker_us_per_202"] for x in warm["segments"]]
+            self.figure("warmup_broker_us_per_202", "warm-up: the brokers' CPU per 202, its last segment", us[-1],
+                        "us", warm["command"],
+                        note=("settled" if warm["settled"] else "NOT settled (time cap)") + "; segments: " +
+                        " / ".join(fmt(x) for x in us))
         if "accept" in ph:
             a = ph["accept"]
             acc_rps = a["status"].get("202", 0) / a["measured_s"] if a["measured_s"] else 0
