@@ -84,16 +84,19 @@ import targets  # noqa: E402
 EMBEDDED_ONE_PARTITION = 20000
 
 # The real cluster's warm-up (warm_up_daemon): segments of the accept load until the brokers' CPU per 202
-# settles.
-WARM_MIN = 3
+# settles. The JIT compiles a path after so many calls, not after so long, so a volume comes first: three
+# flat segments of a cold cluster (one run: 8,110 / 7,279 / 5,012 us, then 937 by the twelfth) prove nothing.
+WARM_MIN_202 = 30000
 WARM_SETTLED = 0.15
 WARM_MAX_S = 150
 
 
-def warm_settled(us):
-    """Whether the brokers' CPU per 202 has stopped falling: WARM_MIN segments or more, and the last two
-    within WARM_SETTLED of the one before each."""
-    if len(us) < WARM_MIN or any(x is None for x in us[-3:]):
+def warm_settled(segments, scale=1.0):
+    """Whether the brokers' CPU per 202 has stopped falling: WARM_MIN_202 (x scale) 202s in all, and the last
+    two segments within WARM_SETTLED of the one before each."""
+    us = [x["broker_us_per_202"] for x in segments]
+    done = sum(x["status_all"].get("202", 0) for x in segments)
+    if done < WARM_MIN_202 * scale or len(us) < 3 or any(x is None for x in us[-3:]):
         return False
     a, b, c = us[-3:]
     return abs(b - a) <= WARM_SETTLED * a and abs(c - b) <= WARM_SETTLED * b
@@ -1064,8 +1067,7 @@ postgres:
         every append) runs code paths that kfeed's batches leave cold, and the brokers' JIT compiles them
         over a minute or more: a cold cluster spent 4.2 ms of broker CPU per 202 where a warm one spends
         0.6-0.7 (docs/performance.md, round 2i). So the accept phase's load runs in segments until the
-        brokers' CPU per 202 stops falling: at least WARM_MIN segments, then until two segments in a row
-        are within WARM_SETTLED of each other, at most WARM_MAX_S seconds in all."""
+        brokers' CPU per 202 stops falling (warm_settled()), at most WARM_MAX_S seconds in all."""
         ids = self.coupons(self.partitions, 100000000, "warm-up")
         seg_s = max(2.0, self.duration())
         segments, t_end = [], time.monotonic() + WARM_MAX_S * self.scale
@@ -1078,12 +1080,12 @@ postgres:
                                    plot_label="warm-up" if i == 0 else False)
             n = res["status_all"].get("202", 0)
             us = res["cpu"].get("kafka brokers", 0) * res["cpu"]["wall_s"] * 1e6 / n if n else None
-            segments.append({"rps": res.get("rps"), "status_all": res.get("status_all"),
+            segments.append({"rps": res.get("rps"), "status_all": res.get("status_all") or {},
                              "broker_us_per_202": round(us, 1) if us is not None else None})
             self.progress.update(min(1.0, (i + 1) * span), f"segment {i + 1}: brokers {fmt(us)} us per 202")
-            if warm_settled([x["broker_us_per_202"] for x in segments]) or time.monotonic() + seg_s > t_end:
+            if warm_settled(segments, self.scale) or time.monotonic() + seg_s > t_end:
                 break
-        return {"segments": segments, "settled": warm_settled([x["broker_us_per_202"] for x in segments]),
+        return {"segments": segments, "settled": warm_settled(segments, self.scale),
                 "command": self.out["commands"]["warmup_load0"] + f"  (-U advanced per segment; "
                 f"{len(segments)} segments of {seg_s:g} s)"}
 
