@@ -29,25 +29,11 @@ static int topic_index(const config_t *cfg, const char *name)
 	return -1;
 }
 
-/*
- * librdkafka lists a topic it holds a handle for with "metadata_age" 0 until
- * the first metadata answer; after it, the partitions Kafka reported plus the
- * unassigned "-1" queue, which alone means the topic does not exist.
- */
-void kafka_topics_from_stats(kafka_topics_t *kt, const config_t *cfg, json_t *stats)
+void kafka_topics_merge(kafka_topics_t *kt, const kafka_topics_t *seen)
 {
-	const char *name;
-	json_t *topic;
-
-	json_object_foreach(json_object_get(stats, "topics"), name, topic)
-	{
-		int i = topic_index(cfg, name);
-		json_t *parts = json_object_get(topic, "partitions");
-		size_t n = json_object_size(parts);
-
-		if (i < 0 || json_integer_value(json_object_get(topic, "metadata_age")) <= 0)
-			continue;
-		kt->partitions[i] = (int)(json_object_get(parts, "-1") != NULL && n > 0 ? n - 1 : n);
+	for (int i = 0; i < KAFKA_TOPICS_COUNT; i++) {
+		if (seen->partitions[i] != KAFKA_TOPIC_UNKNOWN)
+			kt->partitions[i] = seen->partitions[i];
 	}
 }
 

@@ -5,7 +5,6 @@
 
 #include "core/config.h"
 
-#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 
@@ -29,8 +28,8 @@ const char *kafka_topics_name(const config_t *cfg, int i);
 
 void kafka_topics_init(kafka_topics_t *kt);
 
-/* From librdkafka's statistics JSON ("topics": a topic with only the "-1" partition does not exist). */
-void kafka_topics_from_stats(kafka_topics_t *kt, const config_t *cfg, json_t *stats);
+/* What a statistics report saw (kafka_stats_read()): its known topics replace kt's. */
+void kafka_topics_merge(kafka_topics_t *kt, const kafka_topics_t *seen);
 
 /* From one topic's metadata answer (rd_kafka_metadata() for that topic). */
 void kafka_topics_from_metadata(kafka_topics_t *kt, const config_t *cfg, const struct rd_kafka_metadata *md);

@@ -6,13 +6,13 @@
 #include "core/admission.h"
 #include "core/kafka_conf.h"
 #include "core/kafka_queue.h"
+#include "core/kafka_stats.h"
 #include "core/kafka_topics.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/clock.h"
 #include "core/kafka_delivery.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,23 +91,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
 	lane_conn_t *l = opaque;
-	json_t *root = json_loadb(json, len, 0, NULL), *brokers, *b;
-	const char *name;
-	int up = 0;
+	kafka_stats_t st;
 
-	brokers = json_object_get(root, "brokers");
-	json_object_foreach(brokers, name, b)
-	{
-		const char *state = json_string_value(json_object_get(b, "state"));
-
-		up += state != NULL && strcmp(state, "UP") == 0;
-	}
-	if (root != NULL) {
-		l->brokers_up = up;
+	if (kafka_stats_read(json, len, l->p->cfg, &st) == 0) {
+		l->brokers_up = st.brokers_up;
 		if (l == &l->p->lanes[0]) /* both lanes see the same topics */
-			kafka_topics_from_stats(&l->p->topic_state, l->p->cfg, root);
+			kafka_topics_merge(&l->p->topic_state, &st.seen);
 	}
-	json_decref(root);
 	return 0; /* librdkafka frees json */
 }
 
