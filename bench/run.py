@@ -1428,6 +1428,12 @@ postgres:
                         f"{who}: one coupon of 10,000 under the same load: all issued after", s, "s", res["command"],
                         note=f"{res['shown']}; answers {res['status_all']} in {res['measured_s']:.1f} s of load "
                              f"(until sold out, at most {self.sellout_duration():g} s)")
+        if rates.get("couponsd") and ph.get("sellout"):
+            # The load is a closed loop: 10,000 202s come no faster than the hot phase's 202 rate (64 connections
+            # over the 202 latency), so the sell-out cannot beat this unless the edge answers faster.
+            self.figure("sellout_floor_s", "sell-out: the closed loop's floor (10,000 / the hot phase's 202/s)",
+                        round(SELLOUT_STOCK / rates["couponsd"], 2), "s", ph["hot"]["command"],
+                        note="how much of the sell-out time is the edge's: the rest is deciding the last units")
         res = ph.get("sellout")
         if res:
             s = res["all_issued_s"]
