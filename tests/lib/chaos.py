@@ -399,12 +399,22 @@ class Faults:
 
 # ---- quiescence and the checks -----------------------------------------------------------------------------
 
-def kafka_events(d):
+def kafka_events(d, t=None):
     """[(coupon, partition, offset, requestId, user)] of every decodable event in the issue topic, in log order,
-    and {partition: first offset still in the log} (above 0 where retention dropped the log's head)."""
+    and {partition: first offset still in the log} (above 0 where retention dropped the log's head). A read that
+    did not reach every partition's end in time is made again (three tries), so that a slow read is not taken
+    for a log that lost events."""
     bootstrap = d.kafka_bootstrap()
     out, starts = [], {}
-    for m in kafka_consume(bootstrap, d.topic(), timeout_ms=20000):
+    for attempt in range(3):
+        whole = {}
+        msgs = kafka_consume(bootstrap, d.topic(), timeout_ms=20000, whole=whole)
+        if whole["complete"]:
+            break
+        if t is not None:
+            t.diag(f"the issue topic's read {attempt + 1} did not reach every partition's end "
+                   f"({len(msgs)} messages): {whole['stderr'].strip()[-200:]}")
+    for m in msgs:
         starts[m["partition"]] = min(starts.get(m["partition"], m["offset"]), m["offset"])
         ev = parse_json(m["value"])
         if isinstance(ev, dict) and isinstance(ev.get("couponId"), int) and isinstance(ev.get("admin"), dict):
@@ -478,7 +488,7 @@ def quiesce(t, d, accepted, coupons, budget):
     """Waits for every 202 to be decided and every Kafka event to have a PostgreSQL decision; returns
     (finals, events, issued, rejected)."""
     finals = wait_all_final(d.endpoints(), accepted, timeout=budget.left(90))
-    events, starts = kafka_events(d)
+    events, starts = kafka_events(d, t)
     log_rids = {rid for c, _, _, rid, _ in events if c in coupons and rid is not None}
 
     def all_in_pg():
@@ -505,6 +515,8 @@ def check(t, v, d, coupons, answers, budget):
     decided = {r for r, f in finals.items() if isinstance(f, dict) and f.get("status") in FINAL}
     in_log = {rid for _, _, _, rid, _ in events}
     complete = check_log_complete(t, v, accepted, in_log, starts)
+    if not complete:
+        missing_diag(t, d, set(accepted) - in_log, events)
     sent = {(body or {}).get("requestId"): at for _, _, status, body, at in answers if status == 202}
     for rid in sorted(set(accepted) - decided)[:10]:
         t.diag(f"lost: {rid} (coupon, user) {accepted[rid]} answered 202 for a request sent at {sent.get(rid, 0):.2f}s; "
@@ -538,6 +550,27 @@ def check_log_complete(t, v, accepted, in_log, starts):
     t.ok(not missing, f"{v.name}: every request answered 202 is in the Kafka log",
          f"{len(missing)} missing, e.g. {sorted(missing)[:5]}")
     return not missing
+
+
+def missing_diag(t, d, missing, events):
+    """For a post-mortem of a 202 whose event the log read did not hold: where its consumer read it (the
+    decision's kafka_partition and kafka_offset), the offsets the read saw in that partition, and what the log
+    holds at that offset now. Another request there means the log was rewritten; nothing there, a read or a
+    log that ends early."""
+    by_place = {(p, o): rid for _, p, o, rid, _ in events}
+    ranges = collections.defaultdict(list)
+    for _, p, o, _, _ in events:
+        ranges[p].append(o)
+    for rid in sorted(missing)[:5]:
+        rows = d.sql(f"SELECT kafka_partition, kafka_offset, 'issued' FROM issued_coupons WHERE request_id = '{rid}' "
+                     f"UNION ALL SELECT kafka_partition, kafka_offset, 'rejected' FROM rejected_requests "
+                     f"WHERE request_id = '{rid}'")
+        for p, o, kind in rows or [(None, None, "undecided")]:
+            seen = ranges.get(int(p), []) if p not in (None, "") else []
+            now = by_place.get((int(p), int(o))) if p not in (None, "") and o not in (None, "") else None
+            t.diag(f"not in the log read: {rid}, {kind} from partition {p} offset {o}; the read saw that "
+                   f"partition's offsets {min(seen) if seen else '-'}..{max(seen) if seen else '-'} ({len(seen)} "
+                   f"events); at offset {o} now: {now or 'nothing'}")
 
 
 def stuck_partitions_diag(t, d, coupons):

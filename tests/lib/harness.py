@@ -650,15 +650,20 @@ def kafka_produce(bootstrap, topic, value, key=None, partition=None, headers=Non
     return [tuple(map(int, line.split())) for line in r.stdout.decode().split("\n") if line.strip()]
 
 
-def kafka_consume(bootstrap, topic, partition=None, max_messages=None, timeout_ms=15000):
+def kafka_consume(bootstrap, topic, partition=None, max_messages=None, timeout_ms=15000, whole=None):
     """Every message of the topic (or one partition) from the beginning to its current end, as dicts:
-    partition, offset, key, value (bytes are exact via .encode("latin-1") of the str), headers (dict)."""
+    partition, offset, key, value (bytes are exact via .encode("latin-1") of the str), headers (dict).
+    whole, a dict, gets "complete": whether every partition was read to its end within timeout_ms (kproduce's
+    exit status; a read cut by the timeout returns what it had)."""
     argv = [kproduce_bin(), "-C", "-b", bootstrap, "-t", topic, "-w", str(timeout_ms)]
     if partition is not None:
         argv += ["-p", str(partition)]
     if max_messages:
         argv += ["-m", str(max_messages)]
     r = subprocess.run(argv, capture_output=True, timeout=timeout_ms / 1000 + 30)
+    if whole is not None:
+        whole["complete"] = r.returncode == 0
+        whole["stderr"] = r.stderr.decode(errors="replace")[-500:]
     out = []
     for line in r.stdout.decode().split("\n"):
         if line.strip():
