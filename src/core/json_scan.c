@@ -39,8 +39,7 @@ static int string(scan_t *s, const char **start, size_t *len)
 	return 0;
 }
 
-/* A number, true, false or null: the characters they are made of (the scan checks structure, not numerals).
- */
+/* A number, true, false or null: the characters they are made of (structure is checked, not numerals). */
 static int scalar(scan_t *s, const char **start, size_t *len)
 {
 	const char *q = s->p;
