@@ -39,12 +39,35 @@ static int string(scan_t *s, const char **start, size_t *len)
 	return 0;
 }
 
+/* A byte of a number, true, false or null. */
+static int scalar_byte(char c)
+{
+	switch (c) {
+	case '+':
+	case '-':
+	case '.':
+	case 'e':
+	case 'E':
+	case 't':
+	case 'r':
+	case 'u':
+	case 'f':
+	case 'a':
+	case 'l':
+	case 's':
+	case 'n':
+		return 1;
+	default:
+		return c >= '0' && c <= '9';
+	}
+}
+
 /* A number, true, false or null: the characters they are made of (structure is checked, not numerals). */
 static int scalar(scan_t *s, const char **start, size_t *len)
 {
 	const char *q = s->p;
 
-	while (q < s->end && strchr("+-.0123456789eEtrufalsn", *q) != NULL && *q != '\0')
+	while (q < s->end && scalar_byte(*q))
 		q++;
 	if (q == s->p)
 		return -1;
@@ -147,12 +170,4 @@ int json_scan(const char *text, size_t len, json_scan_fn fn, void *arg)
 		return -1;
 	skip_ws(&s);
 	return s.p == s.end ? 0 : -1;
-}
-
-int json_scan_key_is(const json_scan_path_t *path, int i, const char *word)
-{
-	size_t n = strlen(word);
-
-	return i < path->depth && i < JSON_SCAN_DEPTH && path->len[i] == n &&
-	       memcmp(path->key[i], word, n) == 0;
 }

@@ -4,6 +4,7 @@
 #define COUPONSD_JSON_SCAN_H
 
 #include <stddef.h>
+#include <string.h>
 
 /*
  * librdkafka's statistics are 25-30 KB of JSON per producer and second, of
@@ -34,7 +35,13 @@ typedef void (*json_scan_fn)(const json_scan_path_t *path, const char *value, si
 /* Returns 0, or -1 when text is not exactly one JSON value (fn may have been called for its first part). */
 int json_scan(const char *text, size_t len, json_scan_fn fn, void *arg);
 
-/* Whether key i of path is word (a convenience for callbacks). */
-int json_scan_key_is(const json_scan_path_t *path, int i, const char *word);
+/* Whether key i of path is word (a convenience for callbacks; inline, so a literal's length is known). */
+static inline int json_scan_key_is(const json_scan_path_t *path, int i, const char *word)
+{
+	size_t n = strlen(word);
+
+	return i < path->depth && i < JSON_SCAN_DEPTH && path->len[i] == n &&
+	       memcmp(path->key[i], word, n) == 0;
+}
 
 #endif
